@@ -1,0 +1,244 @@
+"""The one small interface every database module implements.
+
+A dialect knows one database's SQL: how to list the user's tables and foreign
+keys, how to install change tracking and capture the baseline, how to rewind
+the dirty tables, and how to create, clone and drop databases.
+
+Conventions every implementation follows:
+
+* Methods that take a :class:`~sqlalchemy.engine.Connection` receive it in
+  ``AUTOCOMMIT`` mode and manage their own transactions (``BEGIN``/``COMMIT``
+  statements, or one server-side routine that runs as a single statement),
+  because the cheapest number of round trips differs per database.
+* Every identifier in generated SQL is quoted with :func:`quote`; mixed case,
+  reserved words, spaces and names at the length limit all work.
+* Tracking objects never take a generic name in the user's namespace:
+  PostgreSQL keeps them in the ``dbrewind`` schema; MySQL and SQLite use a
+  ``dbrewind_`` prefix, shortened with a hash to stay within identifier limits.
+* ``install`` is idempotent: it replaces whatever an earlier (possibly
+  crashed) installation left behind, and never captures a baseline from
+  marked-dirty data without the caller's say (the caller rewinds first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from sqlalchemy.engine import Connection
+
+from .._url import Backend, DatabaseURL
+
+__all__ = [
+    "Capabilities",
+    "Dialect",
+    "ForeignKey",
+    "RewindResult",
+    "SchemaInfo",
+    "Table",
+    "quote",
+    "short_name",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a database can do, for choosing strategies and skipping tests by feature."""
+
+    transactional_ddl: bool
+    """DDL (``CREATE TABLE``) can be rolled back."""
+    statement_triggers: bool
+    """Triggers can fire once per statement (else once per row)."""
+    truncate_trigger: bool
+    """``TRUNCATE`` fires a trigger (so it is tracked)."""
+    implicit_commits: bool
+    """Some statements (DDL, ``TRUNCATE``, ``LOCK TABLES``) commit the open transaction."""
+    server_side_rewind: bool
+    """The rewind runs as one server-side routine: a single round trip."""
+    deferrable_constraints: bool
+    """Constraints can be ``DEFERRABLE INITIALLY DEFERRED`` (checked at commit)."""
+    concurrent_writers: bool
+    """Two connections can hold write transactions at once."""
+    savepoints: bool = True
+    select_for_update: bool = True
+    returning: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    """One user table, as the tracking and rewind code needs it."""
+
+    key: str
+    """Identity used in marks and results: ``schema.name`` on PostgreSQL, ``name`` elsewhere."""
+    name: str
+    schema: str | None = None
+    columns: tuple[str, ...] = ()
+    """Columns a baseline restore inserts, in table order (generated columns left out)."""
+    identity_always: bool = False
+    """PostgreSQL: a ``GENERATED ALWAYS`` identity column (restore needs ``OVERRIDING SYSTEM VALUE``)."""
+    sequences: tuple[str, ...] = ()
+    """PostgreSQL: qualified, quoted names of sequences the table's columns draw from."""
+    auto_increment: bool = False
+    """MySQL/SQLite: the table has an AUTO_INCREMENT / AUTOINCREMENT counter."""
+    partitions: tuple[str, ...] = ()
+    """PostgreSQL: quoted qualified names of partitions (tracked, cleaned through the parent)."""
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key from ``child`` to ``parent`` (table keys); self-references allowed."""
+
+    child: str
+    parent: str
+    name: str = ""
+    on_delete: str = "NO ACTION"
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """The user's tables and the foreign-key graph between them."""
+
+    tables: Mapping[str, Table]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+    def referencing(self, key: str) -> set[str]:
+        """Keys of tables with a foreign key to ``key`` (not counting ``key`` itself)."""
+        return {fk.child for fk in self.foreign_keys if fk.parent == key and fk.child != key}
+
+    def delete_order(self, keys: Iterable[str] | None = None) -> list[str]:
+        """``keys`` ordered children first, so deleting in this order is FK-safe.
+
+        Cycles (including self-references) are kept together; within a cycle
+        the order is by name, and the caller must relax FK checks (or defer
+        them) for the cycle to be deleted.
+        """
+        from .._graph import children_first
+
+        wanted = set(self.tables if keys is None else keys)
+        edges = [(fk.child, fk.parent) for fk in self.foreign_keys]
+        return [k for k in children_first(sorted(self.tables), edges) if k in wanted]
+
+    def insert_order(self, keys: Iterable[str] | None = None) -> list[str]:
+        """``keys`` ordered parents first: FK-safe order for re-inserting rows."""
+        return list(reversed(self.delete_order(keys)))
+
+
+@dataclass
+class RewindResult:
+    """What one rewind did."""
+
+    tables: tuple[str, ...] = ()
+    """Keys of the tables that were dirty and were put back to the baseline."""
+    deleted: dict[str, int] = field(default_factory=dict)
+    """Rows removed per table (``-1`` when truncated: the count is unknown)."""
+    truncated: frozenset[str] = frozenset()
+    created_tables: tuple[str, ...] = ()
+    """Tables that exist now but not in the baseline (created by the test)."""
+    dropped_tables: tuple[str, ...] = ()
+    """Tables of the baseline that no longer exist (dropped by the test)."""
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing needed rewinding and no table appeared or vanished."""
+        return not (self.tables or self.created_tables or self.dropped_tables)
+
+
+def quote(conn: Connection, name: str) -> str:
+    """Quote one identifier for ``conn``'s database, always (not only when needed)."""
+    return conn.dialect.identifier_preparer.quote_identifier(name)
+
+
+def short_name(prefix: str, name: str, limit: int = 64) -> str:
+    """A tracking-object name: ``prefix`` + a readable part of ``name`` + a hash, within ``limit``.
+
+    The hash keeps names unique when long table names share a prefix.
+    """
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    readable = "".join(ch if ch.isalnum() else "_" for ch in name.lower())
+    room = limit - len(prefix) - len(digest) - 1
+    return f"{prefix}{readable[: max(room, 0)]}_{digest}"
+
+
+class Dialect(ABC):
+    """One database's SQL for dbrewind. Subclasses are stateless beyond their options."""
+
+    name: ClassVar[Backend]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
+        #: PostgreSQL: schemas whose tables are the user's (default: ``public``).
+        self.schemas = schemas
+
+    # ----------------------------------------------------------- introspection
+    @abstractmethod
+    def inspect(self, conn: Connection) -> SchemaInfo:
+        """The user's tables (never views, never dbrewind's own), FKs and counters."""
+
+    # ---------------------------------------------------------------- tracking
+    @abstractmethod
+    def install(self, conn: Connection, schema: SchemaInfo) -> None:
+        """Install tracking triggers, capture the baseline, create the rewind routine.
+
+        Idempotent: replaces any earlier installation. The baseline is what
+        the tables hold now (rows and counter values); marks start empty.
+        """
+
+    @abstractmethod
+    def uninstall(self, conn: Connection) -> None:
+        """Remove every tracking object (triggers, marks, baseline copies, routines)."""
+
+    @abstractmethod
+    def is_installed(self, conn: Connection) -> bool:
+        """Whether tracking objects are present in this database."""
+
+    @abstractmethod
+    def dirty_tables(self, conn: Connection) -> list[str]:
+        """Keys of the tables marked dirty since the last rewind, sorted."""
+
+    @abstractmethod
+    def rewind(
+        self,
+        conn: Connection,
+        *,
+        truncate: frozenset[str] = frozenset(),
+        reset_sequences: bool = True,
+    ) -> RewindResult:
+        """Put every dirty table back to the baseline and clear the marks.
+
+        ``truncate`` names tables to empty with ``TRUNCATE`` rather than
+        ``DELETE`` (the caller learns which tables are large). Sequences /
+        counters of the dirty tables go back to their baseline values when
+        ``reset_sequences``. When nothing is dirty this costs one round trip.
+        """
+
+    @abstractmethod
+    def tracked_tables(self, conn: Connection) -> list[str]:
+        """Keys of the tables the current installation tracks (its baseline's tables)."""
+
+    # ---------------------------------------------------------------- databases
+    @abstractmethod
+    def database_exists(self, url: DatabaseURL) -> bool:
+        """Whether the database named by ``url`` exists (connects to the server, not to it)."""
+
+    @abstractmethod
+    def create_database(self, url: DatabaseURL, *, template: DatabaseURL | None = None) -> None:
+        """Create the database, as a copy of ``template`` when given, marked as dbrewind's.
+
+        PostgreSQL clones with ``CREATE DATABASE .. TEMPLATE``, MySQL copies
+        the schema (tables, rows, triggers, routines), SQLite copies the file.
+        """
+
+    @abstractmethod
+    def drop_database(self, url: DatabaseURL) -> None:
+        """Drop the database if it exists (closing other sessions where needed)."""
+
+    @abstractmethod
+    def created_by_dbrewind(self, conn: Connection) -> bool:
+        """Whether the connected database carries dbrewind's creation mark."""
+
+    @abstractmethod
+    def mark_created(self, conn: Connection) -> None:
+        """Record on the connected database that dbrewind created it (and may write to it)."""

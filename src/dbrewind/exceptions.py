@@ -1,0 +1,73 @@
+"""Errors raised by dbrewind.
+
+Every error derives from :class:`DbrewindError`, and every message names the
+object concerned (a database, a table, a URL with its password hidden) and
+says what to do next::
+
+    DbrewindError
+     +-- ConfigurationError          bad URL, unknown scheme, bad option
+     |    +-- DriverNotInstalledError    the DB-API driver for a URL is missing
+     +-- UnsafeDatabaseError         refused: not provably a test database
+     +-- SchemaChangedError          a table was created or dropped by a test
+     +-- NotPreparedError            rewind/check called before prepare()
+     +-- SandboxError                the rollback sandbox cannot hold
+     |    +-- SandboxBrokenError         the outer transaction was ended
+     |                                   (e.g. an implicit commit on MySQL)
+     +-- LeakError                   a test wrote outside its sandbox (strict)
+     +-- VerificationError           the database differs from its baseline
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DbrewindError",
+    "DriverNotInstalledError",
+    "LeakError",
+    "NotPreparedError",
+    "SandboxBrokenError",
+    "SandboxError",
+    "SchemaChangedError",
+    "UnsafeDatabaseError",
+    "VerificationError",
+]
+
+
+class DbrewindError(Exception):
+    """Base class of every error dbrewind raises."""
+
+
+class ConfigurationError(DbrewindError, ValueError):
+    """A URL, option or setting is malformed or inconsistent."""
+
+
+class DriverNotInstalledError(ConfigurationError, ImportError):
+    """The database driver a URL needs is not importable."""
+
+
+class UnsafeDatabaseError(DbrewindError):
+    """dbrewind refused to write to a database it cannot show is a test database."""
+
+
+class SchemaChangedError(DbrewindError):
+    """A test created or dropped a table; the baseline no longer describes the database."""
+
+
+class NotPreparedError(DbrewindError):
+    """An operation needs ``prepare()`` (tracking and baseline) to have run first."""
+
+
+class SandboxError(DbrewindError):
+    """The rollback sandbox could not be set up or kept."""
+
+
+class SandboxBrokenError(SandboxError):
+    """The sandbox's outer transaction ended during the test (an implicit commit)."""
+
+
+class LeakError(DbrewindError):
+    """A test wrote outside its sandbox and strict mode turns that into a failure."""
+
+
+class VerificationError(DbrewindError, AssertionError):
+    """After a test, a table's contents differ from the baseline."""
