@@ -139,6 +139,8 @@ class RewindResult:
     """Tables that exist now but not in the baseline (created by the test)."""
     dropped_tables: tuple[str, ...] = ()
     """Tables of the baseline that no longer exist (dropped by the test)."""
+    seconds: float = 0.0
+    """Wall time the rewind took, filled in by :class:`dbrewind.Rewinder`."""
 
     @property
     def clean(self) -> bool:

@@ -1,0 +1,313 @@
+"""The clean strategy as a library: one object that owns one test database.
+
+::
+
+    from dbrewind import Rewinder
+
+    rewinder = Rewinder("postgresql://postgres@127.0.0.1/app_test")
+    rewinder.prepare(metadata.create_all)   # once: setup, tracking, baseline
+    ...                                      # a test commits whatever it likes
+    rewinder.rewind()                        # only the dirty tables go back
+    await rewinder.arewind()                 # the same, from async code
+
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from ._url import DatabaseURL, parse_url
+from .dialects import Dialect, RewindResult, SchemaInfo, get_dialect
+from .exceptions import NotPreparedError, SchemaChangedError, UnsafeDatabaseError
+
+__all__ = ["ALLOW_ENV", "Rewinder", "SetupCallable"]
+
+SetupCallable = Callable[[Connection], object]
+"""A schema setup: receives a Connection inside a transaction that is committed after it."""
+
+ALLOW_ENV = "DBREWIND_ALLOW"
+"""Environment variable: comma-separated database names dbrewind may write to
+although their names do not say ``test``."""
+
+
+class Rewinder:
+    """Owns one test database: prepares it once, then puts dirty tables back to the baseline.
+
+    :param url: the test database (``str`` or SQLAlchemy ``URL``); an async
+        driver is fine, dbrewind uses the matching sync driver for its own work.
+    :param schemas: PostgreSQL schemas whose tables to track (default ``public``).
+    :param allow: allow writing to this database although its name does not
+        say ``test`` and dbrewind did not create it.
+    :param reset_sequences: put sequences / AUTO_INCREMENT counters of dirty
+        tables back to their baseline values, so every test sees the same ids.
+    :param drop_created_tables: drop tables a test created (else only reported).
+    :param truncate_threshold: a table whose rewind deleted more rows than this
+        is emptied with ``TRUNCATE`` from then on (cheaper for large tables).
+    :param engine: an existing sync engine to the same database to use for
+        dbrewind's own connection (required for a shared in-memory SQLite).
+    """
+
+    def __init__(
+        self,
+        url: str | URL | DatabaseURL,
+        *,
+        schemas: Sequence[str] = (),
+        allow: bool = False,
+        reset_sequences: bool = True,
+        drop_created_tables: bool = False,
+        truncate_threshold: int = 1000,
+        engine: Engine | None = None,
+    ) -> None:
+        self.url: DatabaseURL = parse_url(url)
+        self.dialect: Dialect = get_dialect(self.url.backend, schemas=tuple(schemas))
+        self.allow = allow
+        self.reset_sequences = reset_sequences
+        self.drop_created_tables = drop_created_tables
+        self.truncate_threshold = truncate_threshold
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._conn: Connection | None = None
+        self._lock = threading.RLock()
+        self._truncate: set[str] = set()
+        self._schema: SchemaInfo | None = None
+        self._safe: bool | None = None
+        #: Rewinds that found something to do, and their total time (seconds).
+        self.rewinds = 0
+        self.checks = 0
+        self.seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"Rewinder({self.url.display()!r})"
+
+    # --------------------------------------------------------------- plumbing
+    @property
+    def engine(self) -> Engine:
+        """A synchronous engine to the test database (created on first use)."""
+        if self._engine is None:
+            options: dict[str, Any] = {}
+            if self.url.is_memory:
+                options = {
+                    "poolclass": StaticPool,
+                    "connect_args": {"check_same_thread": False},
+                }
+            self._engine = create_engine(self.url.sync_url(), **options)
+        return self._engine
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """dbrewind's own AUTOCOMMIT connection, kept open between calls; thread-safe."""
+        with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            yield self._conn
+
+    def close(self) -> None:
+        """Return dbrewind's connection and dispose of the engine it created."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._owns_engine and self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def __enter__(self) -> Rewinder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ safety
+    def _allowed_by_env(self) -> bool:
+        names = {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
+        return self.url.database in names or os.path.basename(self.url.database) in names
+
+    def is_test_database(self) -> bool:
+        """Whether dbrewind may write here: the name says test, dbrewind created it,
+        or the user allowed it (``allow=True`` or the ``DBREWIND_ALLOW`` variable)."""
+        if self.allow or self.url.name_says_test() or self._allowed_by_env():
+            return True
+        if self._safe is None:
+            self._safe = False
+            if self.dialect.database_exists(self.url):
+                with self.connection() as conn:
+                    self._safe = self.dialect.created_by_dbrewind(conn)
+        return self._safe
+
+    def ensure_safe(self, action: str) -> None:
+        """Raise :class:`UnsafeDatabaseError` unless this is provably a test database."""
+        if self.is_test_database():
+            return
+        name = self.url.database
+        raise UnsafeDatabaseError(
+            f"Refusing to {action} database {name!r} ({self.url.display()}): dbrewind cannot "
+            "show it is a test database (its name does not contain 'test' and dbrewind did "
+            "not create it). Point dbrewind at a test database such as "
+            f"{name + '_test'!r}, or allow this one explicitly with Rewinder(..., allow=True) "
+            f"or the environment variable {ALLOW_ENV}={name}."
+        )
+
+    # ---------------------------------------------------------------- databases
+    def exists(self) -> bool:
+        """Whether the test database exists."""
+        return self.url.is_memory or self.dialect.database_exists(self.url)
+
+    def create(self, *, template: DatabaseURL | str | None = None) -> None:
+        """Create the test database (as a copy of ``template`` when given)."""
+        self.ensure_safe("create")
+        tmpl = parse_url(template) if template is not None else None
+        self.dialect.create_database(self.url, template=tmpl)
+
+    def drop(self) -> None:
+        """Drop the test database (after closing dbrewind's own connections)."""
+        self.ensure_safe("drop")
+        self.close()
+        self.dialect.drop_database(self.url)
+        self._safe = None
+
+    # ----------------------------------------------------------------- prepare
+    def prepare(
+        self,
+        setup: SetupCallable | Sequence[SetupCallable] | None = None,
+        *,
+        recreate: bool = False,
+    ) -> SchemaInfo:
+        """Make the database ready: create it if missing, run ``setup``, install tracking.
+
+        Once per session. Any earlier installation (a previous or crashed run)
+        is first rewound to its own baseline and removed, so nothing a crashed
+        test committed becomes part of the new baseline. ``setup`` runs inside
+        one transaction and must be idempotent when the database is reused
+        (``create_all`` is); ``recreate=True`` starts from an empty database.
+        """
+        self.ensure_safe("prepare")
+        if recreate and not self.url.is_memory and self.dialect.database_exists(self.url):
+            self.drop()
+        if not self.exists():
+            self.create()
+        with self.connection() as conn:
+            if self.dialect.is_installed(conn):
+                self.dialect.rewind(conn)
+                self.dialect.uninstall(conn)
+        for step in _as_steps(setup):
+            with self.engine.begin() as conn:
+                step(conn)
+        return self.install()
+
+    async def aprepare(
+        self,
+        setup: SetupCallable | Sequence[SetupCallable] | None = None,
+        *,
+        recreate: bool = False,
+    ) -> SchemaInfo:
+        """:meth:`prepare` without blocking the event loop."""
+        return await asyncio.to_thread(self.prepare, setup, recreate=recreate)
+
+    def install(self) -> SchemaInfo:
+        """Install tracking on the database as it is now, and capture that as the baseline."""
+        self.ensure_safe("install tracking in")
+        with self.connection() as conn:
+            schema = self.dialect.inspect(conn)
+            self.dialect.install(conn, schema)
+        self._schema = schema
+        self._truncate.clear()
+        return schema
+
+    def uninstall(self) -> None:
+        """Remove all tracking objects; the user's tables and rows stay as they are."""
+        with self.connection() as conn:
+            self.dialect.uninstall(conn)
+        self._schema = None
+
+    @property
+    def schema(self) -> SchemaInfo:
+        """The tables and foreign keys tracked since :meth:`install`."""
+        if self._schema is None:
+            with self.connection() as conn:
+                if not self.dialect.is_installed(conn):
+                    raise self._not_prepared()
+                self._schema = self.dialect.inspect(conn)
+        return self._schema
+
+    def _not_prepared(self) -> NotPreparedError:
+        return NotPreparedError(
+            f"dbrewind tracking is not installed in {self.url.display()}. "
+            "Call Rewinder.prepare() (or install()) once before tests run."
+        )
+
+    # ------------------------------------------------------------------ rewind
+    def dirty_tables(self) -> list[str]:
+        """Tables written to (and committed) since the last rewind."""
+        with self.connection() as conn:
+            return self.dialect.dirty_tables(conn)
+
+    def rewind(self) -> RewindResult:
+        """Put the dirty tables back to the baseline; one round trip when none is dirty.
+
+        Tables a test created are reported in the result (and dropped when
+        ``drop_created_tables``); a baseline table the test dropped raises
+        :class:`SchemaChangedError` after everything else has been rewound.
+        """
+        self.ensure_safe("rewind")
+        started = time.perf_counter()
+        with self.connection() as conn:
+            try:
+                result = self.dialect.rewind(
+                    conn,
+                    truncate=frozenset(self._truncate),
+                    reset_sequences=self.reset_sequences,
+                )
+            except NotPreparedError:
+                raise self._not_prepared() from None
+            if result.created_tables and self.drop_created_tables:
+                for key in result.created_tables:
+                    conn.execute(text(f"DROP TABLE {self._quote_key(conn, key)}"))
+        result.seconds = time.perf_counter() - started
+        self.checks += 1
+        if result.tables:
+            self.rewinds += 1
+            self.seconds += result.seconds
+            for key, count in result.deleted.items():
+                if count > self.truncate_threshold:
+                    self._truncate.add(key)
+        if result.dropped_tables:
+            names = ", ".join(repr(t) for t in result.dropped_tables)
+            raise SchemaChangedError(
+                f"Table(s) {names} of the baseline were dropped in {self.url.display()} during "
+                "the test, so they cannot be rewound. Recreate them in the test's teardown, "
+                "or prepare the database again (Rewinder.prepare / pytest --dbrewind-rebuild)."
+            )
+        return result
+
+    async def arewind(self) -> RewindResult:
+        """:meth:`rewind` from async code, without blocking the event loop."""
+        return await asyncio.to_thread(self.rewind)
+
+    async def adirty_tables(self) -> list[str]:
+        """:meth:`dirty_tables` from async code."""
+        return await asyncio.to_thread(self.dirty_tables)
+
+    def _quote_key(self, conn: Connection, key: str) -> str:
+        preparer = conn.dialect.identifier_preparer
+        if self.url.backend == "postgresql" and "." in key:
+            schema, _, name = key.partition(".")
+            return f"{preparer.quote_identifier(schema)}.{preparer.quote_identifier(name)}"
+        return preparer.quote_identifier(key)
+
+
+def _as_steps(setup: SetupCallable | Sequence[SetupCallable] | None) -> list[SetupCallable]:
+    if setup is None:
+        return []
+    if callable(setup):
+        return [setup]
+    return list(setup)
