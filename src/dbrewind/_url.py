@@ -88,8 +88,10 @@ class DatabaseURL:
         if self.backend != "sqlite":
             return False
         name = self.database
-        return name == ":memory:" or name.startswith("file::memory:") or (
-            bool(self.url.query.get("mode") == "memory")
+        return (
+            name == ":memory:"
+            or name.startswith("file::memory:")
+            or (bool(self.url.query.get("mode") == "memory"))
         )
 
     def display(self) -> str:
