@@ -15,12 +15,15 @@ says what to do next::
      |                                   (e.g. an implicit commit on MySQL)
      +-- LeakError                   a test wrote outside its sandbox (strict)
      +-- VerificationError           the database differs from its baseline
+     +-- DataLoadError               a test-data file is missing, malformed or
+                                     does not match the database
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "DataLoadError",
     "DbrewindError",
     "DriverNotInstalledError",
     "LeakError",
@@ -71,3 +74,10 @@ class LeakError(DbrewindError):
 
 class VerificationError(DbrewindError, AssertionError):
     """After a test, a table's contents differ from the baseline."""
+
+
+class DataLoadError(DbrewindError):
+    """A test-data file (``.sql``, ``.json``, ``.csv``) could not be loaded.
+
+    The message names the file, and the line, table or column at fault.
+    """
