@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
 bash "$root/scripts/services.sh"
 cd "$root"
-ruff check src tests examples benchmarks
-ruff format --check src tests examples benchmarks
+ruff check .
+ruff format --check .
 mypy
 exec python -m pytest "$@"

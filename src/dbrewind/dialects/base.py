@@ -78,7 +78,9 @@ class Table:
     columns: tuple[str, ...] = ()
     """Columns a baseline restore inserts, in table order (generated columns left out)."""
     identity_always: bool = False
-    """PostgreSQL: a ``GENERATED ALWAYS`` identity column (restore needs ``OVERRIDING SYSTEM VALUE``)."""
+    """PostgreSQL: a ``GENERATED ALWAYS`` identity column.
+
+    A baseline restore then needs ``OVERRIDING SYSTEM VALUE``."""
     sequences: tuple[str, ...] = ()
     """PostgreSQL: qualified, quoted names of sequences the table's columns draw from."""
     auto_increment: bool = False
