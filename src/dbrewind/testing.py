@@ -475,8 +475,7 @@ class DatabaseTestCase:
             )
         return super().__new__(cls)
 
-    def __init__(self, session: Session | AsyncSession) -> None:
-        self._tables: dict[str, Table] = {}
+    _tables: dict[str, Table]
 
 
 class SyncDatabaseTestCase(DatabaseTestCase):
@@ -491,7 +490,7 @@ class SyncDatabaseTestCase(DatabaseTestCase):
                 f"SyncDatabaseTestCase needs a Session, got {type(session).__name__}. "
                 "Use DatabaseTestCase(session) or AsyncDatabaseTestCase for an AsyncSession."
             )
-        super().__init__(session)
+        self._tables = {}
         self.session = session
 
     def seed(self, instances: Iterable[T]) -> list[T]:
@@ -575,7 +574,7 @@ class AsyncDatabaseTestCase(DatabaseTestCase):
                 f"AsyncDatabaseTestCase needs an AsyncSession, got {type(session).__name__}. "
                 "Use DatabaseTestCase(session) or SyncDatabaseTestCase for a Session."
             )
-        super().__init__(session)
+        self._tables = {}
         self.session = session
 
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
