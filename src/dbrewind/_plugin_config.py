@@ -1,0 +1,316 @@
+"""The pytest plugin's configuration: database URLs, the setup callable, marker options."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from ._url import Backend, DatabaseURL, parse_url
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "PRIMARY",
+    "DatabaseConfig",
+    "DbrewindMark",
+    "cache_dir",
+    "derive_test_url",
+    "load_callable",
+    "mark_for",
+    "resolve_databases",
+]
+
+PRIMARY = "default"
+"""Alias of the primary database: the one behind ``db``, ``db_engine``, ``db_session``."""
+
+ENV_URL = "DBREWIND_URL"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """One database the plugin manages, as configured (before any preparation)."""
+
+    alias: str
+    configured: DatabaseURL
+    """The URL as the user gave it."""
+    test: DatabaseURL
+    """The test database dbrewind works on (``configured``, or ``<name>_test`` derived from it)."""
+    source: str
+    """Where the URL came from: ``--dbrewind-url``, ``DBREWIND_URL``, ini, or the default."""
+
+    @property
+    def derived(self) -> bool:
+        """True when the configured URL names an application database and a test one is derived."""
+        return self.test.database != self.configured.database
+
+    @property
+    def backend(self) -> Backend:
+        return self.test.backend
+
+    def header(self) -> str:
+        """One line for the run's header."""
+        alias = "" if self.alias == PRIMARY else f"[{self.alias}] "
+        line = f"{alias}{self.test.display()} (from {self.source})"
+        if self.derived:
+            line += (
+                f"; {self.configured.database!r} is not a test database, so dbrewind works "
+                f"on {self.test.database!r}, created on demand"
+            )
+        return line
+
+
+def cache_dir(config: pytest.Config) -> Path:
+    """``<rootdir>/.dbrewind``: the default SQLite database, template records and locks.
+
+    Falls back to a directory under the system temp dir when the rootdir is
+    not writable.
+    """
+    path = config.rootpath / ".dbrewind"
+    try:
+        path.mkdir(exist_ok=True)
+        gitignore = path / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text("# created by dbrewind\n*\n")
+        return path
+    except OSError:
+        fallback = Path(tempfile.gettempdir()) / f"dbrewind-{os.getuid()}" / config.rootpath.name
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
+def derive_test_url(url: DatabaseURL) -> DatabaseURL:
+    """``url`` when its database name says test; else the same server with ``<name>_test``.
+
+    SQLite files keep their directory and suffix: ``app.db`` becomes ``app_test.db``.
+    """
+    if url.name_says_test():
+        return url
+    if url.backend == "sqlite":
+        path = Path(url.database)
+        return url.with_database(str(path.with_name(f"{path.stem}_test{path.suffix}")))
+    return url.with_database(f"{url.database}_test")
+
+
+def _primary_url(config: pytest.Config) -> tuple[str, str] | None:
+    option = config.getoption("dbrewind_url", None)
+    if option:
+        return str(option), "--dbrewind-url"
+    env = os.environ.get(ENV_URL, "").strip()
+    if env:
+        return env, ENV_URL
+    ini = str(config.getini("dbrewind_url") or "").strip()
+    if ini:
+        return ini, "ini dbrewind_url"
+    return None
+
+
+def _parse_ini_lines(lines: Iterable[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        alias, sep, url = line.partition("=")
+        alias, url = alias.strip(), url.strip()
+        if not sep or not alias or not url or not alias.isidentifier():
+            raise ConfigurationError(
+                f"Bad dbrewind_databases line {line!r}: expected 'alias = url', e.g. "
+                "'reports = postgresql://postgres@127.0.0.1/reports_test'."
+            )
+        if alias in found or alias == PRIMARY:
+            raise ConfigurationError(
+                f"dbrewind_databases names {alias!r} twice (or uses the reserved alias "
+                f"{PRIMARY!r}, which is dbrewind_url's). Give every database its own alias."
+            )
+        found[alias] = url
+    return found
+
+
+def _sqlite_default(config: pytest.Config) -> str:
+    # the directory itself is created when the database is prepared
+    return f"sqlite:///{config.rootpath / '.dbrewind' / 'test.db'}"
+
+
+def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
+    """Every database the plugin manages, by alias; :data:`PRIMARY` first.
+
+    The primary URL comes from ``--dbrewind-url``, then ``DBREWIND_URL``, then
+    ini ``dbrewind_url``, else a SQLite file in ``<rootdir>/.dbrewind``.
+    More come from the ini ``dbrewind_databases`` lines (``alias = url``).
+    """
+    primary = _primary_url(config)
+    text, source = primary if primary is not None else (_sqlite_default(config), "default")
+    out: dict[str, DatabaseConfig] = {}
+    url = parse_url(text)
+    out[PRIMARY] = DatabaseConfig(PRIMARY, url, derive_test_url(url), source)
+    for alias, extra in _parse_ini_lines(config.getini("dbrewind_databases")).items():
+        parsed = parse_url(extra)
+        out[alias] = DatabaseConfig(
+            alias, parsed, derive_test_url(parsed), "ini dbrewind_databases"
+        )
+    _check_distinct(out)
+    return out
+
+
+def _check_distinct(databases: Mapping[str, DatabaseConfig]) -> None:
+    seen: dict[str, str] = {}
+    for alias, db in databases.items():
+        key = make_url(db.test.url).set(drivername=db.backend).render_as_string(hide_password=True)
+        if key in seen:
+            raise ConfigurationError(
+                f"dbrewind databases {seen[key]!r} and {alias!r} both resolve to {key}; "
+                "each must be its own database, or they would rewind each other."
+            )
+        seen[key] = alias
+
+
+def load_callable(spec: str, *, what: str = "dbrewind_setup") -> Callable[..., Any]:
+    """Import ``package.module:callable`` (a dotted attribute path after the colon)."""
+    module_name, sep, attr_path = spec.strip().partition(":")
+    if not sep or not module_name or not attr_path:
+        raise ConfigurationError(
+            f"{what} = {spec!r} is not of the form 'package.module:callable', "
+            "e.g. 'myapp.testing:create_schema'."
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{what} = {spec!r}: cannot import module {module_name!r} ({exc}). "
+            "Check the name and that it is importable from the test run (pythonpath)."
+        ) from exc
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ConfigurationError(
+                f"{what} = {spec!r}: {module_name!r} has no attribute {attr_path!r}."
+            ) from exc
+    if not callable(obj):
+        raise ConfigurationError(f"{what} = {spec!r} is not callable: {obj!r}.")
+    return obj  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- the marker
+
+
+@dataclass(frozen=True)
+class DbrewindMark:
+    """Options of ``@pytest.mark.dbrewind(...)``, merged from the closest marks outwards.
+
+    ``transactional``: real commits, cleaned after the test (the ``clean``
+    strategy) rather than the rollback sandbox. ``data``: files loaded into
+    the test's database before it runs (:func:`dbrewind.data.load_data`).
+    ``backends``: run only on these backends (skip elsewhere). ``databases``:
+    aliases of the extra databases this test uses (default: all).
+    ``verify``: check the baseline after this test (as ``--dbrewind-verify``).
+    ``strict``: a write outside the sandbox fails this test (as
+    ``--dbrewind-strict``).
+    """
+
+    transactional: bool = False
+    data: tuple[str, ...] = ()
+    backends: tuple[Backend, ...] = ()
+    databases: tuple[str, ...] | None = None
+    verify: bool | None = None
+    strict: bool | None = None
+
+
+_BACKEND_NAMES: dict[str, Backend] = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+
+
+def _as_names(value: Any, option: str, where: str) -> tuple[str, ...]:
+    if isinstance(value, (str, os.PathLike)):
+        return (os.fspath(value),)
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ConfigurationError(
+            f"{where}: @pytest.mark.dbrewind({option}=...) takes a name or a list of names, "
+            f"got {value!r}."
+        ) from None
+    out = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise ConfigurationError(
+                f"{where}: @pytest.mark.dbrewind({option}=...) takes names, got {item!r}."
+            )
+        out.append(os.fspath(item))
+    return tuple(out)
+
+
+def _parse_one(mark: pytest.Mark, where: str) -> dict[str, Any]:
+    if mark.args:
+        raise ConfigurationError(
+            f"{where}: @pytest.mark.dbrewind takes keyword options only "
+            f"(e.g. transactional=True), got positional {mark.args!r}."
+        )
+    known = {f.name for f in dataclasses.fields(DbrewindMark)}
+    unknown = sorted(set(mark.kwargs) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown @pytest.mark.dbrewind option(s) {', '.join(unknown)}; "
+            f"known options are {', '.join(sorted(known))}."
+        )
+    out: dict[str, Any] = {}
+    for key, value in mark.kwargs.items():
+        if key in ("transactional",):
+            if not isinstance(value, bool):
+                raise ConfigurationError(
+                    f"{where}: @pytest.mark.dbrewind({key}=...) must be True or False, "
+                    f"got {value!r}."
+                )
+            out[key] = value
+        elif key in ("verify", "strict"):
+            if value is not None and not isinstance(value, bool):
+                raise ConfigurationError(
+                    f"{where}: @pytest.mark.dbrewind({key}=...) must be True, False or None, "
+                    f"got {value!r}."
+                )
+            out[key] = value
+        elif key == "data":
+            out[key] = _as_names(value, key, where)
+        elif key == "databases":
+            out[key] = None if value is None else _as_names(value, key, where)
+        elif key == "backends":
+            names = _as_names(value, key, where)
+            backends: list[Backend] = []
+            for name in names:
+                backend = _BACKEND_NAMES.get(name.lower())
+                if backend is None:
+                    raise ConfigurationError(
+                        f"{where}: @pytest.mark.dbrewind(backends=...) names unknown backend "
+                        f"{name!r}; use sqlite, postgresql or mysql (mariadb)."
+                    )
+                backends.append(backend)
+            out[key] = tuple(backends)
+    return out
+
+
+def mark_for(item: pytest.Item) -> DbrewindMark | None:
+    """The item's merged ``dbrewind`` marks (closest wins per option), or None without any.
+
+    Marks on the function override class marks, which override module marks;
+    options a closer mark leaves out keep the outer value.
+    """
+    marks = list(item.iter_markers("dbrewind"))  # closest first
+    if not marks:
+        return None
+    merged: dict[str, Any] = {}
+    for mark in reversed(marks):
+        merged.update(_parse_one(mark, item.nodeid))
+    return DbrewindMark(**merged)

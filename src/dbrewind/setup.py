@@ -1,0 +1,257 @@
+"""Ready-made schema setups for ``dbrewind_setup``: SQLAlchemy metadata, Alembic, SQL files.
+
+Each helper returns a callable that receives a SQLAlchemy
+:class:`~sqlalchemy.engine.Connection` (inside a transaction committed after
+it) and knows its own fingerprint, so the prepared template is rebuilt exactly
+when the models, migrations or SQL files change::
+
+    # conftest.py
+    import pytest
+    from dbrewind.setup import metadata_setup
+    from myapp.models import Base
+
+    @pytest.fixture(scope="session")
+    def dbrewind_setup():
+        return metadata_setup(Base.metadata)
+
+or in the ini file: ``dbrewind_setup = myapp.testing:setup`` where
+``setup = alembic_setup("alembic.ini")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+
+from ._template import fingerprint, metadata_fingerprint
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "AlembicSetup",
+    "MetadataSetup",
+    "SQLFilesSetup",
+    "SetupChain",
+    "alembic_setup",
+    "chain",
+    "metadata_setup",
+    "split_sql",
+    "sql_files_setup",
+]
+
+
+class MetadataSetup:
+    """Creates every table of a SQLAlchemy :class:`~sqlalchemy.MetaData` (``create_all``)."""
+
+    def __init__(self, metadata: MetaData) -> None:
+        self.metadata = metadata
+
+    def __call__(self, conn: Connection) -> None:
+        self.metadata.create_all(conn)
+
+    def dbrewind_fingerprint(self) -> str:
+        """Digest of the DDL the metadata renders for SQLite (stable across backends)."""
+        return "metadata:" + metadata_fingerprint(self.metadata)
+
+    def __repr__(self) -> str:
+        return f"metadata_setup({len(self.metadata.tables)} tables)"
+
+
+def metadata_setup(metadata: MetaData | Any) -> MetadataSetup:
+    """A setup that runs ``metadata.create_all``; accepts a MetaData or a declarative base."""
+    found = metadata if isinstance(metadata, MetaData) else getattr(metadata, "metadata", None)
+    if not isinstance(found, MetaData):
+        raise ConfigurationError(
+            f"metadata_setup() needs a sqlalchemy MetaData or a declarative base with "
+            f".metadata, got {metadata!r}. Pass e.g. Base.metadata."
+        )
+    return MetadataSetup(found)
+
+
+class AlembicSetup:
+    """Upgrades the database to ``revision`` (default ``head``) with Alembic.
+
+    The connection is handed to ``env.py`` as ``config.attributes["connection"]``
+    (Alembic's documented recipe for sharing a connection); ``sqlalchemy.url``
+    is also set to the test database, for an ``env.py`` that builds its own
+    engine.
+    """
+
+    def __init__(self, config: str | os.PathLike[str] | Any, revision: str = "head") -> None:
+        self.config = config
+        self.revision = revision
+
+    def _config(self) -> Any:
+        try:
+            from alembic.config import Config
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigurationError(
+                "alembic_setup() needs Alembic. Install it with: pip install 'dbrewind[alembic]'"
+            ) from exc
+        if isinstance(self.config, (str, os.PathLike)):
+            path = Path(self.config)
+            if not path.is_file():
+                raise ConfigurationError(
+                    f"Alembic config file {str(path)!r} not found. Give alembic_setup() the "
+                    "path of your alembic.ini (relative to the directory pytest runs in)."
+                )
+            return Config(str(path))
+        return self.config
+
+    def _script_location(self) -> Path | None:
+        cfg = self._config()
+        location = cfg.get_main_option("script_location")
+        if not location:
+            return None
+        location = location.replace("%(here)s", str(Path(cfg.config_file_name or ".").parent))
+        path = Path(location)
+        if not path.is_absolute() and cfg.config_file_name:
+            candidate = Path(cfg.config_file_name).parent / path
+            if candidate.exists():
+                path = candidate
+        return path
+
+    def __call__(self, conn: Connection) -> None:
+        from alembic import command
+
+        cfg = self._config()
+        cfg.attributes["connection"] = conn
+        cfg.set_main_option(
+            "sqlalchemy.url",
+            conn.engine.url.render_as_string(hide_password=False).replace("%", "%%"),
+        )
+        command.upgrade(cfg, self.revision)
+
+    def dbrewind_fingerprint(self) -> str:
+        """Digest of the migration scripts (the whole script location) and the revision."""
+        location = self._script_location()
+        paths = [location] if location is not None and location.exists() else []
+        return f"alembic:{self.revision}:" + fingerprint([], paths=paths)
+
+    def __repr__(self) -> str:
+        return f"alembic_setup({self.config!r}, revision={self.revision!r})"
+
+
+def alembic_setup(
+    config: str | os.PathLike[str] | Any = "alembic.ini", revision: str = "head"
+) -> AlembicSetup:
+    """A setup running ``alembic upgrade <revision>``; ``config``: a path or an Alembic Config."""
+    return AlembicSetup(config, revision)
+
+
+class SQLFilesSetup:
+    """Runs the statements of SQL files in order (see :func:`split_sql` for what is understood)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self.paths = [Path(p) for p in paths]
+        for path in self.paths:
+            if not path.is_file():
+                raise ConfigurationError(
+                    f"SQL file {str(path)!r} not found. Give sql_files_setup() existing paths "
+                    "(relative to the directory pytest runs in)."
+                )
+
+    def __call__(self, conn: Connection) -> None:
+        for path in self.paths:
+            for statement in split_sql(path.read_text(encoding="utf-8")):
+                conn.exec_driver_sql(_escape_percent(conn, statement))
+
+    def dbrewind_fingerprint(self) -> str:
+        """Digest of the files' names and contents."""
+        digest = hashlib.sha256()
+        for path in self.paths:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return "sql:" + digest.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"sql_files_setup({', '.join(str(p) for p in self.paths)})"
+
+
+def sql_files_setup(*paths: str | os.PathLike[str]) -> SQLFilesSetup:
+    """A setup that executes each SQL file's statements, file by file."""
+    return SQLFilesSetup(paths)
+
+
+class SetupChain:
+    """Several setups run one after another (e.g. migrations, then reference data)."""
+
+    def __init__(self, steps: Sequence[Callable[[Connection], object]]) -> None:
+        self.steps = list(steps)
+
+    def __call__(self, conn: Connection) -> None:
+        for step in self.steps:
+            step(conn)
+
+    def dbrewind_fingerprint(self) -> str:
+        """The fingerprints of the steps, in order."""
+        return "chain:" + fingerprint(self.steps)
+
+
+def chain(*steps: Callable[[Connection], object]) -> SetupChain:
+    """One setup made of several, run in order."""
+    return SetupChain(steps)
+
+
+def _escape_percent(conn: Connection, statement: str) -> str:
+    # drivers with the format/pyformat paramstyle read '%' as a placeholder
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        return statement.replace("%", "%%")
+    return statement
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a SQL script into statements on ``;``.
+
+    Semicolons inside quotes (``'..'``, ``".."``, backticks), PostgreSQL
+    dollar quoting (``$$ .. $$``, ``$tag$ .. $tag$``) and comments (``--``,
+    ``/* */``) do not split. MySQL ``DELIMITER`` lines are not supported: put
+    such routines in a setup callable instead.
+    """
+    return [s for s in (part.strip() for part in _split(script)) if s]
+
+
+def _split(script: str) -> Iterator[str]:
+    start = 0
+    i = 0
+    n = len(script)
+    while i < n:
+        ch = script[i]
+        if ch in "'\"`":
+            end = i + 1
+            while end < n:
+                if script[end] == ch:
+                    if end + 1 < n and script[end + 1] == ch:  # doubled quote
+                        end += 2
+                        continue
+                    break
+                if script[end] == "\\" and ch != '"':
+                    end += 2
+                    continue
+                end += 1
+            i = end + 1
+        elif script.startswith("--", i):
+            newline = script.find("\n", i)
+            i = n if newline < 0 else newline + 1
+        elif script.startswith("/*", i):
+            close = script.find("*/", i + 2)
+            i = n if close < 0 else close + 2
+        elif ch == "$":
+            close_tag = script.find("$", i + 1)
+            tag = script[i : close_tag + 1] if close_tag > 0 else ""
+            if tag and (tag == "$$" or tag[1:-1].replace("_", "").isalnum()):
+                body_end = script.find(tag, close_tag + 1)
+                i = n if body_end < 0 else body_end + len(tag)
+            else:
+                i += 1
+        elif ch == ";":
+            yield script[start:i]
+            i += 1
+            start = i
+        else:
+            i += 1
+    yield script[start:]

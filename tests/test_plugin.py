@@ -1,0 +1,163 @@
+"""The pytest plugin, exercised through inner test suites run by ``pytester``.
+
+Each test hands an inner suite a fresh database (``--dbrewind-url``) on every
+backend and asserts the inner outcomes. The databases the plugin derives from
+it (prepared templates, per-worker clones) are dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SERVER_URLS, drop_database, make_database
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+SCHEMA = '''
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+items = sa.Table(
+    "order", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("Name", sa.String(60), nullable=False),
+)
+notes = sa.Table(
+    "user notes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("body", sa.String(60), nullable=False),
+)
+
+
+def setup(conn):
+    metadata.create_all(conn)
+    conn.execute(items.insert(), [{"Name": "seed-1"}, {"Name": "seed-2"}])
+'''
+
+CONFTEST = """
+import pytest
+import schema
+
+@pytest.fixture(scope="session")
+def dbrewind_setup():
+    return schema.setup
+"""
+
+
+def _server_databases(backend: str, prefix: str) -> list[str]:
+    engine = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                rows = conn.execute(text("SELECT datname FROM pg_database"))
+            else:
+                rows = conn.execute(text("SHOW DATABASES"))
+            return [r[0] for r in rows if str(r[0]).startswith(prefix)]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def inner_url(backend: str, tmp_path: Path) -> Iterator[URL]:
+    """A test-database URL for an inner suite; everything derived from it is dropped after."""
+    url = make_database(backend, tmp_path / "dbs")
+    (tmp_path / "dbs").mkdir(exist_ok=True)
+    try:
+        yield url
+    finally:
+        if backend != "sqlite":
+            for name in _server_databases(backend, str(url.database)):
+                drop_database(backend, url.set(database=name))
+
+
+def _write_suite(pytester: pytest.Pytester, tests: str, *, conftest: str = CONFTEST) -> None:
+    pytester.makepyfile(schema=SCHEMA, conftest=conftest)
+    pytester.makepyfile(test_inner=textwrap.dedent(tests))
+
+
+def _run(pytester: pytest.Pytester, url: URL, *args: str) -> pytest.RunResult:
+    rendered = url.render_as_string(hide_password=False)
+    return pytester.runpytest_subprocess(
+        f"--dbrewind-url={rendered}", "-p", "no:randomly", "-p", "no:cacheprovider", *args
+    )
+
+
+def _count(url: URL, table: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            quoted = conn.dialect.identifier_preparer.quote_identifier(table)
+            return int(conn.execute(text(f"SELECT count(*) FROM {quoted}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------- clean strategy
+
+
+def test_transactional_db_commits_are_rewound_before_the_next_test(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    _write_suite(
+        pytester,
+        """
+        import pytest
+        from sqlalchemy import text
+        from schema import items
+
+        def test_a_commits(transactional_db):
+            transactional_db.execute(items.insert(), [{"Name": "x"}, {"Name": "y"}])
+            transactional_db.execute(items.delete().where(items.c.Name == "seed-1"))
+            transactional_db.commit()
+            assert transactional_db.execute(text('SELECT count(*) FROM "order"')).scalar() == 3
+
+        def test_b_sees_the_baseline(transactional_db):
+            names = transactional_db.execute(items.select().order_by(items.c.id)).all()
+            assert [(r.id, r.Name) for r in names] == [(1, "seed-1"), (2, "seed-2")]
+
+        @pytest.mark.dbrewind(transactional=True)
+        def test_c_marked_transactional_db_session_commits(db_session):
+            db_session.execute(items.insert().values(Name="z"))
+            db_session.commit()
+            assert db_session.execute(items.select()).all()[-1].id == 3
+        """,
+    )
+    result = _run(pytester, inner_url)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*strategies: transactional 3*"])
+
+
+def test_a_write_without_any_fixture_is_rewound_and_warned_about(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    _write_suite(
+        pytester,
+        """
+        from sqlalchemy import create_engine
+
+        from schema import items, notes
+
+        def test_a_leaks(db_url):
+            engine = create_engine(db_url)
+            with engine.begin() as conn:
+                conn.execute(notes.insert().values(body="escaped"))
+            engine.dispose()
+
+        def test_b_is_clean(transactional_db):
+            assert transactional_db.execute(notes.select()).all() == []
+        """,
+    )
+    result = _run(pytester, inner_url)
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*DbrewindLeakWarning: test_inner.py::test_a_leaks committed writes to *user notes*"]
+    )
+
+    strict = _run(pytester, inner_url, "--dbrewind-strict")
+    strict.assert_outcomes(passed=2, errors=1)
+    strict.stdout.fnmatch_lines(["*test_a_leaks committed writes to *user notes* outside*"])
