@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    Identity,
     Integer,
     MetaData,
     String,
@@ -354,3 +355,26 @@ def test_split_respects_quoting_rules_of_each_backend(
 def test_split_reports_unclosed_quotes_with_their_line(script: str, what: str) -> None:
     with pytest.raises(ValueError, match=what.replace("$", r"\$").replace("*", r"\*")):
         split_sql(script, "postgresql")
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_generated_always_identity_accepts_loaded_ids(
+    engine: Engine, tmp_path: Path
+) -> None:
+    local = MetaData()
+    tickets = Table(
+        "Tickets",
+        local,
+        Column("id", Integer, Identity(always=True), primary_key=True),
+        Column("title", String(50)),
+    )
+    local.create_all(engine)
+    (tmp_path / "tickets.json").write_text(
+        json.dumps({"Tickets": [{"id": 41, "title": "loaded"}]}), encoding="utf-8"
+    )
+    with engine.begin() as conn:
+        load_data(conn, "tickets.json", base_dir=tmp_path)
+        conn.execute(tickets.insert().values(title="next"))
+    with engine.connect() as conn:
+        rows = conn.execute(select(tickets).order_by(tickets.c.id)).all()
+    assert [tuple(r) for r in rows] == [(41, "loaded"), (42, "next")]
