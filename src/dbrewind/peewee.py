@@ -1,0 +1,562 @@
+"""A rollback sandbox for synchronous peewee tests, with dbrewind's safety net.
+
+::
+
+    from dbrewind.peewee import TransactionTestCase
+
+    with TransactionTestCase(database):
+        User.create(name="ada")
+        with database.atomic():          # a savepoint, to any depth
+            ...
+        try:
+            User.create(name="ada")      # IntegrityError: only this statement is undone
+        except IntegrityError:
+            pass
+        assert User.select().count() == 1
+    # everything above is rolled back; writes that escaped (another thread's
+    # connection) were rewound by the safety net and reported in ``leaked``
+
+The block runs inside one outer transaction on the current thread's
+connection. Transactions the code under test opens become savepoints:
+``database.atomic()``, ``transaction()``, ``savepoint()``, ``begin()`` /
+``commit()`` / ``rollback()`` and raw ``BEGIN``/``COMMIT``/``ROLLBACK``
+statements through ``database.execute_sql``. On PostgreSQL every statement
+runs under its own savepoint, so a failing statement is undone alone and the
+transaction stays usable (MySQL and SQLite undo a failing statement by
+themselves). Statements that would end the outer transaction behind dbrewind's
+back (MySQL DDL and ``TRUNCATE``, which commit implicitly; two-phase commit)
+are refused with :class:`~dbrewind.exceptions.SandboxError`.
+
+The safety net: when the database's connection parameters name a test
+database, dbrewind installs its change tracking there once (or reuses an
+installation, e.g. the pytest plugin's), and after each block rewinds any
+table that a write outside the sandbox (another thread, another connection)
+committed to, reporting it in :attr:`TransactionTestCase.leaked`.
+
+The statement routing (:class:`SavepointRouter`) does no I/O and is shared
+with :mod:`dbrewind.peewee_async`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from contextlib import ContextDecorator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import peewee
+from sqlalchemy.engine import URL, make_url
+
+from ._url import Backend, DatabaseURL, parse_url
+from .dialects import RewindResult
+from .exceptions import ConfigurationError, SandboxError, UnsafeDatabaseError
+from .rewinder import Rewinder
+
+__all__ = [
+    "LeakCallback",
+    "Route",
+    "SavepointRouter",
+    "TransactionTestCase",
+    "backend_of",
+    "close_rewinders",
+    "database_url",
+    "tracking_rewinder",
+]
+
+logger = logging.getLogger("dbrewind")
+
+# peewee's translation of driver exceptions into peewee.IntegrityError & co.
+_wrap_errors: Any = getattr(peewee, "__exception_wrapper__")  # noqa: B009
+
+LeakCallback = Callable[[RewindResult], object]
+"""Called with the rewind's result when writes escaped the sandbox."""
+
+
+# ------------------------------------------------------------------ databases
+def backend_of(database: peewee.Database) -> Backend:
+    """The dbrewind backend of a peewee (or peewee-async) database."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return "sqlite"
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return "postgresql"
+    if isinstance(database, peewee.MySQLDatabase):
+        return "mysql"
+    raise ConfigurationError(
+        f"dbrewind does not know the peewee database class {type(database).__name__}: "
+        "use a SqliteDatabase, PostgresqlDatabase or MySQLDatabase (or their "
+        "peewee-async counterparts)."
+    )
+
+
+def database_url(database: peewee.Database) -> DatabaseURL:
+    """The URL of the database a peewee database object connects to.
+
+    Built from its connection parameters (database name, host, port, user,
+    password; the file path for SQLite), with the synchronous driver dbrewind
+    uses for its own work.
+    """
+    if database.deferred:
+        raise ConfigurationError(
+            f"The peewee database {database!r} is not initialised (deferred): call "
+            "database.init(...) before entering TransactionTestCase."
+        )
+    backend = backend_of(database)
+    params: dict[str, Any] = dict(database.connect_params)
+    name = str(database.database)
+    if backend == "sqlite":
+        return parse_url(URL.create("sqlite", database=name))
+    if backend == "postgresql" and name.startswith(("postgresql://", "postgres://")):
+        return parse_url(make_url(name).set(drivername="postgresql+psycopg"))
+    port = params.get("port")
+    url = URL.create(
+        "postgresql+psycopg" if backend == "postgresql" else "mysql+pymysql",
+        username=params.get("user"),
+        password=params.get("password", params.get("passwd")),
+        host=params.get("host"),
+        port=int(port) if port is not None else None,
+        database=name or params.get("dbname") or params.get("db"),
+    )
+    return parse_url(url)
+
+
+_rewinders: dict[str, Rewinder] = {}
+_ready: weakref.WeakSet[Rewinder] = weakref.WeakSet()
+_rewinders_lock = threading.Lock()
+
+
+def tracking_rewinder(database: peewee.Database, rewinder: Rewinder | None = None) -> Rewinder:
+    """The safety net's :class:`~dbrewind.Rewinder` for ``database``, tracking installed.
+
+    Without ``rewinder``, one Rewinder per URL is built from the database's
+    connection parameters and kept for the process. Tracking is installed the
+    first time (capturing the database as it is now as the baseline) unless it
+    is already installed, e.g. by the pytest plugin; then it is reused as is.
+    Raises :class:`~dbrewind.exceptions.UnsafeDatabaseError` for a database
+    that is not provably a test database.
+    """
+    with _rewinders_lock:
+        if rewinder is None:
+            url = database_url(database)
+            key = url.url.render_as_string(hide_password=False)
+            rewinder = _rewinders.get(key)
+            if rewinder is None:
+                rewinder = _rewinders[key] = Rewinder(url)
+        if rewinder in _ready:
+            return rewinder
+        try:
+            rewinder.ensure_safe("install tracking in")
+        except UnsafeDatabaseError as exc:
+            raise UnsafeDatabaseError(
+                f"{exc} To use TransactionTestCase without dbrewind's safety net (no "
+                "tracking, escaped writes are not cleaned), pass safety_net=False."
+            ) from exc
+        with rewinder.connection() as conn:
+            installed = rewinder.dialect.is_installed(conn)
+        if not installed:
+            rewinder.install()
+        _ready.add(rewinder)
+        return rewinder
+
+
+def close_rewinders() -> None:
+    """Close and forget the Rewinders :func:`tracking_rewinder` built (e.g. at session end).
+
+    Tracking stays installed in the databases; the next sandbox reuses it.
+    """
+    with _rewinders_lock:
+        for rewinder in _rewinders.values():
+            rewinder.close()
+            _ready.discard(rewinder)
+        _rewinders.clear()
+
+
+# ---------------------------------------------------------- statement routing
+_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+_WORDS = re.compile(r"[A-Za-z_]+")
+
+# MySQL statements that commit the open transaction before they run.
+_MYSQL_IMPLICIT_COMMIT = frozenset(
+    {
+        "ALTER",
+        "ANALYZE",
+        "CACHE",
+        "CREATE",
+        "DROP",
+        "FLUSH",
+        "GRANT",
+        "INSTALL",
+        "LOCK",
+        "OPTIMIZE",
+        "RENAME",
+        "REPAIR",
+        "REVOKE",
+        "TRUNCATE",
+        "UNINSTALL",
+    }
+)
+_BEGIN_NEXT = frozenset(
+    {"TRANSACTION", "WORK", "DEFERRED", "IMMEDIATE", "EXCLUSIVE", "ISOLATION", "READ"}
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """What to run for one statement the code under test sent."""
+
+    kind: Literal["run", "control", "replace"]
+    """``run``: the statement itself, under a statement savepoint when
+    :attr:`SavepointRouter.guard` is set; ``control``: the statement itself, a
+    savepoint command never wrapped; ``replace``: :attr:`statements` instead."""
+    statements: tuple[str, ...] = ()
+
+
+class SavepointRouter:
+    """Maps the transaction commands of code under test onto savepoints (no I/O).
+
+    ``BEGIN`` / ``START TRANSACTION`` open a savepoint; ``COMMIT`` / ``END``
+    release the innermost one opened that way and ``ROLLBACK`` / ``ABORT``
+    roll back to it; with none open they do nothing (as in autocommit mode).
+    Savepoint commands pass through. Commands that would end the outer
+    transaction are refused with :class:`~dbrewind.exceptions.SandboxError`.
+    """
+
+    STATEMENT_SAVEPOINT = "dbrewind_stmt"
+
+    def __init__(self, backend: Backend, where: str) -> None:
+        self.backend: Backend = backend
+        self.where = where
+        #: Whether each statement needs its own savepoint to survive an error
+        #: (PostgreSQL aborts the whole transaction on any error).
+        self.guard = backend == "postgresql"
+        self.open: list[str] = []
+        self._counter = 0
+
+    def quote(self, name: str) -> str:
+        """Quote an identifier for this backend."""
+        if self.backend == "mysql":
+            return "`" + name.replace("`", "``") + "`"
+        return '"' + name.replace('"', '""') + '"'
+
+    # statements run around a guarded statement
+    def guard_begin(self) -> str:
+        return f"SAVEPOINT {self.quote(self.STATEMENT_SAVEPOINT)}"
+
+    def guard_release(self) -> str:
+        return f"RELEASE SAVEPOINT {self.quote(self.STATEMENT_SAVEPOINT)}"
+
+    def guard_undo(self) -> tuple[str, str]:
+        name = self.quote(self.STATEMENT_SAVEPOINT)
+        return (f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}")
+
+    def _refuse(self, sql: str, why: str, fix: str) -> SandboxError:
+        shown = " ".join(sql.split())[:80]
+        return SandboxError(f"dbrewind's sandbox on {self.where} refused {shown!r}: {why} {fix}")
+
+    def _open(self) -> str:
+        self._counter += 1
+        name = f"dbrewind_tx_{self._counter}"
+        self.open.append(name)
+        return f"SAVEPOINT {self.quote(name)}"
+
+    def _commit(self, chain: bool) -> tuple[str, ...]:
+        if not self.open:
+            return ()
+        out = [f"RELEASE SAVEPOINT {self.quote(self.open.pop())}"]
+        if chain:
+            out.append(self._open())
+        return tuple(out)
+
+    def _rollback(self, chain: bool) -> tuple[str, ...]:
+        if not self.open:
+            return ()
+        name = self.quote(self.open.pop())
+        out = [f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}"]
+        if chain:
+            out.append(self._open())
+        return tuple(out)
+
+    def route(self, sql: str) -> Route:
+        """Decide what to run for ``sql``; updates the open-savepoint stack."""
+        body = _COMMENTS.sub("", sql, count=1)
+        words = [w.upper() for w in _WORDS.findall(body[:120])[:6]]
+        if not words:
+            return Route("run")
+        first, rest = words[0], words[1:]
+        nxt = rest[0] if rest else ""
+        chain = "CHAIN" in rest and "NO" not in rest
+        if first == "BEGIN" and (not rest or nxt in _BEGIN_NEXT):
+            return Route("replace", (self._open(),))
+        if first == "START" and nxt == "TRANSACTION":
+            return Route("replace", (self._open(),))
+        if first in {"SAVEPOINT", "RELEASE"}:
+            return Route("control")
+        if (first in {"COMMIT", "ROLLBACK"} and nxt == "PREPARED") or first == "XA":
+            raise self._refuse(
+                sql,
+                "two-phase commit cannot run inside the test's outer transaction.",
+                "Test that code with dbrewind's clean strategy (real commits, cleaned after).",
+            )
+        if first == "PREPARE" and nxt == "TRANSACTION":
+            raise self._refuse(
+                sql,
+                "two-phase commit cannot run inside the test's outer transaction.",
+                "Test that code with dbrewind's clean strategy (real commits, cleaned after).",
+            )
+        if first == "ROLLBACK" and "TO" in rest:
+            return Route("control")
+        if first in {"COMMIT", "END"}:
+            return Route("replace", self._commit(chain))
+        if first in {"ROLLBACK", "ABORT"}:
+            return Route("replace", self._rollback(chain))
+        if self.backend == "mysql":
+            temporary = nxt == "TEMPORARY" and first in {"CREATE", "DROP"}
+            if first in _MYSQL_IMPLICIT_COMMIT and not temporary:
+                raise self._refuse(
+                    sql,
+                    "MySQL commits the open transaction before this statement, which would "
+                    "end the test's sandbox and keep its writes.",
+                    "Create tables before entering TransactionTestCase, use "
+                    "Model.delete() instead of TRUNCATE, or test this code with dbrewind's "
+                    "clean strategy.",
+                )
+            if first == "SET" and "AUTOCOMMIT" in rest:
+                raise self._refuse(
+                    sql,
+                    "changing autocommit would commit the test's outer transaction.",
+                    "Use database.atomic() for a transaction instead.",
+                )
+        return Route("run")
+
+    def reset(self) -> None:
+        """Forget open savepoints (the outer transaction is being rolled back)."""
+        self.open.clear()
+
+
+# ------------------------------------------------------------------- patching
+class Patches:
+    """Instance attributes set on an object and reverted later, in reverse order."""
+
+    _missing = object()
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[object, str, object]] = []
+
+    def set(self, target: object, name: str, value: object) -> None:
+        old = target.__dict__.get(name, self._missing)
+        self._undo.append((target, name, old))
+        setattr(target, name, value)
+
+    def revert(self) -> None:
+        while self._undo:
+            target, name, old = self._undo.pop()
+            if old is self._missing:
+                target.__dict__.pop(name, None)
+            else:
+                setattr(target, name, old)
+
+
+# -------------------------------------------------------------------- sandbox
+class TransactionTestCase(ContextDecorator):
+    """Run a block (or, as a decorator, a function) in a rollback sandbox on ``database``.
+
+    :param database: a peewee ``SqliteDatabase``, ``PostgresqlDatabase`` or
+        ``MySQLDatabase`` (pooled variants included).
+    :param rewinder: the :class:`~dbrewind.Rewinder` to check for escaped
+        writes; by default one is built from the database's connection
+        parameters (see :func:`tracking_rewinder`).
+    :param safety_net: set ``False`` to run without tracking: nothing is
+        installed, escaped writes are neither cleaned nor reported.
+    :param on_leak: called with the :class:`~dbrewind.RewindResult` when
+        writes escaped the sandbox and were rewound.
+
+    All statements of the entering thread share its one connection; with a
+    ``thread_safe=False`` database every thread shares it and statements are
+    serialised. Other threads of a thread-safe database use their own
+    connections: their commits are real, and the safety net rewinds them.
+    """
+
+    def __init__(
+        self,
+        database: peewee.Database,
+        *,
+        rewinder: Rewinder | None = None,
+        safety_net: bool = True,
+        on_leak: LeakCallback | None = None,
+    ) -> None:
+        self.database: Any = database
+        self.rewinder = rewinder
+        self.safety_net = safety_net
+        self.on_leak = on_leak
+        #: What the safety net rewound after the last block, when writes escaped it.
+        self.leaked: RewindResult | None = None
+        self._router: SavepointRouter | None = None
+        self._patches = Patches()
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._opened = False
+        self._active = False
+
+    def __repr__(self) -> str:
+        return f"TransactionTestCase({self.database!r})"
+
+    # ------------------------------------------------------------- lifecycle
+    def _safety_rewinder(self) -> Rewinder | None:
+        if not self.safety_net:
+            return None
+        if self.rewinder is None and database_url(self.database).is_memory:
+            return None  # another connection sees another database: nothing can escape
+        self.rewinder = tracking_rewinder(self.database, self.rewinder)
+        return self.rewinder
+
+    def __enter__(self) -> TransactionTestCase:
+        if self._active:
+            raise SandboxError(
+                f"{self!r} is already active: it cannot be entered twice at once. Nest "
+                "database.atomic() blocks inside it instead."
+            )
+        db = self.database
+        rewinder = self._safety_rewinder()
+        self.leaked = None
+        where = database_url(db).display()
+        if db.in_transaction():
+            raise SandboxError(
+                f"{where} has a transaction open on this thread: enter TransactionTestCase "
+                "before opening transactions, not inside database.atomic()."
+            )
+        self._router = SavepointRouter(backend_of(db), where)
+        self._opened = db.connect(reuse_if_open=True)
+        try:
+            with _wrap_errors:
+                db.cursor().execute("BEGIN")
+        except BaseException:
+            if self._opened:
+                db.close()
+            raise
+        self._owner = threading.get_ident()
+        self._active = True
+        self._install_patches()
+        if rewinder is not None:
+            logger.debug("sandbox on %s, safety net %r", where, rewinder)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        db = self.database
+        try:
+            self._patches.revert()
+            db._state.transactions.clear()
+            try:
+                with _wrap_errors:
+                    db.cursor().execute("ROLLBACK")
+            finally:
+                if self._router is not None:
+                    self._router.reset()
+                if self._opened:
+                    db.close()
+        finally:
+            self._active = False
+            self._owner = None
+            self._check_leaks()
+
+    def _check_leaks(self) -> None:
+        if self.rewinder is None or not self.safety_net:
+            return
+        result = self.rewinder.rewind()
+        if result.clean:
+            return
+        self.leaked = result
+        logger.warning(
+            "Writes escaped the rollback sandbox on %s and were rewound: %s",
+            self.rewinder.url.display(),
+            ", ".join(result.tables + result.created_tables),
+        )
+        if self.on_leak is not None:
+            self.on_leak(result)
+
+    # ----------------------------------------------------------------- patches
+    def _mine(self) -> bool:
+        return not self.database.thread_safe or threading.get_ident() == self._owner
+
+    def _install_patches(self) -> None:
+        db = self.database
+        cls = type(db)
+        original_execute_sql = db.execute_sql
+
+        def execute_sql(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+            if not self._mine():
+                return original_execute_sql(sql, params, *args, **kwargs)
+            return self._execute(original_execute_sql, sql, params)
+
+        def begin(*args: Any, **kwargs: Any) -> None:
+            if not self._mine():
+                cls.begin(db, *args, **kwargs)
+                return
+            execute_sql("BEGIN")
+
+        def commit(*args: Any, **kwargs: Any) -> Any:
+            if not self._mine():
+                return cls.commit(db, *args, **kwargs)
+            return execute_sql("COMMIT")
+
+        def rollback(*args: Any, **kwargs: Any) -> Any:
+            if not self._mine():
+                return cls.rollback(db, *args, **kwargs)
+            return execute_sql("ROLLBACK")
+
+        def transaction(*args: Any, **kwargs: Any) -> Any:
+            # Nested transaction() blocks become savepoints (peewee merges them).
+            if self._mine() and db.transaction_depth() > 0:
+                return db.savepoint()
+            return cls.transaction(db, *args, **kwargs)
+
+        def close() -> bool:
+            if self._mine():
+                return False  # the sandbox's connection stays open until the block ends
+            return bool(cls.close(db))
+
+        def connect(reuse_if_open: bool = False) -> bool:
+            if self._mine():
+                return False
+            return bool(cls.connect(db, reuse_if_open))
+
+        for name, value in {
+            "execute_sql": execute_sql,
+            "begin": begin,
+            "commit": commit,
+            "rollback": rollback,
+            "transaction": transaction,
+            "close": close,
+            "connect": connect,
+        }.items():
+            self._patches.set(db, name, value)
+
+    def _execute(self, run: Callable[..., Any], sql: str, params: Any) -> Any:
+        router = self._router
+        assert router is not None
+        with self._lock:
+            route = router.route(sql)
+            if route.kind == "replace":
+                cursor = None
+                for statement in route.statements:
+                    cursor = run(statement)
+                return cursor if cursor is not None else self.database.cursor()
+            if route.kind == "control" or not router.guard:
+                return run(sql, params)
+            run(router.guard_begin())
+            try:
+                cursor = run(sql, params)
+            except Exception:
+                for statement in router.guard_undo():
+                    run(statement)
+                raise
+            run(router.guard_release())
+            return cursor
