@@ -1,0 +1,849 @@
+"""PostgreSQL: statement-level tracking triggers and a one-round-trip server-side rewind.
+
+Everything dbrewind installs lives in its own schema, ``dbrewind``:
+
+``dbrewind.marks(tbl text)``
+    One row per table written since the last rewind. No unique key: the
+    trigger inserts a mark only when its snapshot sees none, so two
+    transactions writing the same table never wait on each other (at worst
+    both insert a mark). A mark written in a transaction that rolls back
+    vanishes with it.
+``dbrewind.mark()``
+    The one trigger function, fired ``AFTER INSERT OR UPDATE OR DELETE OR
+    TRUNCATE .. FOR EACH STATEMENT`` on every user table and on every
+    partition (a statement aimed straight at a partition fires only the
+    partition's triggers); the table key is the trigger argument.
+``dbrewind.tables``
+    One row per tracked table: delete order, precomputed delete / restore /
+    sequence-reset SQL, the tables referencing it.
+``dbrewind."b_<n>"``
+    Baseline copies of the tables that held rows when tracking was installed.
+``dbrewind.rewind(truncate text[], reset_sequences boolean)``
+    Reads the marks and puts the dirty tables back, all in the one statement
+    that calls it. It runs with ``session_replication_role = replica`` (no FK
+    checks, no user triggers) when the role may set it, and otherwise deletes
+    children first, taking along the tables that reference a dirty one.
+``dbrewind_ddl`` (event trigger, superuser only)
+    Marks DDL that creates, drops or renames tables, so the rewind compares
+    the table list with the baseline's only after such DDL. Without it, the
+    rewind compares on every call (a catalog query).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import ClassVar
+
+from sqlalchemy import NullPool, create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .._url import Backend, DatabaseURL
+from ..exceptions import DbrewindError, NotPreparedError
+from .base import Capabilities, Dialect, ForeignKey, RewindResult, SchemaInfo, Table
+
+__all__ = ["CREATED_COMMENT", "TRACKING_SCHEMA", "PostgreSQLDialect"]
+
+TRACKING_SCHEMA = "dbrewind"
+"""The schema that holds every tracking object."""
+
+CREATED_COMMENT = "dbrewind test database"
+"""``COMMENT ON DATABASE`` text marking a database dbrewind created."""
+
+_TRIGGER = "dbrewind_track"
+_EVENT_TRIGGER = "dbrewind_ddl"
+_DDL_MARK = "!ddl"
+_EXTERNAL = "!external"
+_DDL_TAGS = (
+    "CREATE TABLE",
+    "CREATE TABLE AS",
+    "SELECT INTO",
+    "DROP TABLE",
+    "ALTER TABLE",
+    "CREATE SCHEMA",
+    "DROP SCHEMA",
+    "DROP OWNED",
+)
+# SQLSTATEs translated at the boundary.
+_UNDEFINED = {"42P01", "42883", "3F000"}  # undefined table / function / schema
+_FK_VIOLATION = "23503"
+_OBJECT_IN_USE = "55006"
+
+
+def _lit(value: str) -> str:
+    """A SQL string literal (``standard_conforming_strings`` is on since 9.1)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    """A double-quoted identifier, always quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(schema: str, name: str) -> str:
+    return f"{_ident(schema)}.{_ident(name)}"
+
+
+def _text_array(values: Sequence[str]) -> str:
+    if not values:
+        return "'{}'::text[]"
+    return "ARRAY[" + ", ".join(_lit(v) for v in values) + "]::text[]"
+
+
+def _driver_state(exc: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg (``sqlstate``) or psycopg2 (``pgcode``) error."""
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return _driver_state(exc.orig) if exc.orig is not None else None
+
+
+def _run_script(conn: Connection, sql: str) -> None:
+    """Run several statements in one round trip, bypassing parameter parsing.
+
+    Generated SQL embeds user identifiers, which may contain ``%`` or ``:``;
+    without parameters the driver sends the text as it is.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
+
+
+_REPLICA_INFO = "dbrewind_replica_role"
+
+
+def _on_checkin(dbapi_connection: object, record: object) -> None:
+    info = getattr(record, "info", {})
+    if not info.pop(_REPLICA_INFO, False) or dbapi_connection is None:
+        return
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    try:
+        cursor.execute("RESET session_replication_role")
+    finally:
+        cursor.close()
+    dbapi_connection.commit()  # type: ignore[attr-defined]
+
+
+def _reset_role_on_checkin(conn: Connection) -> None:
+    """Note that ``conn`` may keep the replica role; reset it when it returns to the pool."""
+    conn.connection.info[_REPLICA_INFO] = True
+    if not event.contains(conn.engine, "checkin", _on_checkin):
+        event.listen(conn.engine, "checkin", _on_checkin)
+
+
+@contextmanager
+def _transaction(conn: Connection) -> Iterator[None]:
+    """``BEGIN`` .. ``COMMIT`` on an AUTOCOMMIT connection; ``ROLLBACK`` on error."""
+    conn.exec_driver_sql("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
+
+
+_MARK_FUNCTION = f"""
+CREATE FUNCTION {TRACKING_SCHEMA}.mark() RETURNS trigger
+LANGUAGE plpgsql AS $mark$
+BEGIN
+    INSERT INTO {TRACKING_SCHEMA}.marks (tbl)
+    SELECT TG_ARGV[0]
+    WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks WHERE tbl = TG_ARGV[0]);
+    RETURN NULL;
+END
+$mark$;
+"""
+
+_DDL_FUNCTION = f"""
+CREATE FUNCTION {TRACKING_SCHEMA}.mark_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $ddl$
+BEGIN
+    INSERT INTO {TRACKING_SCHEMA}.marks (tbl)
+    SELECT {_lit(_DDL_MARK)}
+    WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks WHERE tbl = {_lit(_DDL_MARK)});
+END
+$ddl$;
+CREATE EVENT TRIGGER {_EVENT_TRIGGER} ON ddl_command_end
+    WHEN TAG IN ({", ".join(_lit(t) for t in _DDL_TAGS)})
+    EXECUTE FUNCTION {TRACKING_SCHEMA}.mark_ddl();
+"""
+
+
+def _rewind_function(schemas: Sequence[str], always_compare: bool) -> str:
+    """The server-side rewind; ``always_compare`` when no event trigger reports DDL.
+
+    Changing ``session_replication_role`` flushes the session's plan cache,
+    so every statement this function runs is planned again after a toggle.
+    ``keep_replica`` leaves the role at ``replica`` for the session instead
+    (dbrewind's own connection, which no user code shares), so later rewinds
+    reuse their plans; otherwise the role is set for the statement only and
+    restored.
+    """
+    s = TRACKING_SCHEMA
+    if always_compare:
+        quick_exit = ""
+        compare = "true"
+    else:
+        quick_exit = "IF marked IS NULL THEN RETURN; END IF;"
+        compare = f"{_lit(_DDL_MARK)} = ANY(marked)"
+    return f"""
+CREATE FUNCTION {s}.rewind(
+    truncate text[] DEFAULT '{{}}',
+    reset_sequences boolean DEFAULT true,
+    keep_replica boolean DEFAULT false
+)
+RETURNS TABLE (table_key text, rows_deleted bigint, outcome text)
+LANGUAGE plpgsql AS $rewind$
+#variable_conflict use_column
+DECLARE
+    marked text[];
+    dirty text[];
+    grown text[];
+    gone text[] := '{{}}';
+    born text[] := '{{}}';
+    trunc text[];
+    kept text[];
+    old_role text;
+    t record;
+    n bigint;
+BEGIN
+    SELECT array_agg(DISTINCT m.tbl) INTO marked FROM {s}.marks m;
+    {quick_exit}
+    marked := coalesce(marked, '{{}}');
+
+    IF {compare} THEN
+        SELECT coalesce(array_agg(k.key ORDER BY k.key), '{{}}') INTO gone
+        FROM {s}.tables k
+        WHERE to_regclass(k.target) IS DISTINCT FROM k.relid;
+        SELECT coalesce(array_agg(nm.nspname || '.' || c.relname ORDER BY 1), '{{}}') INTO born
+        FROM pg_class c JOIN pg_namespace nm ON nm.oid = c.relnamespace
+        WHERE nm.nspname = ANY({_text_array(schemas)})
+          AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND NOT EXISTS (SELECT 1 FROM {s}.tables k WHERE k.relid = c.oid);
+    END IF;
+
+    SELECT array_agg(k.key) INTO dirty
+    FROM {s}.tables k WHERE k.key = ANY(marked) AND NOT k.key = ANY(gone);
+
+    IF dirty IS NOT NULL THEN
+        -- A test database need not wait for its WAL flush: a crash loses only the rewind.
+        PERFORM set_config('synchronous_commit', 'off', true);
+        old_role := current_setting('session_replication_role');
+        IF old_role = 'replica' THEN
+            NULL;
+        ELSIF has_parameter_privilege('session_replication_role', 'SET') THEN
+            PERFORM set_config('session_replication_role', 'replica', NOT keep_replica);
+        ELSE
+            -- FK checks stay on: take along every table that references a
+            -- dirty one; deletes go children first, restores parents first.
+            old_role := NULL;
+            LOOP
+                SELECT array_agg(DISTINCT r.x) INTO grown FROM (
+                    SELECT unnest(dirty) AS x
+                    UNION SELECT unnest(k.referenced_by) FROM {s}.tables k WHERE k.key = ANY(dirty)
+                ) r
+                WHERE EXISTS (SELECT 1 FROM {s}.tables k WHERE k.key = r.x)
+                  AND NOT r.x = ANY(gone);
+                EXIT WHEN cardinality(grown) = cardinality(dirty);
+                dirty := grown;
+            END LOOP;
+            SET CONSTRAINTS ALL DEFERRED;
+        END IF;
+
+        -- TRUNCATE only tables whose referencing tables are all truncated with them.
+        IF cardinality(truncate) > 0 THEN
+            SELECT coalesce(array_agg(k.key), '{{}}') INTO trunc FROM {s}.tables k
+            WHERE k.key = ANY(dirty) AND k.key = ANY(truncate);
+            LOOP
+                SELECT coalesce(array_agg(k.key), '{{}}') INTO kept FROM {s}.tables k
+                WHERE k.key = ANY(trunc) AND k.referenced_by <@ trunc;
+                EXIT WHEN cardinality(kept) = cardinality(trunc);
+                trunc := kept;
+            END LOOP;
+            IF cardinality(trunc) > 0 THEN
+                EXECUTE 'TRUNCATE ' || (SELECT string_agg(k.truncate_target, ', ')
+                                        FROM {s}.tables k WHERE k.key = ANY(trunc));
+            END IF;
+        ELSE
+            trunc := '{{}}';
+        END IF;
+
+        FOR t IN SELECT k.key, k.delete_sql, k.key = ANY(trunc) AS truncated
+                 FROM {s}.tables k WHERE k.key = ANY(dirty) ORDER BY k.ord LOOP
+            IF t.truncated THEN
+                table_key := t.key; rows_deleted := -1; outcome := 'truncated';
+            ELSE
+                EXECUTE t.delete_sql;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                table_key := t.key; rows_deleted := n; outcome := 'deleted';
+            END IF;
+            RETURN NEXT;
+        END LOOP;
+
+        FOR t IN SELECT k.restore_sql, k.sequence_sql FROM {s}.tables k
+                 WHERE k.key = ANY(dirty)
+                   AND (k.restore_sql IS NOT NULL
+                        OR (reset_sequences AND k.sequence_sql IS NOT NULL))
+                 ORDER BY k.ord DESC LOOP
+            IF t.restore_sql IS NOT NULL THEN
+                EXECUTE t.restore_sql;
+            END IF;
+            IF reset_sequences AND t.sequence_sql IS NOT NULL THEN
+                EXECUTE t.sequence_sql;
+            END IF;
+        END LOOP;
+
+        IF old_role IS NOT NULL AND old_role <> 'replica' AND NOT keep_replica THEN
+            PERFORM set_config('session_replication_role', old_role, true);
+        END IF;
+    END IF;
+
+    -- Keep the DDL mark while the table list differs from the baseline's,
+    -- so every rewind reports the difference until it is resolved.
+    DELETE FROM {s}.marks m
+    WHERE (m.tbl = ANY(marked) OR m.tbl = ANY(dirty))
+      AND NOT (m.tbl = {_lit(_DDL_MARK)} AND cardinality(gone) + cardinality(born) > 0);
+
+    FOR t IN SELECT unnest(gone) AS key LOOP
+        table_key := t.key; rows_deleted := 0; outcome := 'dropped';
+        RETURN NEXT;
+    END LOOP;
+    FOR t IN SELECT unnest(born) AS key LOOP
+        table_key := t.key; rows_deleted := 0; outcome := 'created';
+        RETURN NEXT;
+    END LOOP;
+END
+$rewind$;
+"""
+
+
+_TABLES_SQL = text(
+    """
+    SELECT c.oid, n.nspname, c.relname, c.relkind
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ANY(CAST(:schemas AS text[]))
+      AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+    ORDER BY n.nspname, c.relname
+    """
+)
+
+_COLUMNS_SQL = text(
+    """
+    SELECT a.attrelid, a.attname, a.attidentity
+    FROM pg_attribute a
+    WHERE a.attrelid = ANY(CAST(:oids AS oid[])) AND a.attnum > 0
+      AND NOT a.attisdropped AND a.attgenerated = ''
+    ORDER BY a.attrelid, a.attnum
+    """
+)
+
+_SEQUENCES_SQL = text(
+    """
+    SELECT DISTINCT r.relid, sn.nspname, s.relname
+    FROM (
+        SELECT d.refobjid AS relid, d.objid AS seqid
+        FROM pg_depend d
+        WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+          AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(CAST(:oids AS oid[]))
+        UNION
+        SELECT ad.adrelid, d.refobjid
+        FROM pg_attrdef ad
+        JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                        AND d.refclassid = 'pg_class'::regclass
+        WHERE ad.adrelid = ANY(CAST(:oids AS oid[]))
+    ) r
+    JOIN pg_class s ON s.oid = r.seqid AND s.relkind = 'S'
+    JOIN pg_namespace sn ON sn.oid = s.relnamespace
+    ORDER BY r.relid, sn.nspname, s.relname
+    """
+)
+
+_PARTITIONS_SQL = text(
+    """
+    SELECT p.root, n.nspname, c.relname
+    FROM (
+        SELECT root, (pg_partition_tree(root)).relid AS relid
+        FROM unnest(CAST(:oids AS oid[])) AS root
+    ) p
+    JOIN pg_class c ON c.oid = p.relid AND c.relkind IN ('r', 'p')
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE p.relid <> p.root
+    ORDER BY p.root, n.nspname, c.relname
+    """
+)
+
+_FOREIGN_KEYS_SQL = text(
+    """
+    SELECT con.conname, con.conrelid, con.confrelid, con.confdeltype
+    FROM pg_constraint con
+    WHERE con.contype = 'f' AND con.conparentid = 0
+      AND (con.conrelid = ANY(CAST(:oids AS oid[])) OR con.confrelid = ANY(CAST(:oids AS oid[])))
+    ORDER BY con.conname
+    """
+)
+
+_ON_DELETE = {
+    "a": "NO ACTION",
+    "r": "RESTRICT",
+    "c": "CASCADE",
+    "n": "SET NULL",
+    "d": "SET DEFAULT",
+}
+
+_REWIND_SQL = text(
+    f"SELECT table_key, rows_deleted, outcome "
+    f"FROM {TRACKING_SCHEMA}.rewind(CAST(:truncate AS text[]), :reset, :keep)"
+)
+_DIRTY_SQL = text(
+    f"SELECT DISTINCT tbl FROM {TRACKING_SCHEMA}.marks WHERE tbl NOT LIKE '!%' ORDER BY tbl"
+)
+_TRACKED_SQL = text(f"SELECT key FROM {TRACKING_SCHEMA}.tables ORDER BY key")
+_INSTALLED_SQL = text(
+    f"SELECT to_regprocedure('{TRACKING_SCHEMA}.rewind(text[], boolean, boolean)') IS NOT NULL "
+    f"AND to_regclass('{TRACKING_SCHEMA}.marks') IS NOT NULL"
+)
+
+
+class PostgreSQLDialect(Dialect):
+    """PostgreSQL 12+ (tested on 15): see the module docstring for the objects it installs."""
+
+    name: ClassVar[Backend] = "postgresql"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactional_ddl=True,
+        statement_triggers=True,
+        truncate_trigger=True,
+        implicit_commits=False,
+        server_side_rewind=True,
+        deferrable_constraints=True,
+        concurrent_writers=True,
+    )
+
+    #: Seconds ``create_database`` keeps retrying while the template is in use.
+    template_wait = 5.0
+
+    #: Leave ``session_replication_role = replica`` on the rewinding connection
+    #: (see :meth:`rewind`); False sets it for each rewind statement only.
+    keep_replica = True
+
+    @property
+    def user_schemas(self) -> tuple[str, ...]:
+        """Schemas whose tables are the user's (``public`` unless told otherwise)."""
+        return tuple(s for s in (self.schemas or ("public",)) if s != TRACKING_SCHEMA)
+
+    # ----------------------------------------------------------- introspection
+    def inspect(self, conn: Connection) -> SchemaInfo:
+        """Tables (``r``/``p``, never partitions, views or foreign tables) of the user schemas."""
+        rows = conn.execute(_TABLES_SQL, {"schemas": list(self.user_schemas)}).all()
+        keys: dict[int, str] = {}
+        names: dict[int, tuple[str, str]] = {}
+        for oid, schema, name, _kind in rows:
+            keys[oid] = f"{schema}.{name}"
+            names[oid] = (schema, name)
+        oids = list(keys)
+        columns: dict[int, list[str]] = defaultdict(list)
+        identity_always: set[int] = set()
+        sequences: dict[int, list[str]] = defaultdict(list)
+        partitions: dict[int, list[str]] = defaultdict(list)
+        foreign_keys: list[ForeignKey] = []
+        if oids:
+            for relid, column, identity in conn.execute(_COLUMNS_SQL, {"oids": oids}):
+                columns[relid].append(column)
+                if identity == "a":
+                    identity_always.add(relid)
+            for relid, schema, name in conn.execute(_SEQUENCES_SQL, {"oids": oids}):
+                sequences[relid].append(_qualified(schema, name))
+            partitioned = [oid for oid, *_rest, kind in rows if kind == "p"]
+            if partitioned:
+                for root, schema, name in conn.execute(_PARTITIONS_SQL, {"oids": partitioned}):
+                    partitions[root].append(_qualified(schema, name))
+            for conname, child, parent, deltype in conn.execute(_FOREIGN_KEYS_SQL, {"oids": oids}):
+                if child in keys and parent in keys:
+                    foreign_keys.append(
+                        ForeignKey(
+                            child=keys[child],
+                            parent=keys[parent],
+                            name=conname,
+                            on_delete=_ON_DELETE.get(deltype, "NO ACTION"),
+                        )
+                    )
+        tables = {
+            keys[oid]: Table(
+                key=keys[oid],
+                name=names[oid][1],
+                schema=names[oid][0],
+                columns=tuple(columns[oid]),
+                identity_always=oid in identity_always,
+                sequences=tuple(sequences[oid]),
+                partitions=tuple(partitions[oid]),
+            )
+            for oid in oids
+        }
+        return SchemaInfo(tables=tables, foreign_keys=tuple(foreign_keys))
+
+    # ---------------------------------------------------------------- tracking
+    def _drop_script(self) -> str:
+        return (
+            f"DROP EVENT TRIGGER IF EXISTS {_EVENT_TRIGGER};\n"
+            f"DROP SCHEMA IF EXISTS {TRACKING_SCHEMA} CASCADE;\n"
+        )
+
+    def install(self, conn: Connection, schema: SchemaInfo) -> None:
+        """Replace any earlier installation; track ``schema``'s tables; capture the baseline.
+
+        Runs in one transaction. The event trigger is created only when the
+        role is a superuser; otherwise the rewind compares table lists itself.
+        """
+        s = TRACKING_SCHEMA
+        superuser = bool(
+            conn.execute(
+                text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            ).scalar()
+        )
+        order = schema.delete_order()
+        with _transaction(conn):
+            # Oids, kinds and outside references of the tables as they are now.
+            facts = conn.execute(
+                text(
+                    """
+                    SELECT k.key, c.oid, c.relkind
+                    FROM unnest(CAST(:keys AS text[]), CAST(:targets AS text[])) AS k(key, target)
+                    JOIN pg_class c ON c.oid = to_regclass(k.target)
+                    """
+                ),
+                {"keys": order, "targets": [self._target(schema.tables[k]) for k in order]},
+            ).all()
+            info = {key: (oid, kind) for key, oid, kind in facts}
+            missing = [k for k in order if k not in info]
+            if missing:
+                raise DbrewindError(
+                    f"Table(s) {', '.join(map(repr, missing))} vanished while dbrewind was "
+                    "installing tracking. Make sure nothing else changes the schema during "
+                    "Rewinder.prepare(), then prepare again."
+                )
+            all_oids = [oid for oid, _kind in info.values()]
+            external = {
+                key
+                for key, _ext in conn.execute(
+                    text(
+                        """
+                        SELECT k.key, true
+                        FROM unnest(CAST(:keys AS text[]), CAST(:oids AS oid[])) AS k(key, oid)
+                        WHERE EXISTS (SELECT 1 FROM pg_constraint con
+                                      WHERE con.contype = 'f' AND con.confrelid = k.oid
+                                        AND con.conparentid = 0
+                                        AND NOT con.conrelid = ANY(CAST(:oids AS oid[])))
+                        """
+                    ),
+                    {"keys": list(info), "oids": all_oids},
+                )
+            }
+            # Which tables hold rows (one round trip), and sequence values.
+            non_empty: set[str] = set()
+            if order:
+                probe = " UNION ALL ".join(
+                    f"SELECT {i} WHERE EXISTS (SELECT 1 FROM {self._from(schema.tables[k], info)})"
+                    for i, k in enumerate(order)
+                )
+                non_empty = {order[i] for (i,) in conn.exec_driver_sql(probe)}
+            seq_names = sorted({q for k in order for q in schema.tables[k].sequences})
+            seq_values: dict[str, tuple[int, bool]] = {}
+            if seq_names:
+                probe = " UNION ALL ".join(
+                    f"SELECT {i}, last_value, is_called FROM {q}" for i, q in enumerate(seq_names)
+                )
+                for i, last, called in conn.exec_driver_sql(probe):
+                    seq_values[seq_names[i]] = (int(last), bool(called))
+
+            script = [self._drop_script()]
+            script.append(
+                f"""
+CREATE SCHEMA {s};
+COMMENT ON SCHEMA {s} IS 'dbrewind change tracking; remove with: dbrewind uninstall URL';
+CREATE TABLE {s}.marks (tbl text NOT NULL);
+CREATE TABLE {s}.tables (
+    key text PRIMARY KEY,
+    ord integer NOT NULL,
+    relid oid NOT NULL,
+    target text NOT NULL,
+    truncate_target text NOT NULL,
+    referenced_by text[] NOT NULL,
+    delete_sql text NOT NULL,
+    restore_sql text,
+    sequence_sql text
+);
+GRANT USAGE ON SCHEMA {s} TO PUBLIC;
+GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
+{_MARK_FUNCTION}
+"""
+            )
+            rows: list[str] = []
+            for ord_, key in enumerate(order):
+                table = schema.tables[key]
+                oid, kind = info[key]
+                target = self._target(table)
+                only = "" if kind == "p" else "ONLY "
+                for tracked in (target, *table.partitions):
+                    script.append(
+                        f"CREATE TRIGGER {_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+                        f"ON {tracked} FOR EACH STATEMENT "
+                        f"EXECUTE FUNCTION {s}.mark({_lit(key)});"
+                    )
+                restore_sql = None
+                cols = ", ".join(_ident(c) for c in table.columns)
+                if key in non_empty:
+                    copy = f'{s}."b_{ord_}"'
+                    script.append(f"CREATE TABLE {copy} AS SELECT {cols} FROM {only}{target};")
+                    overriding = " OVERRIDING SYSTEM VALUE" if table.identity_always else ""
+                    restore_sql = (
+                        f"INSERT INTO {target} ({cols}){overriding} SELECT {cols} FROM {copy}"
+                    )
+                setvals = ", ".join(
+                    f"setval({_lit(q)}::regclass, {seq_values[q][0]}, "
+                    f"{'true' if seq_values[q][1] else 'false'})"
+                    for q in table.sequences
+                )
+                sequence_sql = f"SELECT {setvals}" if setvals else None
+                delete_sql = f"DELETE FROM {only}{target}"
+                referenced_by = sorted(schema.referencing(key))
+                if key in external:
+                    referenced_by.append(_EXTERNAL)
+                rows.append(
+                    "("
+                    + ", ".join(
+                        [
+                            _lit(key),
+                            str(ord_),
+                            str(oid),
+                            _lit(target),
+                            _lit(only + target),
+                            _text_array(referenced_by),
+                            _lit(delete_sql),
+                            "NULL" if restore_sql is None else _lit(restore_sql),
+                            "NULL" if sequence_sql is None else _lit(sequence_sql),
+                        ]
+                    )
+                    + ")"
+                )
+            if rows:
+                script.append(f"INSERT INTO {s}.tables VALUES\n" + ",\n".join(rows) + ";")
+            script.append(_rewind_function(self.user_schemas, not superuser))
+            if superuser:
+                script.append(_DDL_FUNCTION)
+            _run_script(conn, "\n".join(script))
+
+    @staticmethod
+    def _target(table: Table) -> str:
+        return _qualified(table.schema or "public", table.name)
+
+    def _from(self, table: Table, info: dict[str, tuple[int, str]]) -> str:
+        kind = info[table.key][1]
+        return ("" if kind == "p" else "ONLY ") + self._target(table)
+
+    def uninstall(self, conn: Connection) -> None:
+        """Drop the ``dbrewind`` schema (its functions take the triggers on user tables along)."""
+        with _transaction(conn):
+            _run_script(conn, self._drop_script())
+
+    def is_installed(self, conn: Connection) -> bool:
+        """Whether the ``dbrewind`` schema with its marks table and rewind function exists."""
+        return bool(conn.execute(_INSTALLED_SQL).scalar())
+
+    def dirty_tables(self, conn: Connection) -> list[str]:
+        """Keys of the tables with a committed mark, sorted."""
+        try:
+            return [row[0] for row in conn.execute(_DIRTY_SQL)]
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+
+    def tracked_tables(self, conn: Connection) -> list[str]:
+        """Keys of the tables in the installation's baseline."""
+        try:
+            return [row[0] for row in conn.execute(_TRACKED_SQL)]
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+
+    def rewind(
+        self,
+        conn: Connection,
+        *,
+        truncate: frozenset[str] = frozenset(),
+        reset_sequences: bool = True,
+    ) -> RewindResult:
+        """One ``SELECT`` of ``dbrewind.rewind(..)``: the whole rewind is one statement.
+
+        With :attr:`keep_replica` the connection keeps
+        ``session_replication_role = replica`` after the first rewind that
+        had work to do (FK checks and user triggers off on it), which saves
+        re-planning on every later rewind; the role is reset when the
+        connection goes back to its pool. Give it dbrewind's own connection.
+        """
+        keep = self.keep_replica
+        if keep:
+            _reset_role_on_checkin(conn)
+        try:
+            rows = conn.execute(
+                _REWIND_SQL, {"truncate": sorted(truncate), "reset": reset_sequences, "keep": keep}
+            ).all()
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+        if not rows:
+            return RewindResult()
+        tables: list[str] = []
+        deleted: dict[str, int] = {}
+        truncated: set[str] = set()
+        created: list[str] = []
+        dropped: list[str] = []
+        for key, count, outcome in rows:
+            if outcome == "created":
+                created.append(key)
+            elif outcome == "dropped":
+                dropped.append(key)
+            else:
+                tables.append(key)
+                deleted[key] = int(count)
+                if outcome == "truncated":
+                    truncated.add(key)
+        return RewindResult(
+            tables=tuple(sorted(tables)),
+            deleted=deleted,
+            truncated=frozenset(truncated),
+            created_tables=tuple(created),
+            dropped_tables=tuple(dropped),
+        )
+
+    def _translate(self, exc: DBAPIError, conn: Connection) -> DbrewindError:
+        state = _sqlstate(exc)
+        where = conn.engine.url.render_as_string(hide_password=True)
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if state in _UNDEFINED:
+            return NotPreparedError(
+                f"dbrewind tracking is not installed in {where} ({first}). "
+                "Call Rewinder.prepare() (or install()) once before tests run."
+            )
+        if state == _FK_VIOLATION:
+            return DbrewindError(
+                f"Rewinding {where} hit a foreign key ({first}). The database role may not "
+                "set session_replication_role, so the rewind had to keep FK checks on, and "
+                "a cycle of foreign keys blocks it. Run as a superuser, or grant it with: "
+                "GRANT SET ON PARAMETER session_replication_role TO <role>; "
+                "or declare the foreign keys DEFERRABLE."
+            )
+        return DbrewindError(f"dbrewind failed on {where}: {first}")
+
+    # ---------------------------------------------------------------- databases
+    def _server(self, url: DatabaseURL) -> Engine:
+        server = url.with_database("postgres")
+        return create_engine(
+            server.sync_url(),
+            isolation_level="AUTOCOMMIT",
+            poolclass=NullPool,
+            connect_args={"application_name": "dbrewind"},
+        )
+
+    @contextmanager
+    def _server_connection(self, url: DatabaseURL) -> Iterator[Connection]:
+        engine = self._server(url)
+        try:
+            try:
+                conn = engine.connect()
+            except OperationalError as exc:
+                raise DbrewindError(
+                    f"Cannot connect to the PostgreSQL server of {url.display()} "
+                    f"(through its 'postgres' database): {str(exc.orig).strip()}. "
+                    "Check that the server runs and that the URL's host, port and user are right."
+                ) from exc
+            with conn:
+                yield conn
+        finally:
+            engine.dispose()
+
+    def database_exists(self, url: DatabaseURL) -> bool:
+        """Look the name up in ``pg_database`` from the server's ``postgres`` database."""
+        with self._server_connection(url) as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).first()
+        return found is not None
+
+    def create_database(self, url: DatabaseURL, *, template: DatabaseURL | None = None) -> None:
+        """``CREATE DATABASE`` (``TEMPLATE`` when cloning), then mark it as dbrewind's.
+
+        A template must have no other sessions: dbrewind's own idle ones
+        (``application_name`` starting with ``dbrewind``) are ended; others are
+        waited for up to :attr:`template_wait` seconds.
+        """
+        name = _ident(url.database)
+        sql = f"CREATE DATABASE {name}"
+        if template is not None:
+            sql += f" TEMPLATE {_ident(template.database)}"
+        with self._server_connection(url) as conn:
+            deadline = time.monotonic() + self.template_wait
+            while True:
+                if template is not None:
+                    conn.execute(
+                        text(
+                            """
+                            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                            WHERE datname = :name AND pid <> pg_backend_pid()
+                              AND state = 'idle' AND application_name LIKE 'dbrewind%'
+                            """
+                        ),
+                        {"name": template.database},
+                    )
+                try:
+                    _run_script(conn, sql)
+                    break
+                except Exception as exc:
+                    state = _driver_state(exc)
+                    if state == _OBJECT_IN_USE and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        continue
+                    raise self._create_error(url, template, exc) from exc
+            _run_script(conn, f"COMMENT ON DATABASE {name} IS {_lit(CREATED_COMMENT)}")
+
+    def _create_error(
+        self, url: DatabaseURL, template: DatabaseURL | None, exc: Exception
+    ) -> DbrewindError:
+        first = str(exc).strip().splitlines()[0]
+        if template is not None and _driver_state(exc) == _OBJECT_IN_USE:
+            return DbrewindError(
+                f"Cannot clone {template.database!r} into {url.database!r} on "
+                f"{url.display()}: {first}. Close the other sessions on the template "
+                f"(see pg_stat_activity WHERE datname = {template.database!r}) and retry."
+            )
+        return DbrewindError(f"Cannot create database {url.database!r} on {url.display()}: {first}")
+
+    def drop_database(self, url: DatabaseURL) -> None:
+        """``DROP DATABASE IF EXISTS .. WITH (FORCE)``: other sessions are ended."""
+        with self._server_connection(url) as conn:
+            try:
+                _run_script(conn, f"DROP DATABASE IF EXISTS {_ident(url.database)} WITH (FORCE)")
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise DbrewindError(
+                    f"Cannot drop database {url.database!r} on {url.display()}: {first}. "
+                    "The role needs to own the database (or be a superuser)."
+                ) from exc
+
+    def created_by_dbrewind(self, conn: Connection) -> bool:
+        """Whether the database's comment is dbrewind's creation mark."""
+        comment = conn.execute(
+            text(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname = current_database()"
+            )
+        ).scalar()
+        return comment == CREATED_COMMENT
+
+    def mark_created(self, conn: Connection) -> None:
+        """``COMMENT ON DATABASE <current> IS 'dbrewind test database'``."""
+        name = conn.execute(text("SELECT current_database()")).scalar_one()
+        _run_script(conn, f"COMMENT ON DATABASE {_ident(name)} IS {_lit(CREATED_COMMENT)}")
