@@ -40,16 +40,18 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from typing_extensions import Unpack
 
 from .._url import DatabaseURL
 from ..exceptions import ConfigurationError, DbrewindError, NotPreparedError, SchemaChangedError
 from .base import Capabilities, Dialect, ForeignKey, RewindResult, SchemaInfo, Table, short_name
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CREATED_COMMENT", "MARKS_TABLE", "PREFIX", "REWIND_PROCEDURE", "MySQLDialect"]
 

@@ -1,0 +1,558 @@
+"""The MySQL/MariaDB dialect against a real MariaDB server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from dbrewind import Rewinder
+from dbrewind._url import parse_url
+from dbrewind.dialects.mysql import MARKS_TABLE, MySQLDialect
+from dbrewind.exceptions import DbrewindError, NotPreparedError, SchemaChangedError
+
+pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+
+LONG = "a_table_name_that_is_sixty_characters_long_for_the_limit_ok"
+assert len(LONG) == 59
+
+
+def ddl(conn: Connection, *statements: str) -> None:
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
+def rows(engine: Engine, table: str, order: str = "1") -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}")]
+
+
+def next_id(engine: Engine, table: str, column: str = "`v`") -> int:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {table} ({column}) VALUES ('probe')")
+        return int(conn.exec_driver_sql("SELECT LAST_INSERT_ID()").scalar_one())
+
+
+def basic_schema(conn: Connection) -> None:
+    ddl(
+        conn,
+        "CREATE TABLE `order` (`id` INT AUTO_INCREMENT PRIMARY KEY, `v` VARCHAR(20))",
+        "CREATE TABLE `seed` (`k` VARCHAR(10) PRIMARY KEY, `n` INT)",
+        "CREATE TABLE `log` (`id` INT AUTO_INCREMENT PRIMARY KEY, `v` VARCHAR(20))",
+        "INSERT INTO `seed` VALUES ('a', 1), ('b', 2)",
+        "INSERT INTO `order` (`v`) VALUES ('o1'), ('o2')",
+    )
+
+
+@pytest.fixture
+def rewinder(db_url: URL) -> Iterator[Rewinder]:
+    r = Rewinder(db_url)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def basic(rewinder: Rewinder, engine: Engine) -> Rewinder:
+    rewinder.prepare(basic_schema)
+    return rewinder
+
+
+# ------------------------------------------------------------------ rewinding
+
+
+def test_rewind_restores_inserted_updated_and_deleted_rows_to_the_baseline(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `order` (`v`) VALUES ('o3')",
+            "UPDATE `seed` SET `n` = 99 WHERE `k` = 'a'",
+            "DELETE FROM `seed` WHERE `k` = 'b'",
+        )
+    assert basic.dirty_tables() == ["order", "seed"]
+    result = basic.rewind()
+    assert result.tables == ("order", "seed")
+    assert result.deleted == {"order": 3, "seed": 1}
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+    assert basic.dirty_tables() == []
+    assert basic.rewind().clean
+
+
+def test_counter_goes_back_to_the_baseline_value_when_the_baseline_has_rows(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3'), ('o4')")
+    basic.rewind()
+    assert next_id(engine, "`order`") == 3
+
+
+def test_empty_table_whose_counter_moved_is_truncated_back_to_counter_one(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `log` (`v`) VALUES ('x'), ('y')")
+    result = basic.rewind()
+    assert result.truncated == frozenset({"log"})
+    assert result.deleted == {"log": -1}
+    assert rows(engine, "`log`") == []
+    assert next_id(engine, "`log`") == 1
+
+
+def test_reset_sequences_false_deletes_rows_but_keeps_counters(db_url: URL, engine: Engine) -> None:
+    with Rewinder(db_url, reset_sequences=False) as r:
+        r.prepare(basic_schema)
+        with engine.begin() as conn:
+            ddl(
+                conn,
+                "INSERT INTO `log` (`v`) VALUES ('x')",
+                "INSERT INTO `order` (`v`) VALUES ('z')",
+            )
+        result = r.rewind()
+        assert result.truncated == frozenset()
+        assert result.deleted == {"log": 1, "order": 3}
+        assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+        assert next_id(engine, "`log`") == 2
+        assert next_id(engine, "`order`") == 4
+
+
+def test_tables_named_for_truncate_are_truncated_and_refilled(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "UPDATE `seed` SET `n` = 0", "INSERT INTO `order` (`v`) VALUES ('o3')")
+    with basic.connection() as conn:
+        result = MySQLDialect().rewind(conn, truncate=frozenset({"seed", "order"}))
+    assert result.truncated == frozenset({"seed", "order"})
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert next_id(engine, "`order`") == 3
+
+
+def test_large_deletes_switch_the_table_to_truncate_on_later_rewinds(
+    db_url: URL, engine: Engine
+) -> None:
+    with Rewinder(db_url, truncate_threshold=5) as r:
+        r.prepare(basic_schema)
+        for _ in range(2):
+            with engine.begin() as conn:
+                ddl(
+                    conn,
+                    "INSERT INTO `seed` VALUES " + ", ".join(f"('k{i}', {i})" for i in range(8)),
+                )
+            result = r.rewind()
+        assert result.truncated == frozenset({"seed"})
+        assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+
+
+def test_nothing_dirty_rewind_is_clean_and_touches_no_table(basic: Rewinder) -> None:
+    result = basic.rewind()
+    assert result.clean
+    assert result.deleted == {}
+
+
+def test_rolled_back_write_leaves_no_mark_and_the_next_write_in_that_session_marks_again(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.connect() as conn:
+        trans = conn.begin()
+        conn.exec_driver_sql("INSERT INTO `order` (`v`) VALUES ('gone')")
+        trans.rollback()
+        assert basic.dirty_tables() == []
+        with conn.begin():
+            conn.exec_driver_sql("INSERT INTO `order` (`v`) VALUES ('kept')")
+    assert basic.dirty_tables() == ["order"]
+
+
+def test_a_bulk_insert_of_2000_rows_writes_one_mark(basic: Rewinder, engine: Engine) -> None:
+    values = ", ".join(f"('r{i}')" for i in range(2000))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO `log` (`v`) VALUES {values}")
+        conn.exec_driver_sql("UPDATE `log` SET `v` = 'u'")
+        marks = conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{MARKS_TABLE}`").scalar_one()
+    assert marks == 2  # one per statement, not per row
+
+
+def test_concurrent_uncommitted_writers_to_one_table_do_not_wait_for_each_other(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.connect() as first, engine.connect() as second:
+        for conn in (first, second):
+            conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")  # autobegins
+        first.exec_driver_sql("INSERT INTO `log` (`v`) VALUES ('one')")
+        first.exec_driver_sql("UPDATE `seed` SET `n` = 5 WHERE `k` = 'a'")
+        started = time.perf_counter()
+        second.exec_driver_sql("INSERT INTO `log` (`v`) VALUES ('two')")
+        second.exec_driver_sql("UPDATE `seed` SET `n` = 6 WHERE `k` = 'b'")
+        assert time.perf_counter() - started < 0.5
+        first.commit()
+        second.commit()
+    assert basic.dirty_tables() == ["log", "seed"]
+    basic.rewind()
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+
+
+def test_writes_from_another_thread_during_a_test_are_all_rewound(
+    basic: Rewinder, engine: Engine
+) -> None:
+    def writer(n: int) -> None:
+        with engine.begin() as conn:
+            for i in range(20):
+                conn.exec_driver_sql(f"INSERT INTO `log` (`v`) VALUES ('t{n}-{i}')")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert basic.rewind().tables == ("log",)
+    assert rows(engine, "`log`") == []
+
+
+# ------------------------------------------------------------ names and shapes
+
+
+def awkward_schema(conn: Connection) -> None:
+    ddl(
+        conn,
+        "CREATE TABLE `Mixed Case` (`id` INT AUTO_INCREMENT PRIMARY KEY, `Select` VARCHAR(20))",
+        "CREATE TABLE `it's` (`id` INT PRIMARY KEY, `back``tick` INT)",
+        "CREATE TABLE `back\\slash` (`id` INT PRIMARY KEY)",
+        f"CREATE TABLE `{LONG}` (`id` INT AUTO_INCREMENT PRIMARY KEY, `v` INT)",
+        f"CREATE TABLE `{LONG[:-1]}x` (`id` INT AUTO_INCREMENT PRIMARY KEY, `v` INT)",
+        "CREATE TABLE `user` (`id` INT PRIMARY KEY, `total` INT, "
+        "`double` INT AS (`total` * 2) VIRTUAL, `triple` INT AS (`total` * 3) STORED)",
+        "INSERT INTO `Mixed Case` (`Select`) VALUES ('m')",
+        "INSERT INTO `it's` VALUES (1, 10)",
+        "INSERT INTO `back\\slash` VALUES (7)",
+        "INSERT INTO `user` (`id`, `total`) VALUES (1, 5)",
+    )
+
+
+def test_reserved_quoted_mixed_case_and_long_names_are_tracked_and_rewound(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(awkward_schema)
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `Mixed Case` (`Select`) VALUES ('n')",
+            "UPDATE `it's` SET `back``tick` = 11",
+            "DELETE FROM `back\\slash`",
+            f"INSERT INTO `{LONG}` (`v`) VALUES (1)",
+            f"INSERT INTO `{LONG[:-1]}x` (`v`) VALUES (1)",
+            "UPDATE `user` SET `total` = 6",
+        )
+    expected = sorted(["Mixed Case", "it's", "back\\slash", LONG, LONG[:-1] + "x", "user"])
+    assert rewinder.dirty_tables() == expected
+    assert rewinder.rewind().tables == tuple(expected)
+    assert rows(engine, "`Mixed Case`") == [(1, "m")]
+    assert rows(engine, "`it's`") == [(1, 10)]
+    assert rows(engine, "`back\\slash`") == [(7,)]
+    assert rows(engine, f"`{LONG}`") == []
+    assert rows(engine, "`user`") == [(1, 5, 10, 15)]
+    assert next_id(engine, "`Mixed Case`", "`Select`") == 2
+
+
+def test_tracking_object_names_fit_in_64_characters_and_do_not_collide(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(awkward_schema)
+    with engine.connect() as conn:
+        triggers = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = DATABASE()"
+            )
+        ]
+    assert len(triggers) == 3 * 6
+    assert len(set(triggers)) == len(triggers)
+    assert all(len(t) <= 64 and t.startswith("dbrewind_") for t in triggers)
+
+
+def test_cascaded_deletes_and_fk_cycles_are_rewound(rewinder: Rewinder, engine: Engine) -> None:
+    def schema(conn: Connection) -> None:
+        ddl(
+            conn,
+            "CREATE TABLE `parent` (`id` INT PRIMARY KEY, `fav` INT NULL)",
+            "CREATE TABLE `child` (`id` INT PRIMARY KEY, `p` INT NOT NULL, "
+            "FOREIGN KEY (`p`) REFERENCES `parent` (`id`) ON DELETE CASCADE)",
+            "CREATE TABLE `grandchild` (`id` INT PRIMARY KEY, `c` INT NULL, "
+            "FOREIGN KEY (`c`) REFERENCES `child` (`id`) ON DELETE SET NULL)",
+            "ALTER TABLE `parent` ADD FOREIGN KEY (`fav`) REFERENCES `child` (`id`)",
+            "INSERT INTO `parent` VALUES (1, NULL)",
+            "INSERT INTO `child` VALUES (10, 1)",
+            "INSERT INTO `grandchild` VALUES (100, 10)",
+            "UPDATE `parent` SET `fav` = 10",
+        )
+
+    rewinder.prepare(schema)
+    with engine.begin() as conn:
+        ddl(
+            conn, "SET FOREIGN_KEY_CHECKS = 0", "DELETE FROM `parent`", "SET FOREIGN_KEY_CHECKS = 1"
+        )
+        ddl(conn, "INSERT INTO `parent` VALUES (2, NULL)")
+    with engine.begin() as conn:
+        ddl(conn, "DELETE FROM `parent` WHERE `id` = 2")
+    assert rewinder.dirty_tables() == ["child", "grandchild", "parent"]
+    rewinder.rewind()
+    assert rows(engine, "`parent`") == [(1, 10)]
+    assert rows(engine, "`child`") == [(10, 1)]
+    assert rows(engine, "`grandchild`") == [(100, 10)]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT @@FOREIGN_KEY_CHECKS").scalar_one() == 1
+
+
+def test_a_cascade_from_a_parent_rewinds_the_child_that_no_trigger_saw(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    def schema(conn: Connection) -> None:
+        ddl(
+            conn,
+            "CREATE TABLE `p` (`id` INT PRIMARY KEY)",
+            "CREATE TABLE `c` (`id` INT PRIMARY KEY, `p` INT, "
+            "FOREIGN KEY (`p`) REFERENCES `p` (`id`) ON DELETE CASCADE)",
+            "INSERT INTO `p` VALUES (1)",
+            "INSERT INTO `c` VALUES (1, 1)",
+        )
+
+    rewinder.prepare(schema)
+    with engine.begin() as conn:
+        ddl(conn, "DELETE FROM `p`")
+    assert rows(engine, "`c`") == []
+    rewinder.rewind()
+    assert rows(engine, "`c`") == [(1, 1)]
+
+
+def test_user_triggers_keep_working_beside_the_tracking_triggers(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    def schema(conn: Connection) -> None:
+        ddl(
+            conn,
+            "CREATE TABLE `a` (`id` INT PRIMARY KEY)",
+            "CREATE TABLE `audit` (`n` INT)",
+            "CREATE TRIGGER `a_audit` AFTER INSERT ON `a` FOR EACH ROW "
+            "INSERT INTO `audit` VALUES (NEW.`id`)",
+        )
+
+    rewinder.prepare(schema)
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `a` VALUES (5)")
+    assert rows(engine, "`audit`") == [(5,)]
+    assert rewinder.dirty_tables() == ["a", "audit"]
+    rewinder.rewind()
+    assert rows(engine, "`audit`") == []
+
+
+# ------------------------------------------------------- created/dropped tables
+
+
+def test_created_and_dropped_tables_are_reported_and_the_rest_rewound(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3')", "INSERT INTO `log` (`v`) VALUES ('x')")
+        ddl(conn, "CREATE TABLE `made_by_test` (`id` INT)", "DROP TABLE `log`")
+    with pytest.raises(SchemaChangedError, match="'log'"):
+        basic.rewind()
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    with basic.connection() as conn:
+        result = MySQLDialect().rewind(conn)
+    assert result.created_tables == ("made_by_test",)
+    assert result.dropped_tables == ("log",)
+    assert result.tables == ()
+
+
+def test_created_tables_are_dropped_when_asked(db_url: URL, engine: Engine) -> None:
+    with Rewinder(db_url, drop_created_tables=True) as r:
+        r.prepare(basic_schema)
+        with engine.begin() as conn:
+            ddl(conn, "CREATE TABLE `scratch` (`id` INT)")
+        assert r.rewind().created_tables == ("scratch",)
+        assert r.rewind().clean
+
+
+def test_a_column_dropped_by_a_test_raises_schema_changed(basic: Rewinder, engine: Engine) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "UPDATE `seed` SET `n` = 3", "ALTER TABLE `seed` DROP COLUMN `n`")
+    with pytest.raises(SchemaChangedError, match="changed shape"):
+        basic.rewind()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT @@FOREIGN_KEY_CHECKS").scalar_one() == 1
+
+
+# ---------------------------------------------------------- install lifecycle
+
+
+def test_install_is_idempotent_and_uninstall_removes_every_tracking_object(
+    basic: Rewinder, engine: Engine
+) -> None:
+    basic.install()
+    basic.install()
+    dialect = MySQLDialect()
+
+    def leftovers(conn: Connection) -> int:
+        return int(
+            conn.exec_driver_sql(
+                "SELECT (SELECT COUNT(*) FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'dbrewind%%') + "
+                "(SELECT COUNT(*) FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = DATABASE()) + "
+                "(SELECT COUNT(*) FROM information_schema.ROUTINES "
+                "WHERE ROUTINE_SCHEMA = DATABASE())"
+            ).scalar_one()
+        )
+
+    with basic.connection() as conn:
+        assert dialect.is_installed(conn)
+        assert dialect.tracked_tables(conn) == ["log", "order", "seed"]
+        assert leftovers(conn) > 0
+        dialect.uninstall(conn)
+        assert not dialect.is_installed(conn)
+        assert leftovers(conn) == 0
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+
+
+def test_rewind_and_dirty_tables_without_installation_raise_not_prepared(
+    rewinder: Rewinder,
+) -> None:
+    rewinder.prepare(basic_schema)
+    rewinder.uninstall()
+    dialect = MySQLDialect()
+    with rewinder.connection() as conn:
+        with pytest.raises(NotPreparedError, match="not installed"):
+            dialect.rewind(conn)
+        with pytest.raises(NotPreparedError, match="not installed"):
+            dialect.dirty_tables(conn)
+
+
+def test_prepare_after_a_crashed_run_rewinds_its_writes_before_taking_the_baseline(
+    db_url: URL, engine: Engine
+) -> None:
+    with Rewinder(db_url) as first:
+        first.prepare(basic_schema)
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `seed` VALUES ('crash', 0)")
+    with Rewinder(db_url) as second:
+        second.prepare()
+        assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+        assert second.dirty_tables() == []
+
+
+# ------------------------------------------------------------------ databases
+
+
+def test_create_database_from_template_copies_schema_rows_counters_and_tracking(
+    basic: Rewinder, engine: Engine, db_url: URL
+) -> None:
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "CREATE VIEW `v_seed` AS SELECT `k` FROM `seed`",
+            "CREATE VIEW `v_v` AS SELECT `k` FROM `v_seed`",
+            "CREATE FUNCTION `twice`(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
+        )
+    dialect = MySQLDialect()
+    template = parse_url(db_url)
+    clone = template.with_database(f"{db_url.database}_clone")
+    dialect.create_database(clone, template=template)
+    clone_engine = create_engine(clone.url)
+    try:
+        assert dialect.database_exists(clone)
+        assert rows(clone_engine, "`seed`") == [("a", 1), ("b", 2)]
+        assert rows(clone_engine, "`v_v`") == [("a",), ("b",)]
+        with clone_engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT `twice`(4)").scalar_one() == 8
+            assert dialect.is_installed(conn)
+            assert dialect.created_by_dbrewind(conn)
+        with clone_engine.begin() as conn:
+            ddl(conn, "INSERT INTO `order` (`v`) VALUES ('c')", "DELETE FROM `seed`")
+        assert basic.dirty_tables() == []  # the template saw nothing
+        with Rewinder(clone.url) as clone_rewinder:
+            assert clone_rewinder.dirty_tables() == ["order", "seed"]
+            clone_rewinder.rewind()
+        assert rows(clone_engine, "`seed`") == [("a", 1), ("b", 2)]
+        assert next_id(clone_engine, "`order`") == 3
+    finally:
+        clone_engine.dispose()
+        dialect.drop_database(clone)
+    assert not dialect.database_exists(clone)
+
+
+def test_create_database_marks_it_and_refuses_an_existing_name(db_url: URL) -> None:
+    dialect = MySQLDialect()
+    target = parse_url(db_url).with_database(f"{db_url.database}_new")
+    dialect.create_database(target)
+    try:
+        eng = create_engine(target.url)
+        with eng.connect() as conn:
+            assert dialect.created_by_dbrewind(conn)
+        eng.dispose()
+        with pytest.raises(DbrewindError, match="already exists"):
+            dialect.create_database(target)
+    finally:
+        dialect.drop_database(target)
+
+
+def test_mark_created_turns_a_plain_database_into_a_dbrewind_one(engine: Engine) -> None:
+    dialect = MySQLDialect()
+    with engine.connect() as conn:
+        assert not dialect.created_by_dbrewind(conn)
+        dialect.mark_created(conn)
+        assert dialect.created_by_dbrewind(conn)
+
+
+def test_drop_database_ends_sessions_that_hold_it_open(db_url: URL) -> None:
+    dialect = MySQLDialect()
+    target = parse_url(db_url).with_database(f"{db_url.database}_busy")
+    dialect.create_database(target)
+    eng = create_engine(target.url)
+    try:
+        holder = eng.connect()
+        holder.exec_driver_sql("CREATE TABLE `t` (`id` INT)")  # autobegins a transaction
+        holder.exec_driver_sql("SELECT * FROM `t`")  # holds a metadata lock
+        dialect.drop_database(target)
+        assert not dialect.database_exists(target)
+        with pytest.raises(OperationalError):
+            holder.exec_driver_sql("SELECT 1")
+        holder.invalidate()
+    finally:
+        eng.dispose()
+        dialect.drop_database(target)
+
+
+def test_server_errors_name_the_url_without_its_password(db_url: URL) -> None:
+    url = parse_url(db_url.set(password="s3cret", port=1))
+    with pytest.raises(DbrewindError, match=r"\*\*\*") as info:
+        MySQLDialect().database_exists(url)
+    assert "s3cret" not in str(info.value)
+
+
+def test_inspect_lists_base_tables_fks_and_counters_not_views_or_tracking(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "CREATE TABLE `line` (`id` INT PRIMARY KEY, `o` INT, "
+            "FOREIGN KEY (`o`) REFERENCES `order` (`id`))",
+            "CREATE VIEW `vw` AS SELECT 1 AS `x`",
+        )
+    with basic.connection() as conn:
+        info = MySQLDialect().inspect(conn)
+    assert sorted(info.tables) == ["line", "log", "order", "seed"]
+    assert info.tables["order"].auto_increment
+    assert not info.tables["seed"].auto_increment
+    assert info.tables["seed"].columns == ("k", "n")
+    assert [(fk.child, fk.parent) for fk in info.foreign_keys] == [("line", "order")]
