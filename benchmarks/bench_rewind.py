@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from _common import (
     Case,
@@ -77,7 +77,7 @@ class Raw:
         self.backend = engine.dialect.name
         self.engine = engine
         self._pooled = engine.raw_connection()
-        self.conn: Any = self._pooled.driver_connection
+        self.conn: Any = cast(Any, self._pooled.driver_connection)
         if self.backend == "postgresql":
             self.conn.autocommit = True
         elif self.backend == "mysql":
