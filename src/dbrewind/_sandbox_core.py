@@ -1,0 +1,732 @@
+"""The machinery under :mod:`dbrewind.sandbox`: one real connection, a savepoint stack, proxies.
+
+While a sandbox is active, the engine's pool is replaced by a :class:`SandboxPool`.
+Every checkout from it gets a fresh :class:`ProxyConnection`: a DB-API connection
+look-alike that runs its statements on the one real connection holding the
+outer transaction. Each proxy keeps its own transaction as a chain of
+savepoints on a shared stack (:class:`Core`):
+
+* the first statement of a transaction opens a savepoint (or adopts a clean,
+  finished one on top of the stack, at no cost);
+* ``commit()`` releases it (no SQL when the transaction only read, and
+  deferred while another connection's savepoint sits above it);
+* ``rollback()`` rolls back to the first of its savepoints it wrote in (no
+  SQL when it only read), so work other connections committed in between
+  survives whenever that is possible on one connection;
+* ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO`` statements (``begin_nested``) and
+  textual ``BEGIN``/``COMMIT``/``ROLLBACK`` are mapped onto the same stack;
+* on PostgreSQL a failed statement rolls back to the innermost savepoint, so
+  the connection stays usable;
+* after every statement a local (no round trip) check confirms the outer
+  transaction still exists; an implicit commit raises
+  :class:`~dbrewind.exceptions.SandboxBrokenError`.
+
+All work on the real connection is serialised: a reentrant thread lock for
+sync engines, a greenlet-aware lock for asyncio engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import getcurrent  # type: ignore[import-untyped]
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool, StaticPool
+from sqlalchemy.pool.base import _ConnectionRecord
+from sqlalchemy.util.concurrency import await_, in_greenlet
+
+from .exceptions import SandboxBrokenError, SandboxError
+
+__all__ = ["Core", "ProxyConnection", "ProxyCursor", "SandboxPool"]
+
+_NEW, _ACTIVE, _ENDING, _CLOSED = range(4)
+_UNSET: Any = object()
+
+_CONTROL_HEADS = frozenset({"BEG", "STA", "COM", "END", "ROL", "SAV", "REL"})
+_CONTROL = re.compile(
+    r"""\s*(?:
+        (?P<begin>BEGIN|START\s+TRANSACTION)\b[^;]*
+      | (?P<commit>COMMIT|END)(?:\s+(?:WORK|TRANSACTION))?
+      | ROLLBACK(?:\s+(?:WORK|TRANSACTION))?\s+TO\s+(?:SAVEPOINT\s+)?(?P<rollback_to>\S+?)
+      | (?P<rollback>ROLLBACK)(?:\s+(?:WORK|TRANSACTION))?
+      | SAVEPOINT\s+(?P<savepoint>\S+?)
+      | RELEASE\s+(?:SAVEPOINT\s+)?(?P<release>\S+?)
+    )\s*;?\s*\Z""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_READ_HEADS = ("SELECT", "SHOW", "EXPLAIN", "DESCRIBE", "DESC ", "VALUES", "PRAGMA")
+_SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly", "deferrable"})
+_BACKENDS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+
+
+def _is_read(statement: str) -> bool:
+    head = statement[:8]
+    if head[:1].isspace():
+        head = statement.lstrip()[:8]
+    return head.upper().startswith(_READ_HEADS)
+
+
+def _shorten(statement: str, limit: int = 120) -> str:
+    text = " ".join(statement.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Entry:
+    """One savepoint on the real connection."""
+
+    __slots__ = ("alive", "owner", "seq", "sql", "wrote")
+
+    def __init__(self, sql: tuple[str, str, str], owner: ProxyConnection, seq: int) -> None:
+        self.sql = sql  # (SAVEPOINT x, RELEASE SAVEPOINT x, ROLLBACK TO SAVEPOINT x)
+        self.owner: ProxyConnection | None = owner  # None once its transaction ended
+        self.seq = seq  # Core.write_seq when the database was last in this savepoint's state
+        self.wrote = False  # its owner wrote while this was the owner's current savepoint
+        self.alive = True  # still exists in the database
+
+
+class _GreenletLock:
+    """A reentrant lock for code running in SQLAlchemy's asyncio greenlets.
+
+    Tasks take turns; the holder may re-enter. Waiting never blocks the event
+    loop: it awaits a future that the releasing holder resolves.
+    """
+
+    def __init__(self) -> None:
+        self._owner: object | None = None
+        self._count = 0
+        self._waiters: deque[Any] = deque()
+
+    def __enter__(self) -> None:
+        me = getcurrent()
+        if self._owner is me:
+            self._count += 1
+            return
+        while self._owner is not None:
+            import asyncio
+
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await_(fut)
+            finally:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+        self._owner = me
+        self._count = 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._count -= 1
+        if self._count:
+            return
+        self._owner = None
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+
+
+class Core:
+    """The state of one active sandbox: the real connection and its savepoint stack."""
+
+    def __init__(self, engine: Engine, *, is_async: bool, url_display: str) -> None:
+        self.engine = engine
+        self.is_async = is_async
+        self.url_display = url_display
+        dialect_name = engine.dialect.name
+        self.backend = _BACKENDS.get(dialect_name, dialect_name)
+        self.lock: Any = _GreenletLock() if is_async else threading.RLock()
+        self.stack: list[_Entry] = []
+        self.write_seq = 0
+        self.wrote_any = False
+        self.used = False
+        self.state = _NEW
+        self.broken: str | None = None
+        self.broken_reported = False
+        self.thread = threading.get_ident()
+        self._quote = engine.dialect.identifier_preparer.quote_identifier
+        self._names: list[tuple[str, str, str]] = []
+        self._original_pool: Pool | None = None
+        self._fairy: Any = None
+        self.raw: Any = None
+        self._explicit = False
+        self._sqlite_isolation: Any = _UNSET
+        self._in_tx: Callable[[], bool] | None = None
+        self._pg_status: Any = None
+        self.proxies = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Take one real connection, open the outer transaction, route the pool to it."""
+        if self.state != _NEW:
+            raise SandboxError(
+                f"This sandbox on {self.url_display} was already started; a sandbox is used "
+                "once. Create a new Sandbox for each test."
+            )
+        original = self.engine.pool
+        if isinstance(original, SandboxPool):
+            raise SandboxError(
+                f"The engine for {self.url_display} is already inside an active sandbox. "
+                "Stop that sandbox first; sandboxes on one engine do not nest "
+                "(use begin_nested() for nested transactions)."
+            )
+        if isinstance(original, StaticPool):
+            # one shared connection (in-memory SQLite): use it without a second checkout
+            self.raw = original.connection.get_connection()
+        else:
+            self._fairy = original.connect()
+            self.raw = self._fairy.dbapi_connection
+        try:
+            self._begin_outer()
+        except BaseException:
+            self._give_back(ok=False)
+            raise
+        self._original_pool = original
+        self.engine.pool = SandboxPool(self, original)
+        self.state = _ACTIVE
+
+    def _driver(self) -> Any:
+        getter = getattr(self.raw, "driver_connection", None)
+        return getter if getter is not None else self.raw
+
+    def _begin_outer(self) -> None:
+        raw = self.raw
+        driver = self._driver()
+        if self.backend == "sqlite":
+            # take control of BEGIN: pysqlite's legacy mode would commit before DDL
+            # and breaks SAVEPOINT nesting
+            self._sqlite_isolation = raw.isolation_level
+            raw.isolation_level = None
+            self._explicit = True
+            self.sql("BEGIN")
+            self._in_tx = lambda: bool(driver.in_transaction)
+            return
+        if self.backend == "mysql":
+            self._explicit = True
+            self.sql("START TRANSACTION")
+            if hasattr(driver, "server_status"):
+                self._in_tx = lambda: bool(driver.server_status & 1)  # SERVER_STATUS_IN_TRANS
+            return
+        if self.backend == "postgresql":
+            autocommit = getattr(raw, "autocommit", False)
+            if autocommit:
+                self._explicit = True
+                self.sql("BEGIN")
+            info = getattr(driver, "info", None)
+            if info is not None and hasattr(info, "transaction_status"):
+                self._pg_status = info
+                self._in_tx = lambda: info.transaction_status != 0  # IDLE
+            elif hasattr(driver, "is_in_transaction"):
+                self._in_tx = driver.is_in_transaction
+            return
+        raise SandboxError(
+            f"The rollback sandbox does not support the '{self.engine.dialect.name}' database "
+            f"({self.url_display}); dbrewind supports sqlite, postgresql and mysql/mariadb."
+        )
+
+    def begin_ending(self) -> None:
+        """From now on, ending a proxy's transaction emits no SQL (all is rolled back next)."""
+        if self.state == _ACTIVE:
+            self.state = _ENDING
+
+    def stop(self) -> BaseException | None:
+        """Check deferred constraints, roll everything back, restore the engine.
+
+        Returns the deferred-constraint error when one would fail at COMMIT
+        (after cleaning up; the caller raises it).
+        """
+        if self.state in (_NEW, _CLOSED):
+            return None
+        self.begin_ending()
+        deferred: BaseException | None = None
+        ok = False
+        try:
+            with self.lock:
+                expected = self._explicit or self.used
+                tx_gone = self._in_tx is not None and expected and not self._in_tx()
+                if self.broken is None and tx_gone:
+                    self.broken = "(a statement that was not seen)"
+                rolled_back = False
+                if self.backend == "postgresql" and self.wrote_any and self.broken is None:
+                    combined = self._pg_status is not None
+                    try:
+                        if combined:
+                            self.sql("SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
+                            rolled_back = True
+                        else:
+                            self.sql("SET CONSTRAINTS ALL IMMEDIATE")
+                    except Exception as exc:
+                        deferred = exc
+                if not rolled_back:
+                    if self._explicit:
+                        self.sql("ROLLBACK")
+                    else:
+                        self.raw.rollback()
+                ok = True
+        finally:
+            self._restore()
+            self._give_back(ok=ok)
+            self.state = _CLOSED
+        return deferred
+
+    def _restore(self) -> None:
+        if self._original_pool is not None:
+            self.engine.pool = self._original_pool
+            self._original_pool = None
+        for entry in self.stack:
+            entry.alive = False
+        self.stack.clear()
+
+    def _give_back(self, *, ok: bool) -> None:
+        raw, fairy = self.raw, self._fairy
+        self.raw = self._fairy = None
+        if raw is None:
+            return
+        if self._sqlite_isolation is not _UNSET:
+            try:
+                raw.isolation_level = self._sqlite_isolation
+            except Exception:
+                ok = False
+        if fairy is None:
+            if not ok:
+                with contextlib.suppress(Exception):
+                    raw.rollback()
+            return
+        if ok:
+            checkin = getattr(fairy, "_checkin", None)
+            if checkin is not None:
+                checkin(transaction_was_reset=True)
+            else:
+                fairy.close()
+        else:
+            # the state of the connection is unknown: close it (the server rolls back)
+            fairy.invalidate()
+            fairy.close()
+
+    # ----------------------------------------------------------- raw access
+    def sql(self, statement: str) -> None:
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    def _names_for(self, depth: int) -> tuple[str, str, str]:
+        while len(self._names) <= depth:
+            name = self._quote(f"dbrewind_sp{len(self._names)}")
+            self._names.append(
+                (f"SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}", f"ROLLBACK TO SAVEPOINT {name}")
+            )
+        return self._names[depth]
+
+    # ------------------------------------------------------ the proxies' API
+    def check_usable(self, statement: str) -> None:
+        if self.state == _ACTIVE and self.broken is None:
+            if self.is_async and threading.get_ident() != self.thread:
+                raise SandboxError(
+                    "An AsyncSandbox serves the event loop it was started on; a statement came "
+                    f"from another thread: {_shorten(statement)!r}. Run that code on the test's "
+                    "event loop, or use a sync Sandbox (threads are supported there)."
+                )
+            return
+        if self.broken is not None:
+            raise SandboxBrokenError(self._broken_message(later=True))
+        raise SandboxError(
+            f"A connection to {self.url_display} was used after its sandbox ended "
+            f"(statement {_shorten(statement)!r}). Close connections and sessions before the "
+            "test ends, or open new ones after it."
+        )
+
+    def execute(
+        self, proxy: ProxyConnection, cursor: Any, statement: str, args: tuple[Any, ...], many: bool
+    ) -> None:
+        self.check_usable(statement)
+        if statement[:3].upper() in _CONTROL_HEADS or statement[:1].isspace():
+            match = _CONTROL.match(statement)
+            if match is not None:
+                self._control(proxy, match, cursor, statement, args)
+                return
+        with self.lock:
+            self._ensure(proxy)
+            self.used = True
+            try:
+                if many:
+                    cursor.executemany(statement, *args)
+                else:
+                    cursor.execute(statement, *args)
+            except BaseException as exc:
+                self._after_error(proxy, exc)
+                raise
+            if not _is_read(statement):
+                self.write_seq += 1
+                self.wrote_any = True
+                proxy.chain[-1].wrote = True
+            proxy.seen = self.write_seq
+            if self._in_tx is not None and not self._in_tx():
+                self._break(statement)
+
+    def _ensure(self, proxy: ProxyConnection) -> None:
+        """Make the proxy's own savepoint the innermost one, opening or adopting one."""
+        chain = proxy.chain
+        stack = self.stack
+        if chain:
+            if stack and stack[-1] is chain[-1] and proxy.seen == self.write_seq:
+                return
+            if not chain[-1].alive:
+                proxy.chain = chain = [e for e in chain if e.alive]
+        if stack:
+            top = stack[-1]
+            if top.owner is None and top.seq == self.write_seq:
+                # a finished savepoint, and nothing was written since it was set: reuse it
+                top.owner = proxy
+                top.wrote = False
+                chain.append(top)
+                proxy.seen = self.write_seq
+                return
+        self._push(proxy)
+
+    def _push(self, proxy: ProxyConnection) -> _Entry:
+        entry = _Entry(self._names_for(len(self.stack)), proxy, self.write_seq)
+        self.sql(entry.sql[0])
+        self.stack.append(entry)
+        proxy.chain.append(entry)
+        proxy.seen = self.write_seq
+        return entry
+
+    def _after_error(self, proxy: ProxyConnection, exc: BaseException) -> None:
+        if self.backend != "postgresql" or not isinstance(exc, Exception):
+            return
+        if self._pg_status is not None:
+            aborted = self._pg_status.transaction_status == 3  # INERROR
+        else:
+            aborted = bool(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None))
+        if not aborted or not self.stack:
+            return
+        top = self.stack[-1]
+        try:
+            self.sql(top.sql[2])
+        except Exception:
+            return
+        top.seq = self.write_seq
+        top.wrote = False
+        proxy.seen = self.write_seq
+
+    def _break(self, statement: str) -> None:
+        self.broken = statement
+        for entry in self.stack:
+            entry.alive = False
+        self.stack.clear()
+        self.broken_reported = True
+        raise SandboxBrokenError(self._broken_message(later=False))
+
+    def _broken_message(self, *, later: bool) -> str:
+        what = (
+            "MySQL/MariaDB commits implicitly before and after DDL, TRUNCATE, LOCK TABLES and "
+            "similar statements"
+            if self.backend == "mysql"
+            else "the statement ended the transaction"
+        )
+        first = (
+            f"The rollback sandbox on {self.url_display} was broken earlier by"
+            if later
+            else f"The rollback sandbox on {self.url_display} was broken by"
+        )
+        return (
+            f"{first} {_shorten(self.broken or '')!r}: its outer transaction ended ({what}), so "
+            "what the test wrote before it was committed and cannot be rolled back. Run this "
+            "test with the clean strategy instead (@pytest.mark.dbrewind(transactional=True), "
+            "the transactional_db fixture, or a dbrewind.Rewinder); a Rewinder given to the "
+            "sandbox cleans what was committed."
+        )
+
+    # ------------------------------------------------------ transaction ends
+    def commit(self, proxy: ProxyConnection) -> None:
+        if not proxy.chain:
+            return
+        if self.state != _ACTIVE or self.broken is not None:
+            self._forget(proxy)
+            return
+        with self.lock:
+            chain = [e for e in proxy.chain if e.alive]
+            self._forget(proxy)
+            if any(e.wrote for e in chain):
+                self._release_from(chain[0])
+
+    def rollback(self, proxy: ProxyConnection) -> None:
+        if not proxy.chain:
+            return
+        if self.state != _ACTIVE or self.broken is not None:
+            self._forget(proxy)
+            return
+        with self.lock:
+            chain = [e for e in proxy.chain if e.alive]
+            self._forget(proxy)
+            self._rollback_to_first_write(chain)
+            proxy.seen = self.write_seq
+
+    def _forget(self, proxy: ProxyConnection) -> None:
+        for entry in proxy.chain:
+            entry.owner = None
+        proxy.chain = []
+        proxy.named.clear()
+
+    def _release_from(self, entry: _Entry) -> None:
+        """Release ``entry`` (now finished) if nothing still open sits above it."""
+        stack = self.stack
+        if not entry.alive:
+            return
+        index = stack.index(entry)
+        if any(e.owner is not None for e in stack[index:]):
+            return  # another connection's transaction is open above: release later
+        while index > 0 and stack[index - 1].owner is None:
+            index -= 1
+        self.sql(stack[index].sql[1])
+        for e in stack[index:]:
+            e.alive = False
+        del stack[index:]
+
+    def _rollback_to_first_write(self, entries: list[_Entry]) -> _Entry | None:
+        target = next((e for e in entries if e.wrote and e.alive), None)
+        if target is None:
+            return None
+        stack = self.stack
+        index = stack.index(target)
+        self.sql(target.sql[2])
+        for e in stack[index + 1 :]:
+            e.alive = False
+        del stack[index + 1 :]
+        target.wrote = False
+        target.seq = self.write_seq
+        return target
+
+    def _control(
+        self,
+        proxy: ProxyConnection,
+        match: re.Match[str],
+        cursor: Any,
+        statement: str,
+        args: tuple[Any, ...],
+    ) -> None:
+        if match["begin"]:
+            with self.lock:
+                self._ensure(proxy)
+        elif match["commit"]:
+            self.commit(proxy)
+        elif match["rollback"]:
+            self.rollback(proxy)
+        elif match["savepoint"]:
+            with self.lock:
+                if not proxy.chain or not proxy.chain[0].alive:
+                    self._ensure(proxy)
+                proxy.named[match["savepoint"]] = self._push(proxy)
+        else:
+            name = match["release"] or match["rollback_to"]
+            with self.lock:
+                entry = proxy.named.get(name)
+                if entry is None or not entry.alive or entry not in proxy.chain:
+                    cursor.execute(statement, *args)  # let the database report the error
+                    return
+                index = proxy.chain.index(entry)
+                above = proxy.chain[index:]
+                if match["release"]:
+                    del proxy.chain[index:]
+                    for e in above:
+                        e.owner = None
+                    for key in [k for k, v in proxy.named.items() if v in above]:
+                        del proxy.named[key]
+                    if any(e.wrote for e in above):
+                        if proxy.chain:
+                            proxy.chain[-1].wrote = True
+                        self._release_from(entry)
+                else:
+                    self._rollback_to_first_write(above)
+                    for e in above[1:]:
+                        e.owner = None
+                    del proxy.chain[index + 1 :]
+                proxy.seen = self.write_seq
+
+    def detach(self, proxy: ProxyConnection) -> None:
+        """A proxy went back to the pool or was closed: end its transaction."""
+        if proxy.closed:
+            return
+        proxy.closed = True
+        self.proxies -= 1
+        if not proxy.chain:
+            return
+        can_sql = self.state == _ACTIVE and (not self.is_async or in_greenlet())
+        if can_sql:
+            try:
+                self.rollback(proxy)
+                return
+            except Exception:
+                pass
+        self._forget(proxy)
+
+
+class ProxyConnection:
+    """A DB-API connection look-alike whose transaction is a savepoint chain on the real one."""
+
+    __slots__ = ("chain", "closed", "core", "named", "seen", "shadow")
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.chain: list[_Entry] = []
+        self.named: dict[str, _Entry] = {}
+        self.seen = 0
+        self.shadow: dict[str, Any] = {}
+        self.closed = False
+        core.proxies += 1
+
+    # transaction control
+    def cursor(self, *args: Any, **kwargs: Any) -> ProxyCursor:
+        return ProxyCursor(self, self.core.raw.cursor(*args, **kwargs))
+
+    def execute(self, statement: str, *args: Any) -> ProxyCursor:
+        cursor = self.cursor()
+        cursor.execute(statement, *args)
+        return cursor
+
+    def commit(self) -> None:
+        self.core.commit(self)
+
+    def rollback(self) -> None:
+        self.core.rollback(self)
+
+    def begin(self) -> None:
+        with self.core.lock:
+            self.core._ensure(self)
+
+    def close(self) -> None:
+        self.core.detach(self)
+
+    def terminate(self) -> None:
+        self.core.detach(self)
+
+    # isolation and autocommit settings stay on the proxy: the real connection
+    # must keep its outer transaction
+    @property
+    def autocommit(self) -> Any:
+        real = getattr(self.core.raw, "autocommit", False)
+        if callable(real):  # MySQL drivers: conn.autocommit(True)
+            return self._set_autocommit
+        return self.shadow.get("autocommit", real)
+
+    @autocommit.setter
+    def autocommit(self, value: Any) -> None:
+        self.shadow["autocommit"] = value
+
+    def _set_autocommit(self, value: Any) -> None:
+        self.shadow["autocommit"] = bool(value)
+
+    def set_isolation_level(self, level: Any) -> None:
+        self.shadow["isolation_level"] = level
+
+    def get_autocommit(self) -> bool:
+        return bool(self.shadow.get("autocommit", False))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _SHADOWED and name in self.shadow:
+            return self.shadow[name]
+        return getattr(self.core.raw, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ProxyConnection.__slots__:
+            object.__setattr__(self, name, value)
+        elif name in _SHADOWED:
+            self.shadow[name] = value
+        else:
+            setattr(self.core.raw, name, value)
+
+    def __repr__(self) -> str:
+        return f"<dbrewind sandbox connection over {self.core.raw!r}>"
+
+
+class ProxyCursor:
+    """A cursor whose statements go through the sandbox (savepoints, locking, checks)."""
+
+    __slots__ = ("_cursor", "_proxy")
+    _proxy: ProxyConnection
+    _cursor: Any
+
+    def __init__(self, proxy: ProxyConnection, cursor: Any) -> None:
+        object.__setattr__(self, "_proxy", proxy)
+        object.__setattr__(self, "_cursor", cursor)
+
+    def execute(self, statement: str, *args: Any) -> ProxyCursor:
+        self._proxy.core.execute(self._proxy, self._cursor, statement, args, False)
+        return self
+
+    def executemany(self, statement: str, *args: Any) -> ProxyCursor:
+        self._proxy.core.execute(self._proxy, self._cursor, statement, args, True)
+        return self
+
+    @property
+    def connection(self) -> ProxyConnection:
+        return self._proxy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._cursor, name, value)
+
+    def __iter__(self) -> Any:
+        return iter(self._cursor)
+
+
+def _no_creator() -> Any:
+    raise SandboxError("The sandbox pool never opens connections of its own.")
+
+
+class SandboxPool(Pool):
+    """Stands in for the engine's pool while a sandbox is active.
+
+    Every checkout is a new :class:`ProxyConnection` over the sandbox's one
+    real connection; nothing is ever opened or closed for real.
+    """
+
+    def __init__(self, core: Core, original: Pool) -> None:
+        super().__init__(
+            _no_creator,
+            echo=original.echo,
+            reset_on_return=original._reset_on_return,
+            dialect=original._dialect,
+            pre_ping=False,
+            _dispatch=original.dispatch,
+        )
+        self.core = core
+        self.original = original
+
+    def _do_get(self) -> _ConnectionRecord:
+        record = _ConnectionRecord(self, connect=False)
+        record.dbapi_connection = ProxyConnection(self.core)
+        record.starttime = time.time()
+        return record
+
+    def _do_return_conn(self, record: Any) -> None:
+        proxy = record.dbapi_connection
+        if isinstance(proxy, ProxyConnection):
+            self.core.detach(proxy)
+
+    def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
+        if isinstance(connection, ProxyConnection):
+            self.core.detach(connection)
+
+    def recreate(self) -> SandboxPool:
+        return self
+
+    def dispose(self) -> None:
+        pass
+
+    def status(self) -> str:
+        return f"SandboxPool over {self.original.status()}, {self.core.proxies} checked out"
+
+    def checkedout(self) -> int:
+        """Sandbox connections currently handed out and not yet returned."""
+        return self.core.proxies
