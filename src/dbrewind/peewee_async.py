@@ -1,0 +1,412 @@
+"""A rollback sandbox for peewee-async tests: a drop-in for ``peewee_async.testing``.
+
+::
+
+    from dbrewind.peewee_async import TransactionTestCase
+
+    async with TransactionTestCase(database):
+        await Author.aio_create(name="ada")
+        async with database.aio_atomic():        # a savepoint, to any depth
+            ...
+        with pytest.raises(peewee.IntegrityError):
+            await Author.aio_create(name="ada")  # only this statement is undone
+        await asyncio.gather(*(Author.select().aio_count() for _ in range(20)))
+    # everything is rolled back; sync queries that escaped were rewound by the
+    # safety net and reported in ``leaked``
+
+Unlike ``peewee_async.testing.TransactionTestCase``:
+
+1. ``aio_atomic()`` and ``aio_transaction()`` work inside the block and nest
+   as savepoints to any depth (``aio_transaction()`` too); a failing inner
+   block rolls back only its own savepoint.
+2. A database error does not poison the test: on PostgreSQL each statement
+   runs under its own savepoint, so the failing statement is undone alone
+   (MySQL and SQLite undo a failing statement by themselves).
+3. Sync queries (``Model.create()`` through peewee's sync path) commit on
+   another connection; the safety net rewinds the tables they wrote after the
+   block and reports them in :attr:`TransactionTestCase.leaked` (the queries
+   themselves are listed in :attr:`TransactionTestCase.sync_queries`).
+4. ``aio_begin()`` / ``aio_savepoint()`` and raw ``BEGIN`` / ``COMMIT`` /
+   ``ROLLBACK`` statements become savepoints; commands that would end the
+   outer transaction (MySQL DDL and ``TRUNCATE``, two-phase commit) are
+   refused with :class:`~dbrewind.exceptions.SandboxError`.
+
+All queries in the block share one pooled connection. Concurrent tasks
+(``asyncio.gather``) are serialised statement by statement, and an
+``aio_atomic()`` / ``aio_begin()`` transaction holds the connection for its
+task (and the tasks it starts) until it ends, so concurrent transactions never
+interleave their savepoints. Raw ``BEGIN`` SQL is mapped but does not hold the
+connection that way. The outer transaction is always rolled back, the
+connection released and every patch reverted, also on errors and cancellation.
+
+Supported peewee-async 2.1 databases: ``Psycopg3Database`` (psycopg 3 with
+``psycopg_pool``), ``PostgresqlDatabase`` (aiopg), ``MySQLDatabase``
+(aiomysql) and ``SqliteDatabase`` (aiosqlite). On SQLite one writer at a time
+holds the file: a sync write made while the sandbox holds the write lock fails
+with :class:`~dbrewind.exceptions.SandboxError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+import peewee
+from peewee_async import Transaction
+
+from .dialects import RewindResult
+from .exceptions import SandboxError
+from .peewee import (
+    LeakCallback,
+    Patches,
+    SavepointRouter,
+    backend_of,
+    database_url,
+    tracking_rewinder,
+)
+from .rewinder import Rewinder
+
+__all__ = ["TransactionTestCase"]
+
+logger = logging.getLogger("dbrewind")
+
+
+class _Scope:
+    """One level of transaction nesting: a lock held by a statement or a transaction.
+
+    Reentrant for the task that holds it. A transaction holds its level's
+    lock and gives its body (and the tasks the body starts) the next level.
+    """
+
+    def __init__(self, case: TransactionTestCase) -> None:
+        self.case = case
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def acquire(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is not None and self._owner is task:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        self._owner = task
+        self._depth = 1
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
+_scope: ContextVar[_Scope | None] = ContextVar("dbrewind_peewee_async_scope", default=None)
+
+
+async def _run(raw: Any, sql: str) -> None:
+    """Run one statement on the raw driver connection, bypassing the sandbox."""
+    async with raw.cursor() as cursor:
+        await cursor.execute(sql)
+
+
+class _Cursor:
+    """The driver's cursor, with ``execute`` routed through the sandbox."""
+
+    def __init__(self, case: TransactionTestCase, raw: Any, cursor: Any) -> None:
+        self._case = case
+        self._raw = raw
+        self._cursor = cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    async def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        router = self._case._router
+        assert router is not None
+        route = router.route(sql)
+        if route.kind == "replace":
+            for statement in route.statements:
+                await self._cursor.execute(statement)
+            return None
+        if route.kind == "control" or not router.guard:
+            return await self._cursor.execute(sql, *args, **kwargs)
+        await _run(self._raw, router.guard_begin())
+        try:
+            result = await self._cursor.execute(sql, *args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                for statement in router.guard_undo():
+                    await _run(self._raw, statement)
+            raise
+        await _run(self._raw, router.guard_release())
+        return result
+
+
+class _CursorContext:
+    """``async with connection.cursor()``: holds the current level's lock meanwhile."""
+
+    def __init__(self, case: TransactionTestCase, raw: Any, kwargs: dict[str, Any]) -> None:
+        self._case = case
+        self._raw = raw
+        self._kwargs = kwargs
+        self._scope: _Scope | None = None
+        self._inner: Any = None
+
+    async def __aenter__(self) -> _Cursor:
+        scope = self._case._current_scope()
+        await scope.acquire()
+        self._scope = scope
+        try:
+            self._inner = self._raw.cursor(**self._kwargs)
+            cursor = await self._inner.__aenter__()
+        except BaseException:
+            scope.release()
+            raise
+        return _Cursor(self._case, self._raw, cursor)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        try:
+            return await self._inner.__aexit__(exc_type, exc, tb)
+        finally:
+            assert self._scope is not None
+            self._scope.release()
+
+
+class _Connection:
+    """The one pooled connection every query of the block uses."""
+
+    def __init__(self, case: TransactionTestCase, raw: Any) -> None:
+        self._case = case
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def cursor(self, **kwargs: Any) -> _CursorContext:
+        return _CursorContext(self._case, self._raw, kwargs)
+
+    async def close(self) -> None:
+        """Does nothing: the sandbox releases its connection when the block ends."""
+
+
+class _ScopedTransaction(Transaction):  # type: ignore[misc]
+    """A peewee-async ``Transaction`` that holds the connection for its task until it ends."""
+
+    def __init__(self, case: TransactionTestCase, connection: Any, is_savepoint: bool) -> None:
+        super().__init__(connection, is_savepoint=is_savepoint)
+        self._case = case
+        self._held: _Scope | None = None
+        self._token: Token[_Scope | None] | None = None
+
+    async def begin(self) -> None:
+        scope = self._case._current_scope()
+        await scope.acquire()
+        try:
+            await super().begin()
+        except BaseException:
+            scope.release()
+            raise
+        self._held = scope
+        self._token = _scope.set(_Scope(self._case))
+
+    async def _end(self, action: Any) -> None:
+        try:
+            await action()
+        finally:
+            held, token = self._held, self._token
+            self._held = self._token = None
+            if token is not None:
+                try:
+                    _scope.reset(token)
+                except ValueError:  # ended from another task: restore its level
+                    _scope.set(held)
+            if held is not None:
+                held.release()
+
+    async def commit(self) -> None:
+        await self._end(super().commit)
+
+    async def rollback(self) -> None:
+        await self._end(super().rollback)
+
+
+class TransactionTestCase:
+    """Run a block in a rollback sandbox on a peewee-async ``database``.
+
+    :param database: a peewee-async database (``Psycopg3Database``,
+        ``PostgresqlDatabase``, ``MySQLDatabase``, ``SqliteDatabase``).
+    :param rewinder: the :class:`~dbrewind.Rewinder` to check for escaped
+        writes; by default one is built from the database's connection
+        parameters (see :func:`dbrewind.peewee.tracking_rewinder`).
+    :param safety_net: set ``False`` to run without tracking: nothing is
+        installed, escaped writes are neither cleaned nor reported.
+    :param on_leak: called with the :class:`~dbrewind.RewindResult` when
+        writes escaped the sandbox and were rewound.
+    """
+
+    def __init__(
+        self,
+        database: Any,
+        *,
+        rewinder: Rewinder | None = None,
+        safety_net: bool = True,
+        on_leak: LeakCallback | None = None,
+    ) -> None:
+        self.database: Any = database
+        self.rewinder = rewinder
+        self.safety_net = safety_net
+        self.on_leak = on_leak
+        #: What the safety net rewound after the last block, when writes escaped it.
+        self.leaked: RewindResult | None = None
+        #: SQL of the sync queries run during the last block (they bypass the sandbox).
+        self.sync_queries: list[str] = []
+        self._router: SavepointRouter | None = None
+        self._root: _Scope | None = None
+        self._raw: Any = None
+        self._patches = Patches()
+        self._active = False
+
+    def __repr__(self) -> str:
+        return f"TransactionTestCase({self.database!r})"
+
+    def _current_scope(self) -> _Scope:
+        scope = _scope.get()
+        if scope is not None and scope.case is self:
+            return scope
+        assert self._root is not None
+        return self._root
+
+    # ------------------------------------------------------------- lifecycle
+    def _safety_rewinder(self) -> Rewinder | None:
+        if not self.safety_net:
+            return None
+        if self.rewinder is None and database_url(self.database).is_memory:
+            return None
+        self.rewinder = tracking_rewinder(self.database, self.rewinder)
+        return self.rewinder
+
+    async def __aenter__(self) -> TransactionTestCase:
+        if self._active:
+            raise SandboxError(
+                f"{self!r} is already active: it cannot be entered twice at once. Nest "
+                "database.aio_atomic() blocks inside it instead."
+            )
+        db = self.database
+        await asyncio.to_thread(self._safety_rewinder)
+        self.leaked = None
+        self.sync_queries = []
+        where = database_url(db).display()
+        self._router = SavepointRouter(backend_of(db), where)
+        self._root = _Scope(self)
+        raw = await db.pool_backend.acquire()
+        try:
+            await _run(raw, "BEGIN")
+        except BaseException:
+            await db.pool_backend.release(raw)
+            raise
+        self._raw = raw
+        self._active = True
+        self._install_patches(_Connection(self, raw))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._patches.revert()
+            closing = asyncio.ensure_future(self._end_transaction())
+            try:
+                await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                await closing  # finish the rollback and release, then stay cancelled
+                raise
+        finally:
+            self._active = False
+            await self._check_leaks()
+
+    async def _end_transaction(self) -> None:
+        raw, self._raw = self._raw, None
+        try:
+            await _run(raw, "ROLLBACK")
+        finally:
+            if self._router is not None:
+                self._router.reset()
+            await self.database.pool_backend.release(raw)
+
+    async def _check_leaks(self) -> None:
+        if self.rewinder is None or not self.safety_net:
+            return
+        result = await self.rewinder.arewind()
+        if result.clean:
+            return
+        self.leaked = result
+        logger.warning(
+            "Writes escaped the rollback sandbox on %s and were rewound: %s",
+            self.rewinder.url.display(),
+            ", ".join(result.tables + result.created_tables),
+        )
+        if self.on_leak is not None:
+            self.on_leak(result)
+
+    # ----------------------------------------------------------------- patches
+    def _install_patches(self, connection: _Connection) -> None:
+        db = self.database
+        original_execute_sql = db.execute_sql
+        sqlite = backend_of(db) == "sqlite"
+
+        @contextlib.asynccontextmanager
+        async def aio_connection() -> AsyncIterator[_Connection]:
+            yield connection
+
+        @contextlib.asynccontextmanager
+        async def atomic_block() -> AsyncIterator[None]:
+            transaction = _ScopedTransaction(self, connection, is_savepoint=True)
+            await transaction.begin()
+            try:
+                yield
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
+
+        def _aio_atomic(use_savepoint: bool = False) -> AbstractAsyncContextManager[None]:
+            # aio_transaction() nests too: every block inside the sandbox is a savepoint.
+            return atomic_block()
+
+        async def _aio_begin(use_savepoint: bool = False) -> Transaction:
+            transaction = _ScopedTransaction(self, connection, is_savepoint=use_savepoint)
+            await transaction.begin()
+            return transaction
+
+        def execute_sql(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+            self.sync_queries.append(sql)
+            try:
+                return original_execute_sql(sql, params, *args, **kwargs)
+            except peewee.OperationalError as exc:
+                if sqlite and "locked" in str(exc):
+                    raise SandboxError(
+                        f"A sync query could not run on {database_url(db).display()} because "
+                        "the async sandbox holds SQLite's write lock. Use the aio_ methods "
+                        "inside TransactionTestCase, or make the sync write before the "
+                        "sandbox writes."
+                    ) from exc
+                raise
+
+        self._patches.set(db, "aio_connection", aio_connection)
+        self._patches.set(db, "_aio_atomic", _aio_atomic)
+        self._patches.set(db, "_aio_begin", _aio_begin)
+        self._patches.set(db, "execute_sql", execute_sql)
