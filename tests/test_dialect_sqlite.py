@@ -314,6 +314,37 @@ def test_user_triggers_do_not_fire_during_rewind_and_survive_it(
     assert rows(engine, "SELECT * FROM audit ORDER BY item_id") == [(1, "insert"), (2, "insert")]
 
 
+def test_user_triggers_added_by_a_test_or_named_in_other_case_do_not_fire_during_rewind(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    def setup(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE item (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE thing (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE audit (note TEXT)")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER upper_case AFTER DELETE ON ITEM "
+            "BEGIN INSERT INTO audit VALUES ('item delete'); END"
+        )
+        conn.exec_driver_sql("INSERT INTO item VALUES (1)")
+        conn.exec_driver_sql("INSERT INTO thing VALUES (1)")
+
+    rewinder.prepare(setup)
+    run(
+        engine,
+        "CREATE TRIGGER added_later AFTER INSERT ON thing "
+        "BEGIN INSERT INTO audit VALUES ('thing insert'); END",
+        "UPDATE item SET id = 2",
+        "UPDATE thing SET id = 2",
+    )
+    assert rewinder.rewind().tables == ("item", "thing")
+    assert rows(engine, "SELECT count(*) FROM audit") == [(0,)]
+    run(engine, "UPDATE item SET id = 3", "UPDATE thing SET id = 3")
+    assert rewinder.rewind().tables == ("item", "thing")
+    assert rows(engine, "SELECT count(*) FROM audit") == [(0,)]
+    run(engine, "INSERT INTO thing VALUES (7)")
+    assert rows(engine, "SELECT note FROM audit") == [("thing insert",)]
+
+
 @pytest.mark.parametrize(
     "statement",
     [

@@ -113,6 +113,7 @@ class _Tracked:
     restore: str | None
     seq: int | None
     auto_increment: bool
+    user_triggers: bool
 
 
 class SQLiteDialect(Dialect):
@@ -178,7 +179,8 @@ class SQLiteDialect(Dialect):
             conn.exec_driver_sql(f"CREATE TABLE {quote(conn, MARKS)} (tbl TEXT PRIMARY KEY)")
             conn.exec_driver_sql(
                 f"CREATE TABLE {quote(conn, REGISTRY)} (tbl TEXT PRIMARY KEY, baseline TEXT, "
-                "restore_sql TEXT, seq INTEGER, auto_increment INTEGER NOT NULL)"
+                "restore_sql TEXT, seq INTEGER, auto_increment INTEGER NOT NULL, "
+                "user_triggers INTEGER NOT NULL DEFAULT 0)"
             )
             conn.exec_driver_sql(
                 f"CREATE TABLE {quote(conn, STATE)} (key TEXT PRIMARY KEY, value INTEGER)"
@@ -204,6 +206,7 @@ class SQLiteDialect(Dialect):
                     ),
                 )
                 _create_triggers(conn, table.name)
+            _flag_user_triggers(conn)
             _store_schema_version(conn)
 
     def uninstall(self, conn: Connection) -> None:
@@ -484,19 +487,21 @@ def _store_schema_version(conn: Connection) -> None:
     )
 
 
-def _registry(conn: Connection) -> dict[str, _Tracked]:
-    rows = conn.exec_driver_sql(
-        f"SELECT tbl, restore_sql, seq, auto_increment FROM {quote(conn, REGISTRY)}"
+def _registry(conn: Connection, *, marked_only: bool) -> dict[str, _Tracked]:
+    """Rows of ``dbrewind_tables``: all of them, or those of the marked tables."""
+    sql = (
+        f"SELECT tbl, restore_sql, seq, auto_increment, user_triggers FROM {quote(conn, REGISTRY)}"
     )
+    if marked_only:
+        sql += f" WHERE tbl IN (SELECT tbl FROM {quote(conn, MARKS)})"
     return {
-        name: _Tracked(name, restore or None, seq, bool(auto)) for name, restore, seq, auto in rows
+        name: _Tracked(name, restore or None, seq, bool(auto), bool(triggers))
+        for name, restore, seq, auto, triggers in conn.exec_driver_sql(sql)
     }
 
 
 def _rewind_locked(conn: Connection, *, reset_sequences: bool) -> RewindResult:
     """The rewind proper, inside ``BEGIN IMMEDIATE`` with foreign keys off."""
-    registry = _registry(conn)
-    dirty = set(_marks(conn))
     version_row = conn.exec_driver_sql(
         f"SELECT schema_version, (SELECT value FROM {quote(conn, STATE)} WHERE key = ?) "
         "FROM pragma_schema_version",
@@ -504,15 +509,22 @@ def _rewind_locked(conn: Connection, *, reset_sequences: bool) -> RewindResult:
     ).one()
     created: list[str] = []
     dropped: list[str] = []
-    if version_row[0] != version_row[1]:
+    if version_row[0] == version_row[1]:
+        # No DDL since install: every marked table is a tracked table that still exists.
+        registry = _registry(conn, marked_only=True)
+        to_rewind = sorted(registry)
+    else:
+        _flag_user_triggers(conn)
+        registry = _registry(conn, marked_only=False)
+        dirty = set(_marks(conn))
         current = _user_tables(conn)
         created = sorted(set(current) - set(registry))
         dropped = sorted(set(registry) - set(current))
         for name in _untracked(conn, [n for n in registry if n in current]):
             _create_triggers(conn, name)
             dirty.add(name)
-    to_rewind = sorted(n for n in dirty if n in registry and n not in dropped)
-    user_triggers = _user_triggers(conn, to_rewind)
+        to_rewind = sorted(n for n in dirty if n in registry and n not in dropped)
+    user_triggers = _user_triggers(conn, [n for n in to_rewind if registry[n].user_triggers])
     for trigger_name, _sql in user_triggers:
         conn.exec_driver_sql(f"DROP TRIGGER {quote(conn, trigger_name)}")
     deleted: dict[str, int] = {}
@@ -570,10 +582,25 @@ def _user_triggers(conn: Connection, tables: Sequence[str]) -> list[tuple[str, s
     marks = ", ".join("?" for _ in tables)
     rows = conn.exec_driver_sql(
         "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-        f"AND tbl_name IN ({marks}) AND {own} ORDER BY rowid",
+        f"AND tbl_name COLLATE NOCASE IN ({marks}) AND {own} ORDER BY rowid",
         (*tables, *_OWN_TRIGGER_GLOBS),
     )
     return [(name, sql) for name, sql in rows]
+
+
+def _flag_user_triggers(conn: Connection) -> None:
+    """Record in ``dbrewind_tables`` which tables carry triggers of the user's own.
+
+    Kept up to date at install and whenever DDL ran, so a rewind looks the
+    triggers up only for tables that have some.
+    """
+    own = " AND ".join("m.name NOT GLOB ?" for _ in _OWN_TRIGGER_GLOBS)
+    registry = quote(conn, REGISTRY)
+    conn.exec_driver_sql(
+        f"UPDATE {registry} SET user_triggers = EXISTS (SELECT 1 FROM sqlite_master AS m "
+        f"WHERE m.type = 'trigger' AND m.tbl_name = {registry}.tbl COLLATE NOCASE AND {own})",
+        _OWN_TRIGGER_GLOBS,
+    )
 
 
 def _restore_sequence(conn: Connection, table: str, seq: int | None) -> None:
