@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import NullPool, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
@@ -119,16 +119,23 @@ def _run_script(conn: Connection, sql: str) -> None:
 _REPLICA_INFO = "dbrewind_replica_role"
 
 
-def _on_checkin(dbapi_connection: object, record: object) -> None:
-    info = getattr(record, "info", {})
-    if not info.pop(_REPLICA_INFO, False) or dbapi_connection is None:
+def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+    """Give a connection back to the pool with the role it had before dbrewind's rewinds."""
+    if not record.info.pop(_REPLICA_INFO, False) or dbapi_connection is None:
         return
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     try:
-        cursor.execute("RESET session_replication_role")
-    finally:
-        cursor.close()
-    dbapi_connection.commit()  # type: ignore[attr-defined]
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT current_setting('session_replication_role')")
+            (role,) = cursor.fetchone()
+            if role == "replica":
+                cursor.execute("RESET session_replication_role")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+    except Exception:
+        # Never hand out a connection that may still skip FK checks.
+        record.invalidate()
 
 
 def _reset_role_on_checkin(conn: Connection) -> None:
