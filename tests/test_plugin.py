@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_URLS, drop_database, make_database
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
-SCHEMA = '''
+from conftest import SERVER_URLS, drop_database, make_database
+
+SCHEMA = """
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -37,7 +37,7 @@ notes = sa.Table(
 def setup(conn):
     metadata.create_all(conn)
     conn.execute(items.insert(), [{"Name": "seed-1"}, {"Name": "seed-2"}])
-'''
+"""
 
 CONFTEST = """
 import pytest
@@ -107,14 +107,14 @@ def test_transactional_db_commits_are_rewound_before_the_next_test(
         pytester,
         """
         import pytest
-        from sqlalchemy import text
+        from sqlalchemy import func, select
         from schema import items
 
         def test_a_commits(transactional_db):
             transactional_db.execute(items.insert(), [{"Name": "x"}, {"Name": "y"}])
             transactional_db.execute(items.delete().where(items.c.Name == "seed-1"))
             transactional_db.commit()
-            assert transactional_db.execute(text('SELECT count(*) FROM "order"')).scalar() == 3
+            assert transactional_db.execute(select(func.count()).select_from(items)).scalar() == 3
 
         def test_b_sees_the_baseline(transactional_db):
             names = transactional_db.execute(items.select().order_by(items.c.id)).all()
@@ -161,3 +161,127 @@ def test_a_write_without_any_fixture_is_rewound_and_warned_about(
     strict = _run(pytester, inner_url, "--dbrewind-strict")
     strict.assert_outcomes(passed=2, errors=1)
     strict.stdout.fnmatch_lines(["*test_a_leaks committed writes to *user notes* outside*"])
+
+
+# ------------------------------------------------------------- templates
+
+
+ISOLATION_TESTS = """
+import pytest
+from schema import items, notes
+
+@pytest.mark.parametrize("n", range(6))
+def test_commit_and_find_the_baseline(transactional_db, n):
+    rows = transactional_db.execute(items.select().order_by(items.c.id)).all()
+    assert [r.Name for r in rows] == ["seed-1", "seed-2"]
+    assert transactional_db.execute(notes.select()).all() == []
+    transactional_db.execute(items.insert().values(Name=f"t{n}"))
+    transactional_db.execute(notes.insert().values(body=f"t{n}"))
+    transactional_db.execute(items.update().values(Name="changed"))
+    transactional_db.commit()
+"""
+
+
+def _prepare_ms(result: pytest.RunResult) -> float:
+    for line in result.outlines:
+        match = re.search(r"preparing (\d+) ms", line)
+        if match:
+            return float(match.group(1))
+    raise AssertionError("no dbrewind summary in:\n" + result.stdout.str())
+
+
+def test_second_run_reuses_the_template_and_a_schema_change_rebuilds_it(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    _write_suite(pytester, ISOLATION_TESTS)
+    first = _run(pytester, inner_url)
+    first.assert_outcomes(passed=6)
+    first.stdout.fnmatch_lines(["*templates built 1, reused 0*"])
+
+    second = _run(pytester, inner_url)
+    second.assert_outcomes(passed=6)
+    second.stdout.fnmatch_lines(["*templates built 0, reused 1*"])
+
+    forced = _run(pytester, inner_url, "--dbrewind-rebuild")
+    forced.assert_outcomes(passed=6)
+    forced.stdout.fnmatch_lines(["*templates built 1, reused 0*"])
+
+    # a new column in the models: the fingerprint changes, the template is rebuilt
+    pytester.makepyfile(
+        schema=SCHEMA.replace(
+            'sa.Column("body", sa.String(60), nullable=False),',
+            'sa.Column("body", sa.String(60), nullable=False),\n'
+            '    sa.Column("extra", sa.Integer),',
+        )
+    )
+    pytester.makepyfile(
+        test_inner=ISOLATION_TESTS
+        + "\n\ndef test_new_column_exists(transactional_db):\n"
+        + "    assert 'extra' in notes.c\n"
+        + "    transactional_db.execute(notes.insert().values(body='b', extra=1))\n"
+    )
+    changed = _run(pytester, inner_url)
+    changed.assert_outcomes(passed=7)
+    changed.stdout.fnmatch_lines(["*templates built 1, reused 0*"])
+
+
+def test_warm_start_costs_under_half_a_second_when_setup_takes_five(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    slow = SCHEMA + "\n\nimport time\n\ndef slow_setup(conn):\n    time.sleep(5)\n    setup(conn)\n"
+    pytester.makepyfile(
+        schema=slow,
+        conftest=CONFTEST.replace("return schema.setup", "return schema.slow_setup"),
+    )
+    pytester.makepyfile(test_inner=ISOLATION_TESTS)
+    cold = _run(pytester, inner_url)
+    cold.assert_outcomes(passed=6)
+    assert _prepare_ms(cold) >= 5000
+    warm = _run(pytester, inner_url)
+    warm.assert_outcomes(passed=6)
+    warm.stdout.fnmatch_lines(["*templates built 0, reused 1*"])
+    assert _prepare_ms(warm) < 500
+
+
+# ------------------------------------------------------------- order and workers
+
+
+def test_random_order_leaves_no_leak(pytester: pytest.Pytester, inner_url: URL) -> None:
+    _write_suite(pytester, ISOLATION_TESTS)
+    rendered = inner_url.render_as_string(hide_password=False)
+    for seed in ("1", "2"):
+        result = pytester.runpytest_subprocess(
+            f"--dbrewind-url={rendered}",
+            "-p",
+            "randomly",
+            f"--randomly-seed={seed}",
+            "--dbrewind-strict",
+            "--dbrewind-verify",
+        )
+        result.stdout.fnmatch_lines([f"*--randomly-seed={seed}*"])
+        result.assert_outcomes(passed=6)
+
+
+def test_xdist_workers_each_get_a_clone_of_one_template(
+    pytester: pytest.Pytester, inner_url: URL, backend: str
+) -> None:
+    _write_suite(
+        pytester,
+        ISOLATION_TESTS
+        + """
+
+def test_worker_database_name(db_url, worker_id):
+    assert db_url.split("/")[-1].split("?")[0].removesuffix(".db").endswith("_" + worker_id)
+""",
+    )
+    result = _run(pytester, inner_url, "-n", "2", "--dbrewind-strict")
+    result.assert_outcomes(passed=7)
+    # the setup ran once for the whole run: one template built, the other worker reused it
+    result.stdout.fnmatch_lines(["*templates built 1, reused 1*"])
+    if backend != "sqlite":
+        names = _server_databases(backend, str(inner_url.database))
+        assert {n for n in names if n.endswith(("_gw0", "_gw1"))} == {
+            f"{inner_url.database}_gw0",
+            f"{inner_url.database}_gw1",
+        }
+        assert len([n for n in names if "_tmpl_" in n]) == 1

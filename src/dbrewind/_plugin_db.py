@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from ._plugin_config import DatabaseConfig
 from ._template import file_lock, fingerprint, template_name, worker_name
 from ._url import DatabaseURL
+from .exceptions import DbrewindError
 from .rewinder import Rewinder
 
 __all__ = ["Baseline", "ManagedDatabase", "Stats", "TableState"]
@@ -79,7 +81,12 @@ class ManagedDatabase:
 
     # ---------------------------------------------------------------- prepare
     def prepare(self, setups: Sequence[Callable[[Connection], object]]) -> None:
-        """Build or reuse the template, then clone this process's database from it."""
+        """Build or reuse the template, then clone this process's database from it.
+
+        ``prepare_seconds`` is the database work; importing the driver (which
+        any test that uses the database pays) happens before the clock starts.
+        """
+        self.url.sync_url().get_dialect().import_dbapi()
         started = time.perf_counter()
         if self.url.is_memory:
             self._rewinder = Rewinder(self.url, engine=self.engine)
@@ -96,22 +103,48 @@ class ManagedDatabase:
         )
         limit = 63 if base.backend != "sqlite" else 200
         self.template = _sibling(base, template_name(_stem(base), self.fingerprint, limit))
-        lock = (
-            self.cache
-            / f"{base.backend}-{hashlib.sha1(base.display().encode()).hexdigest()[:12]}.lock"
-        )
+        lock = self.cache / f"{base.backend}-{_digest(base.display())}.lock"
+        record = self.cache / f"{base.backend}-{_digest(self.url.display())}.clone"
         with file_lock(lock):
-            self._ensure_template(setups)
-            worker = Rewinder(self.url)
-            try:
-                if worker.exists():
-                    worker.drop()
-                worker.create(template=self.template)
-            finally:
-                worker.close()
-        self._rewinder = Rewinder(self.url)
-        self._rewinder.schema  # noqa: B018 - checks that the clone carries tracking
+            if self.rebuild or not self._reuse_clone(record):
+                self._ensure_template(setups)
+                worker = Rewinder(self.url)
+                try:
+                    if worker.exists():
+                        worker.drop()
+                    worker.create(template=self.template)
+                finally:
+                    worker.close()
+                self._rewinder = Rewinder(self.url)
+                record.write_text(f"{self.template.database}\n{_schema_digest(self._rewinder)}\n")
         self.prepare_seconds = time.perf_counter() - started
+
+    def _reuse_clone(self, record: Path) -> bool:
+        """A warm start: keep this process's database from the last run when it was cloned
+        from the current template, still carries tracking and has the same tables.
+
+        Whatever a crashed run left committed is rewound first; anything
+        unexpected (a table created or dropped, tracking gone) means a fresh clone.
+        """
+        assert self.template is not None
+        try:
+            template_db, digest = record.read_text().split("\n")[:2]
+        except (OSError, ValueError):
+            return False
+        if template_db != self.template.database:
+            return False
+        rewinder = Rewinder(self.url)
+        try:
+            if self.url.backend == "sqlite" and not rewinder.exists():
+                return False
+            result = rewinder.rewind()
+            if result.created_tables or _schema_digest(rewinder) != digest:
+                return False
+        except (DbrewindError, SQLAlchemyError):
+            rewinder.close()
+            return False
+        self._rewinder = rewinder
+        return True
 
     def _ensure_template(self, setups: Sequence[Callable[[Connection], object]]) -> None:
         assert self.template is not None
@@ -193,6 +226,16 @@ class ManagedDatabase:
             self.capture_baseline()
             return []
         return self.baseline.compare(Baseline.capture(self.rewinder))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _schema_digest(rewinder: Rewinder) -> str:
+    """A digest of the tracked tables and their columns."""
+    tables = sorted((key, t.columns) for key, t in rewinder.schema.tables.items())
+    return _digest(repr(tables))
 
 
 def _stem_of_name(name: str, like: DatabaseURL) -> str:
