@@ -60,8 +60,20 @@ _CONTROL = re.compile(
     )\s*;?\s*\Z""",
     re.IGNORECASE | re.VERBOSE,
 )
+# MySQL/MariaDB statements that commit implicitly (CREATE/DROP TEMPORARY TABLE do not)
+_MYSQL_IMPLICIT_COMMIT = frozenset(
+    {
+        "ALTER", "ANALYZE", "CACHE", "CHECK", "CREATE", "DROP", "FLUSH", "GRANT", "INSTALL",
+        "LOCK", "OPTIMIZE", "RENAME", "REPAIR", "RESET", "REVOKE", "TRUNCATE", "UNINSTALL", "XA",
+    }
+)  # fmt: skip
+_MYSQL_AUTOCOMMIT_ON = re.compile(
+    r"\s*SET\s+(?:SESSION\s+|@@(?:SESSION\.)?)?autocommit\s*=\s*(?:1|ON|TRUE)\b", re.I
+)
+_LEADING_COMMENT = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*|#[^\n]*\n\s*)*", re.S)
 _READ_HEADS = ("SELECT", "SHOW", "EXPLAIN", "DESCRIBE", "DESC ", "VALUES", "PRAGMA")
 _SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly", "deferrable"})
+_MYSQL_GUARD = ("SAVEPOINT `dbrewind_guard`", "ROLLBACK TO SAVEPOINT `dbrewind_guard`")
 _BACKENDS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
 
 
@@ -70,6 +82,26 @@ def _is_read(statement: str) -> bool:
     if head[:1].isspace():
         head = statement.lstrip()[:8]
     return head.upper().startswith(_READ_HEADS)
+
+
+def _mysql_commits_implicitly(statement: str) -> bool:
+    """Whether a MySQL/MariaDB statement would commit the open transaction."""
+    body = statement[_LEADING_COMMENT.match(statement).end() :]  # type: ignore[union-attr]
+    words = body[:40].split(None, 2)
+    if not words:
+        return False
+    head = words[0].upper()
+    if head in _MYSQL_IMPLICIT_COMMIT:
+        return not (
+            head in ("CREATE", "DROP") and len(words) > 1 and words[1].upper() == "TEMPORARY"
+        )
+    return head == "SET" and _MYSQL_AUTOCOMMIT_ON.match(body) is not None
+
+
+def _savepoint_missing(exc: BaseException) -> bool:
+    """MySQL error 1305: the savepoint is gone (an implicit commit removed it)."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return bool(args) and args[0] == 1305
 
 
 def _shorten(statement: str, limit: int = 120) -> str:
@@ -149,6 +181,7 @@ class Core:
         self.state = _NEW
         self.broken: str | None = None
         self.broken_reported = False
+        self.broken_ran = True
         self.thread = threading.get_ident()
         self._quote = engine.dialect.identifier_preparer.quote_identifier
         self._names: list[tuple[str, str, str]] = []
@@ -160,6 +193,8 @@ class Core:
         self._in_tx: Callable[[], bool] | None = None
         self._pg_status: Any = None
         self.proxies = 0
+        self.default_autocommit = False
+        self.last_statement = ""
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -198,6 +233,7 @@ class Core:
     def _begin_outer(self) -> None:
         raw = self.raw
         driver = self._driver()
+        self.default_autocommit = _driver_autocommit(self.backend, raw, driver)
         if self.backend == "sqlite":
             # take control of BEGIN: pysqlite's legacy mode would commit before DDL
             # and breaks SAVEPOINT nesting
@@ -210,6 +246,8 @@ class Core:
         if self.backend == "mysql":
             self._explicit = True
             self.sql("START TRANSACTION")
+            # implicit commits that no check saw (a procedure's DDL) remove this savepoint
+            self.sql(_MYSQL_GUARD[0])
             if hasattr(driver, "server_status"):
                 self._in_tx = lambda: bool(driver.server_status & 1)  # SERVER_STATUS_IN_TRANS
             return
@@ -250,8 +288,15 @@ class Core:
             with self.lock:
                 expected = self._explicit or self.used
                 tx_gone = self._in_tx is not None and expected and not self._in_tx()
+                if self.broken is None and not tx_gone and self.backend == "mysql":
+                    try:
+                        self.sql(_MYSQL_GUARD[1])
+                    except Exception as exc:
+                        if not _savepoint_missing(exc):
+                            raise
+                        tx_gone = True
                 if self.broken is None and tx_gone:
-                    self.broken = "(a statement that was not seen)"
+                    self.broken = f"a statement up to {_shorten(self.last_statement)!r}"
                 rolled_back = False
                 if self.backend == "postgresql" and self.wrote_any and self.broken is None:
                     combined = self._pg_status is not None
@@ -317,6 +362,15 @@ class Core:
         finally:
             cursor.close()
 
+    def savepoint_sql(self, statement: str) -> None:
+        """Run a savepoint statement; a vanished savepoint means the sandbox broke."""
+        try:
+            self.sql(statement)
+        except Exception as exc:
+            if self.backend == "mysql" and _savepoint_missing(exc):
+                self._break(self.last_statement, ran=True)
+            raise
+
     def _names_for(self, depth: int) -> tuple[str, str, str]:
         while len(self._names) <= depth:
             name = self._quote(f"dbrewind_sp{len(self._names)}")
@@ -337,10 +391,10 @@ class Core:
             return
         if self.broken is not None:
             raise SandboxBrokenError(self._broken_message(later=True))
+        what = f" (statement {_shorten(statement)!r})" if statement else ""
         raise SandboxError(
-            f"A connection to {self.url_display} was used after its sandbox ended "
-            f"(statement {_shorten(statement)!r}). Close connections and sessions before the "
-            "test ends, or open new ones after it."
+            f"A connection to {self.url_display} was used after its sandbox ended{what}. "
+            "Close connections and sessions before the test ends, or open new ones after it."
         )
 
     def execute(
@@ -352,9 +406,12 @@ class Core:
             if match is not None:
                 self._control(proxy, match, cursor, statement, args)
                 return
+        if self.backend == "mysql" and _mysql_commits_implicitly(statement):
+            self._break(statement, ran=False)
         with self.lock:
             self._ensure(proxy)
             self.used = True
+            self.last_statement = statement
             try:
                 if many:
                     cursor.executemany(statement, *args)
@@ -369,7 +426,9 @@ class Core:
                 proxy.chain[-1].wrote = True
             proxy.seen = self.write_seq
             if self._in_tx is not None and not self._in_tx():
-                self._break(statement)
+                self._break(statement, ran=True)
+            if proxy.autocommit_mode():
+                self.commit(proxy)
 
     def _ensure(self, proxy: ProxyConnection) -> None:
         """Make the proxy's own savepoint the innermost one, opening or adopting one."""
@@ -393,7 +452,7 @@ class Core:
 
     def _push(self, proxy: ProxyConnection) -> _Entry:
         entry = _Entry(self._names_for(len(self.stack)), proxy, self.write_seq)
-        self.sql(entry.sql[0])
+        self.savepoint_sql(entry.sql[0])
         self.stack.append(entry)
         proxy.chain.append(entry)
         proxy.seen = self.write_seq
@@ -417,8 +476,9 @@ class Core:
         top.wrote = False
         proxy.seen = self.write_seq
 
-    def _break(self, statement: str) -> None:
+    def _break(self, statement: str, *, ran: bool) -> None:
         self.broken = statement
+        self.broken_ran = ran
         for entry in self.stack:
             entry.alive = False
         self.stack.clear()
@@ -426,23 +486,30 @@ class Core:
         raise SandboxBrokenError(self._broken_message(later=False))
 
     def _broken_message(self, *, later: bool) -> str:
-        what = (
-            "MySQL/MariaDB commits implicitly before and after DDL, TRUNCATE, LOCK TABLES and "
-            "similar statements"
+        when = "earlier " if later else ""
+        statement = _shorten(self.broken or "")
+        fix = (
+            "Run this test with the clean strategy instead "
+            "(@pytest.mark.dbrewind(transactional=True), the transactional_db fixture, or a "
+            "dbrewind.Rewinder)"
+        )
+        if not self.broken_ran:
+            return (
+                f"The rollback sandbox on {self.url_display} {when}refused to run "
+                f"{statement!r}: MySQL/MariaDB commits implicitly before and after DDL, "
+                "TRUNCATE, LOCK TABLES and similar statements, which would end the sandbox's "
+                f"transaction and commit what the test wrote. {fix}."
+            )
+        why = (
+            "MySQL/MariaDB commits implicitly before and after some statements"
             if self.backend == "mysql"
             else "the statement ended the transaction"
         )
-        first = (
-            f"The rollback sandbox on {self.url_display} was broken earlier by"
-            if later
-            else f"The rollback sandbox on {self.url_display} was broken by"
-        )
         return (
-            f"{first} {_shorten(self.broken or '')!r}: its outer transaction ended ({what}), so "
-            "what the test wrote before it was committed and cannot be rolled back. Run this "
-            "test with the clean strategy instead (@pytest.mark.dbrewind(transactional=True), "
-            "the transactional_db fixture, or a dbrewind.Rewinder); a Rewinder given to the "
-            "sandbox cleans what was committed."
+            f"The rollback sandbox on {self.url_display} was {when}broken by {statement!r}: its "
+            f"outer transaction ended ({why}), so what the test wrote before it was committed "
+            f"and cannot be rolled back. {fix}; a Rewinder given to the sandbox cleans what was "
+            "committed."
         )
 
     # ------------------------------------------------------ transaction ends
@@ -486,7 +553,7 @@ class Core:
             return  # another connection's transaction is open above: release later
         while index > 0 and stack[index - 1].owner is None:
             index -= 1
-        self.sql(stack[index].sql[1])
+        self.savepoint_sql(stack[index].sql[1])
         for e in stack[index:]:
             e.alive = False
         del stack[index:]
@@ -497,7 +564,7 @@ class Core:
             return None
         stack = self.stack
         index = stack.index(target)
-        self.sql(target.sql[2])
+        self.savepoint_sql(target.sql[2])
         for e in stack[index + 1 :]:
             e.alive = False
         del stack[index + 1 :]
@@ -569,6 +636,20 @@ class Core:
         self._forget(proxy)
 
 
+def _driver_autocommit(backend: str, raw: Any, driver: Any) -> bool:
+    """Whether the real connection was in autocommit mode (the engine's isolation level)."""
+    if backend == "sqlite":
+        return raw.isolation_level is None
+    value = getattr(raw, "autocommit", False)
+    if not callable(value):
+        return bool(value)
+    for obj in (raw, driver):  # MySQL drivers: autocommit(value) sets, get_autocommit() reads
+        getter = getattr(obj, "get_autocommit", None)
+        if getter is not None:
+            return bool(getter())
+    return False
+
+
 class ProxyConnection:
     """A DB-API connection look-alike whose transaction is a savepoint chain on the real one."""
 
@@ -585,7 +666,10 @@ class ProxyConnection:
 
     # transaction control
     def cursor(self, *args: Any, **kwargs: Any) -> ProxyCursor:
-        return ProxyCursor(self, self.core.raw.cursor(*args, **kwargs))
+        raw = self.core.raw
+        if raw is None:
+            self.core.check_usable("")
+        return ProxyCursor(self, raw.cursor(*args, **kwargs))
 
     def execute(self, statement: str, *args: Any) -> ProxyCursor:
         cursor = self.cursor()
@@ -623,6 +707,18 @@ class ProxyConnection:
 
     def _set_autocommit(self, value: Any) -> None:
         self.shadow["autocommit"] = bool(value)
+
+    def autocommit_mode(self) -> bool:
+        """Whether this connection was switched to autocommit (each statement commits)."""
+        shadow = self.shadow
+        if "autocommit" in shadow:
+            return bool(shadow["autocommit"])
+        if "isolation_level" in shadow:
+            level = shadow["isolation_level"]
+            if self.core.backend == "sqlite":
+                return level is None
+            return str(level).upper().replace("_", " ") == "AUTOCOMMIT"
+        return self.core.default_autocommit
 
     def set_isolation_level(self, level: Any) -> None:
         self.shadow["isolation_level"] = level
