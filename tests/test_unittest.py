@@ -486,3 +486,36 @@ def test_writes_that_escape_the_sandbox_are_reported_and_rewound(
     assert Cases.leaked is not None
     assert [key.rpartition(".")[2] for key in Cases.leaked.tables] == ["people"]
     assert count_people(observer) == 0
+
+
+def test_the_class_engine_is_the_one_routed_into_the_sandbox(
+    url: str, db_url: URL, observer: Engine
+) -> None:
+    app_engine = create_engine(db_url)  # what the application under test uses
+    seen: dict[str, Any] = {}
+
+    class ByUrl(dbu.TestCase):
+        database_url = url
+        database_setup = setup_schema
+
+        def test_it(self) -> None:
+            seen["by_url_engine_is_app_engine"] = self.database_engine is app_engine
+
+    class ByEngine(dbu.TestCase):
+        engine = app_engine
+        database_setup = setup_schema
+
+        def test_a_app_commits(self) -> None:
+            with app_engine.begin() as conn:
+                conn.execute(insert(people).values(id=1, name="App"))
+            seen["a"] = names(self.db)
+
+        def test_b_rolled_back(self) -> None:
+            seen["b"] = names(self.db)
+
+    try:
+        assert_passed(run(ByUrl, ByEngine), 3)
+    finally:
+        app_engine.dispose()
+    assert seen == {"by_url_engine_is_app_engine": False, "a": ["App"], "b": []}
+    assert count_people(observer) == 0

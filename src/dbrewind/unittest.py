@@ -95,9 +95,17 @@ class _Database:
 
     url: DatabaseURL
     engine: Engine
+    """The engine of the class that prepared it, or one made from the URL."""
     rewinder: Rewinder
     setups: list[SetupCallable]
     owns_engine: bool
+
+    def engine_for(self, cls: type[_DatabaseMixin]) -> Engine:
+        """The class's own engine when it names one (that is what its code uses), else ours."""
+        given = cls.engine
+        if isinstance(given, AsyncEngine):
+            return given.sync_engine
+        return given if isinstance(given, Engine) else self.engine
 
 
 _DATABASES: dict[str, _Database] = {}
@@ -322,11 +330,11 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
         database = _database_for(cls)
         from .sandbox import Sandbox
 
-        sandbox = Sandbox(database.engine, rewinder=database.rewinder)
+        sandbox = Sandbox(database.engine_for(cls), rewinder=database.rewinder)
         sandbox.start()
         cls._dbrewind_sandbox = sandbox
         cls.db_class = sandbox.connection
-        cls.database_engine = database.engine
+        cls.database_engine = sandbox.engine
         cls.leaked = None
         cls._dbrewind_testdata = {}
         try:
@@ -452,16 +460,16 @@ class TransactionTestCase(_DatabaseMixin, unittest.TestCase):
         def before() -> None:
             db = _database_for(type(self))
             database.append(db)
-            self.database_engine = db.engine
+            self.database_engine = engine = db.engine_for(type(self))
             self.rewinder = db.rewinder
             if self.fixtures:
                 try:
-                    with db.engine.begin() as conn:
+                    with engine.begin() as conn:
                         load_data(conn, *self.fixtures, base_dir=self._fixtures_base())
                 except BaseException:
                     db.rewinder.rewind()
                     raise
-            self.db = db.engine.connect()
+            self.db = engine.connect()
 
         def after() -> None:
             if not database:
