@@ -386,7 +386,13 @@ def test_async_testcase_rolls_back_each_test(url: str, observer: Engine) -> None
             result = await self.db.execute(select(people.c.name).order_by(people.c.name))
             seen["b"] = list(result.scalars())
 
-    assert_passed(run(Cases), 2)
+        @dbu.skipIfDBFeature("savepoints")
+        async def test_c_skipped_everywhere(self) -> None:
+            seen["c"] = "ran"
+
+    result = run(Cases)
+    assert_passed(result, 3)
+    assert len(result.skipped) == 1
     assert seen == {"a": ["Ann", "Ben", "Cy", "Di"], "b": ["Ann", "Ben"]}
     assert count_people(observer) == 0
 

@@ -601,9 +601,11 @@ def _advance_sequences(conn: Connection, target: _Target, given: set[str]) -> No
     for column in target.columns:
         if column not in given:
             continue
-        col_type = target.columns[column]["type"]
-        if not isinstance(col_type, sqltypes.Integer):
+        info = target.columns[column]
+        if not isinstance(info["type"], sqltypes.Integer):
             continue
+        if not info.get("identity") and "nextval(" not in str(info.get("default") or ""):
+            continue  # no sequence behind this column
         col_sql = _quote(conn, column)
         conn.execute(
             text(
