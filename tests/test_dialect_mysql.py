@@ -556,3 +556,15 @@ def test_inspect_lists_base_tables_fks_and_counters_not_views_or_tracking(
     assert not info.tables["seed"].auto_increment
     assert info.tables["seed"].columns == ("k", "n")
     assert [(fk.child, fk.parent) for fk in info.foreign_keys] == [("line", "order")]
+
+
+def test_truncate_of_a_seeded_table_fires_no_trigger_but_is_found_and_restored(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "TRUNCATE TABLE `seed`")
+    assert basic.dirty_tables() == []  # no trigger fired
+    result = basic.rewind()
+    assert result.tables == ("seed",)
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+    assert basic.rewind().clean

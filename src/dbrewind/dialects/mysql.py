@@ -27,10 +27,13 @@ How tracking works here (MariaDB 10.11, MySQL 8):
 
 Known limits, by the database's design:
 
-* ``TRUNCATE`` fires no trigger. A test that truncates a table and writes
-  nothing else to it is not seen by the rewind (checking every table's
-  counter on each rewind costs ~2.6 ms for 100 tables, more than the rewind
-  itself); ``--dbrewind-verify`` reports it.
+* ``TRUNCATE`` fires no trigger. A truncated table whose baseline has rows is
+  found empty by a cheap probe at each rewind and restored. A truncated table
+  whose baseline is empty lost nothing but, when its counter was above 1, its
+  counter value; that is not detected (reading every table's counter costs
+  ~2.6 ms for 100 tables, more than the rewind itself), nor is a ``TRUNCATE``
+  in a test that also created or dropped a table. ``--dbrewind-verify``
+  reports what is left.
 * A session that freezes time with ``SET timestamp = ..`` makes
   ``@@timestamp`` constant across statements; a mark rolled back in such a
   session is not written again until the time changes.
@@ -681,6 +684,28 @@ def _trigger_sql(table: Table) -> list[str]:
     return statements
 
 
+def _truncate_probe(plans: Sequence[_TablePlan]) -> str:
+    """Mark seeded tables found empty: the trace a ``TRUNCATE`` (which fires no trigger) leaves.
+
+    Any other way of emptying a table fires a trigger, and a write after the
+    ``TRUNCATE`` marks the table itself, so "a table whose baseline has rows is
+    empty" is the whole signal. One non-locking ``SELECT`` of ``EXISTS`` probes
+    (one index dive each); the per-table marks are written only when it hits.
+    """
+    seeded = [p for p in plans if p.rows > 0]
+    if not seeded:
+        return ""
+    empty = [f"NOT EXISTS (SELECT 1 FROM {_ident(p.table.name)})" for p in seeded]
+    marks = [
+        f"IF {test} THEN INSERT INTO {_ident(MARKS_TABLE)} (`tbl`) "
+        f"VALUES ({_lit(p.table.key)}); END IF;"
+        for p, test in zip(seeded, empty, strict=True)
+    ]
+    return (
+        f"SELECT {' OR '.join(empty)} INTO v_emptied; IF v_emptied THEN {' '.join(marks)} END IF;"
+    )
+
+
 def _procedure_sql(plans: Sequence[_TablePlan], count: int, checksum: int) -> str:
     """The rewind procedure, with one static branch per tracked table.
 
@@ -732,6 +757,7 @@ def _procedure_sql(plans: Sequence[_TablePlan], count: int, checksum: int) -> st
     dml_case = "CASE v_tbl " + " ".join(dml) + " ELSE BEGIN END; END CASE;" if dml else "BEGIN END;"
     ddl_case = "CASE v_tok " + " ".join(ddl) + " ELSE BEGIN END; END CASE;" if ddl else "BEGIN END;"
     marks = _ident(MARKS_TABLE)
+    probe = _truncate_probe(plans)
     return f"""
 CREATE PROCEDURE {_ident(REWIND_PROCEDURE)}(
     IN p_truncate LONGBLOB, IN p_skip LONGBLOB, IN p_reset BOOLEAN, IN p_check BOOLEAN)
@@ -746,6 +772,7 @@ proc: BEGIN
   DECLARE v_trunc BOOLEAN DEFAULT FALSE;
   DECLARE v_done BOOLEAN DEFAULT FALSE;
   DECLARE v_late BOOLEAN DEFAULT FALSE;
+  DECLARE v_emptied BOOLEAN DEFAULT FALSE;
   DECLARE v_fk INT DEFAULT @@SESSION.FOREIGN_KEY_CHECKS;
   DECLARE v_tbl VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
   DECLARE v_tok VARCHAR(32);
@@ -776,6 +803,7 @@ proc: BEGIN
       SELECT 'schema' AS status, NULL AS tables;
       LEAVE proc;
     END IF;
+    {probe}
   END IF;
 
   SELECT MAX(`id`) INTO v_max FROM {marks};
