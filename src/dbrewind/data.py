@@ -26,8 +26,8 @@ The three formats:
 ``.csv``
     The file name without its extension is the table (``public.books.csv``
     names a schema too), the header row names the columns. An empty field is
-    ``NULL``; ``true``/``false`` become booleans in boolean and integer
-    columns.
+    ``NULL``; in boolean columns ``true``/``false`` (also ``t``/``f``,
+    ``yes``/``no``, ``on``/``off``) become booleans, in integer columns 1/0.
 
 Consecutive JSON and CSV files in one call form one batch, inserted in
 foreign-key order across the files; ``.sql`` files run where they stand, so a
