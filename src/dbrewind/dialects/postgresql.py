@@ -12,7 +12,12 @@ Everything dbrewind installs lives in its own schema, ``dbrewind``:
     The one trigger function, fired ``AFTER INSERT OR UPDATE OR DELETE OR
     TRUNCATE .. FOR EACH STATEMENT`` on every user table and on every
     partition (a statement aimed straight at a partition fires only the
-    partition's triggers); the table key is the trigger argument.
+    partition's triggers); the table key is the trigger argument. After
+    marking, it sets the transaction-local setting ``dbrewind.seen_<n>``,
+    and the trigger's ``WHEN`` skips the call while that is set: a
+    transaction pays for tracking once per table, not once per statement
+    (2,000 single-row inserts cost one mark). The setting is reverted on
+    commit, rollback and rollback to a savepoint, just as the mark is.
 ``dbrewind.tables``
     One row per tracked table: delete order, precomputed delete / restore /
     sequence-reset SQL, the tables referencing it.
@@ -55,6 +60,8 @@ CREATED_COMMENT = "dbrewind test database"
 
 _TRIGGER = "dbrewind_track"
 _EVENT_TRIGGER = "dbrewind_ddl"
+_SEEN_PREFIX = "dbrewind.seen_"
+"""Transaction-local settings ``dbrewind.seen_<n>``: table n was marked in this transaction."""
 _DDL_MARK = "!ddl"
 _EXTERNAL = "!external"
 _DDL_TAGS = (
@@ -164,6 +171,9 @@ BEGIN
     INSERT INTO {TRACKING_SCHEMA}.marks (tbl)
     SELECT TG_ARGV[0]
     WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks WHERE tbl = TG_ARGV[0]);
+    -- Transaction-local: reverted at commit, rollback and rollback to savepoint,
+    -- exactly like the mark itself; the trigger's WHEN skips later statements.
+    PERFORM set_config(TG_ARGV[1], '1', true);
     RETURN NULL;
 END
 $mark$;
@@ -597,11 +607,13 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
                 oid, kind = info[key]
                 target = self._target(table)
                 only = "" if kind == "p" else "ONLY "
+                seen = _lit(f"{_SEEN_PREFIX}{ord_}")
                 for tracked in (target, *table.partitions):
                     script.append(
                         f"CREATE TRIGGER {_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
                         f"ON {tracked} FOR EACH STATEMENT "
-                        f"EXECUTE FUNCTION {s}.mark({_lit(key)});"
+                        f"WHEN (coalesce(current_setting({seen}, true), '') = '') "
+                        f"EXECUTE FUNCTION {s}.mark({_lit(key)}, {seen});"
                     )
                 restore_sql = None
                 cols = ", ".join(_ident(c) for c in table.columns)
