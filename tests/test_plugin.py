@@ -285,3 +285,133 @@ def test_worker_database_name(db_url, worker_id):
             f"{inner_url.database}_gw1",
         }
         assert len([n for n in names if "_tmpl_" in n]) == 1
+
+
+# ------------------------------------------------------------- rollback sandbox
+
+ROLLBACK_TESTS = """
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from schema import items, notes
+
+def test_a_db_writes_and_commits_inside_the_sandbox(db, db_engine):
+    db.execute(notes.insert().values(body="one"))
+    db.commit()
+    # the application's own engine is routed into the same sandbox
+    with Session(db_engine) as session:
+        session.execute(items.delete())
+        session.commit()
+    assert db.execute(select(func.count()).select_from(items)).scalar() == 0
+
+def test_b_db_session_sees_the_baseline_and_nested_transactions_work(db_session):
+    assert [r.Name for r in db_session.execute(items.select().order_by(items.c.id))] == [
+        "seed-1", "seed-2"
+    ]
+    assert db_session.execute(notes.select()).all() == []
+    with db_session.begin_nested():
+        db_session.execute(notes.insert().values(body="nested"))
+    db_session.commit()
+    assert len(db_session.execute(notes.select()).all()) == 1
+
+def test_c_db_assert_is_bound_to_the_test_session(db_session, db_assert):
+    db_session.execute(notes.insert().values(body="asserted"))
+    db_assert.assert_database_has("user notes", {"body": "asserted"})
+    db_assert.assert_database_count("order", 2)
+
+@pytest.mark.dbrewind(data=["rows.json"])
+def test_d_marker_data_is_loaded_into_the_sandbox(db):
+    assert db.execute(select(notes.c.body)).scalars().all() == ["from file"]
+
+def test_e_nothing_leaked(transactional_db):
+    assert transactional_db.execute(notes.select()).all() == []
+    assert transactional_db.execute(select(func.count()).select_from(items)).scalar() == 2
+"""
+
+
+def test_rollback_fixtures_leave_nothing_behind(pytester: pytest.Pytester, inner_url: URL) -> None:
+    _write_suite(pytester, ROLLBACK_TESTS)
+    pytester.makefile(".json", rows='{"user notes": [{"body": "from file"}]}')
+    result = _run(pytester, inner_url, "--dbrewind-strict", "--dbrewind-verify")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*strategies: rollback 4, transactional 1*"])
+
+
+ASYNC_TESTS = """
+import pytest
+from sqlalchemy import func, select
+from schema import items, notes
+
+pytestmark = pytest.mark.asyncio(loop_scope="{scope}")
+
+async def _check_and_write(session, body):
+    assert (await session.execute(select(func.count()).select_from(notes))).scalar() == 0
+    session.add_all([])
+    await session.execute(notes.insert().values(body=body))
+    await session.commit()
+    assert (await session.execute(select(func.count()).select_from(notes))).scalar() == 1
+
+@pytest.mark.parametrize("n", range(3))
+async def test_async_db_session_is_rolled_back(async_db_session, n):
+    await _check_and_write(async_db_session, f"a{{n}}")
+
+async def test_async_engine_connections_are_routed_into_the_sandbox(
+    async_db_session, async_db_engine
+):
+    async with async_db_engine.begin() as conn:
+        await conn.execute(items.delete())
+    assert (await async_db_session.execute(select(func.count()).select_from(items))).scalar() == 0
+
+@pytest.mark.dbrewind(transactional=True)
+async def test_transactional_async_session_commits_for_real(async_db_session, db_engine):
+    await _check_and_write(async_db_session, "real")
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(notes)).scalar() == 1
+
+async def test_async_db_assert(async_db_session, db_assert):
+    await async_db_session.execute(notes.insert().values(body="x"))
+    await db_assert.assert_database_count("user notes", 1)
+"""
+
+
+@pytest.mark.parametrize("scope", ["function", "module", "session"])
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_async_fixtures_under_pytest_asyncio_any_loop_scope(
+    pytester: pytest.Pytester, inner_url: URL, scope: str, mode: str
+) -> None:
+    _write_suite(pytester, ASYNC_TESTS.format(scope=scope))
+    pytester.makeini(
+        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+        "filterwarnings = error\n"
+    )
+    result = _run(pytester, inner_url, "--dbrewind-strict")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*strategies: rollback 5, transactional 1*"])
+
+
+ANYIO_TESTS = """
+import pytest
+from sqlalchemy import func, select
+from schema import notes
+
+pytestmark = pytest.mark.anyio
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+@pytest.mark.parametrize("n", range(3))
+async def test_anyio_async_db_session_is_rolled_back(async_db_session, n):
+    assert (await async_db_session.execute(select(func.count()).select_from(notes))).scalar() == 0
+    await async_db_session.execute(notes.insert().values(body=str(n)))
+    await async_db_session.commit()
+"""
+
+
+def test_async_fixtures_under_anyio(pytester: pytest.Pytester, inner_url: URL) -> None:
+    _write_suite(pytester, ANYIO_TESTS)
+    pytester.makeini(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    result = _run(pytester, inner_url, "--dbrewind-strict")
+    result.assert_outcomes(passed=3)
