@@ -51,6 +51,35 @@ class Tag(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
 
 
+class Shelf(Base):
+    """Bidirectional: building a Volume appends it to ``Shelf.volumes``."""
+
+    __tablename__ = "shelf"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volumes: Mapped[list[Volume]] = relationship(back_populates="shelf")
+
+
+class Volume(Base):
+    __tablename__ = "volume"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shelf_id: Mapped[int] = mapped_column(ForeignKey("shelf.id"))
+    shelf: Mapped[Shelf] = relationship(back_populates="volumes")
+
+
+class ShelfFactory(ModelFactory[Shelf]):
+    __model__ = Shelf
+
+
+class VolumeFactory(ModelFactory[Volume]):
+    __model__ = Volume
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"shelf": ShelfFactory}
+
+
 class UserFactory(ModelFactory[User]):
     __model__ = User
 
@@ -205,6 +234,15 @@ def test_create_many_gives_each_model_its_own_related_model(session: Session) ->
     assert count(session, Post) == 3
     assert count(session, User) == 3
     assert len({p.author_id for p in posts}) == 3
+
+
+def test_create_many_with_a_back_populated_relationship_saves_every_model(
+    session: Session,
+) -> None:
+    volumes = VolumeFactory.create_many(3, session=session)
+    assert count(session, Volume) == 3
+    assert count(session, Shelf) == 3
+    assert all(v.shelf.volumes == [v] for v in volumes)
 
 
 def test_an_existing_instance_overrides_the_related_factory(session: Session) -> None:

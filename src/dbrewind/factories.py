@@ -227,8 +227,13 @@ class FactoryBuilder(Generic[T]):
         return instance
 
     def _create_many(self, session: Session, n: int, overrides: Mapping[str, Any]) -> list[T]:
-        instances = [self._build(session, overrides) for _ in range(_count(n))]
-        session.add_all(instances)
+        instances: list[T] = []
+        for _ in range(_count(n)):
+            # Added one by one: building the next one flushes its related models,
+            # and an instance not yet in the session would be skipped by that flush.
+            instance = self._build(session, overrides)
+            session.add(instance)
+            instances.append(instance)
         session.flush()
         return instances
 
