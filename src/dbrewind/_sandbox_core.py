@@ -186,6 +186,7 @@ class Core:
         self._quote = engine.dialect.identifier_preparer.quote_identifier
         self._names: list[tuple[str, str, str]] = []
         self._original_pool: Pool | None = None
+        self.pool: SandboxPool | None = None
         self._fairy: Any = None
         self.raw: Any = None
         self._explicit = False
@@ -193,6 +194,8 @@ class Core:
         self._in_tx: Callable[[], bool] | None = None
         self._pg_status: Any = None
         self.proxies = 0
+        self.interrupted = False
+        self._rolled_back = False
         self.default_autocommit = False
         self.last_statement = ""
 
@@ -223,7 +226,8 @@ class Core:
             self._give_back(ok=False)
             raise
         self._original_pool = original
-        self.engine.pool = SandboxPool(self, original)
+        self.pool = SandboxPool(self, original)
+        self.engine.pool = self.pool
         self.state = _ACTIVE
 
     def _driver(self) -> Any:
@@ -286,41 +290,57 @@ class Core:
         ok = False
         try:
             with self.lock:
-                expected = self._explicit or self.used
-                tx_gone = self._in_tx is not None and expected and not self._in_tx()
-                if self.broken is None and not tx_gone and self.backend == "mysql":
-                    try:
-                        self.sql(_MYSQL_GUARD[1])
-                    except Exception as exc:
-                        if not _savepoint_missing(exc):
-                            raise
-                        tx_gone = True
-                if self.broken is None and tx_gone:
-                    self.broken = f"a statement up to {_shorten(self.last_statement)!r}"
-                rolled_back = False
-                if self.backend == "postgresql" and self.wrote_any and self.broken is None:
-                    combined = self._pg_status is not None
-                    try:
-                        if combined:
-                            self.sql("SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
-                            rolled_back = True
-                        else:
-                            self.sql("SET CONSTRAINTS ALL IMMEDIATE")
-                    except Exception as exc:
-                        deferred = exc
-                if not rolled_back:
+                if not self.interrupted:
+                    self._check_outer_transaction()
+                    deferred = self._check_deferred()
+                if self.raw is not None and not self._rolled_back:
                     if self._explicit:
                         self.sql("ROLLBACK")
                     else:
                         self.raw.rollback()
                 ok = True
+        except Exception:
+            # the connection is unusable (an interrupted query): closing it below
+            # makes the server roll back all the same
+            ok = False
         finally:
             self._restore()
             self._give_back(ok=ok)
             self.state = _CLOSED
         return deferred
 
+    def _check_outer_transaction(self) -> None:
+        expected = self._explicit or self.used
+        gone = self._in_tx is not None and expected and not self._in_tx()
+        if self.broken is None and not gone and self.backend == "mysql":
+            try:
+                self.sql(_MYSQL_GUARD[1])
+            except Exception as exc:
+                if not _savepoint_missing(exc):
+                    raise
+                gone = True
+        if self.broken is None and gone:
+            self.broken = f"a statement up to {_shorten(self.last_statement)!r}"
+
+    def _check_deferred(self) -> BaseException | None:
+        """PostgreSQL: check deferred constraints now, as COMMIT would."""
+        if self.backend != "postgresql" or not self.wrote_any or self.broken is not None:
+            return None
+        try:
+            if self._pg_status is not None:  # psycopg: check and roll back in one round trip
+                self.sql("SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
+                self._rolled_back = True
+            else:
+                self.sql("SET CONSTRAINTS ALL IMMEDIATE")
+        except Exception as exc:
+            state = str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
+            if state.startswith("23"):  # integrity constraint violation
+                return exc
+        return None
+
     def _restore(self) -> None:
+        if self.pool is not None:
+            self.pool.reclaim()
         if self._original_pool is not None:
             self.engine.pool = self._original_pool
             self._original_pool = None
@@ -459,7 +479,10 @@ class Core:
         return entry
 
     def _after_error(self, proxy: ProxyConnection, exc: BaseException) -> None:
-        if self.backend != "postgresql" or not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):  # cancelled or interrupted mid-statement
+            self.interrupted = True
+            return
+        if self.backend != "postgresql":
             return
         if self._pg_status is not None:
             aborted = self._pg_status.transaction_status == 3  # INERROR
@@ -798,17 +821,35 @@ class SandboxPool(Pool):
         )
         self.core = core
         self.original = original
+        self._out: set[_ConnectionRecord] = set()
 
     def _do_get(self) -> _ConnectionRecord:
         record = _ConnectionRecord(self, connect=False)
         record.dbapi_connection = ProxyConnection(self.core)
         record.starttime = time.time()
+        self._out.add(record)
         return record
 
     def _do_return_conn(self, record: Any) -> None:
+        self._out.discard(record)
         proxy = record.dbapi_connection
         if isinstance(proxy, ProxyConnection):
             self.core.detach(proxy)
+
+    def reclaim(self) -> None:
+        """Check in what the code under test left checked out (the sandbox is ending).
+
+        The connections' work is rolled back with the sandbox; returning them
+        here spares the garbage collector (and its warnings) later.
+        """
+        for record in list(self._out):
+            fairy = record.fairy_ref() if record.fairy_ref is not None else None
+            if fairy is not None:
+                fairy._finalizer.detach()  # its owner may still close it: that is harmless
+            if record.in_use:
+                with contextlib.suppress(Exception):
+                    record.checkin()
+            self._out.discard(record)
 
     def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
         if isinstance(connection, ProxyConnection):

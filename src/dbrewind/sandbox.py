@@ -41,7 +41,6 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -148,7 +147,7 @@ class Sandbox(_Base):
             )
         self.engine = engine
         self._connection: Connection | None = None
-        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._sessions: list[Session] = []
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
@@ -183,7 +182,7 @@ class Sandbox(_Base):
         finally:
             self._core = None
             self._connection = None
-            self._sessions = weakref.WeakSet()
+            self._sessions = []
         if self.rewinder is not None:
             self._record_leak(self.rewinder.rewind())
         error = self._final_error(core, deferred, pending)
@@ -218,12 +217,12 @@ class Sandbox(_Base):
         return self._connection
 
     def session(self, **kwargs: Any) -> Session:
-        """A new :class:`~sqlalchemy.orm.Session` on the sandboxed engine (closed at the end)."""
+        """A new :class:`~sqlalchemy.orm.Session` on the sandboxed engine, closed at the end."""
         if self._core is None:
             raise self._not_active("Sandbox.session()")
         kwargs.setdefault("bind", self.engine)
         session = Session(**kwargs)
-        self._sessions.add(session)
+        self._sessions.append(session)
         return session
 
 
@@ -251,7 +250,7 @@ class AsyncSandbox(_Base):
             )
         self.engine = engine
         self._connection: AsyncConnection | None = None
-        self._sessions: weakref.WeakSet[AsyncSession] = weakref.WeakSet()
+        self._sessions: list[AsyncSession] = []
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
@@ -291,7 +290,7 @@ class AsyncSandbox(_Base):
         finally:
             self._core = None
             self._connection = None
-            self._sessions = weakref.WeakSet()
+            self._sessions = []
         if self.rewinder is not None:
             self._record_leak(await self.rewinder.arewind())
         error = self._final_error(core, deferred, pending)
@@ -317,10 +316,11 @@ class AsyncSandbox(_Base):
         return self._connection
 
     def session(self, **kwargs: Any) -> AsyncSession:
-        """A new :class:`~sqlalchemy.ext.asyncio.AsyncSession` on the sandboxed engine."""
+        """A new :class:`~sqlalchemy.ext.asyncio.AsyncSession` on the sandboxed engine, closed
+        at the end."""
         if self._core is None:
             raise self._not_active("AsyncSandbox.session()")
         kwargs.setdefault("bind", self.engine)
         session = AsyncSession(**kwargs)
-        self._sessions.add(session)
+        self._sessions.append(session)
         return session
