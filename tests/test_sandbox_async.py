@@ -1,4 +1,4 @@
-"""The async rollback sandbox over every asyncio driver: asyncpg, psycopg, aiosqlite, aiomysql, asyncmy."""
+"""The async rollback sandbox over each asyncio driver (asyncpg, psycopg, aiosqlite, aiomysql)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool, StaticPool
 
-from conftest import make_database, require_backend
 from conftest import drop_database as drop_db
+from conftest import make_database, require_backend
 from dbrewind import Rewinder, RewindResult
 from dbrewind.exceptions import SandboxBrokenError, SandboxError
 from dbrewind.sandbox import AsyncSandbox
