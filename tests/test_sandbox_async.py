@@ -162,6 +162,28 @@ async def test_gather_of_fifty_queries_on_one_sandbox(
 
 
 @pytest.mark.asyncio
+async def test_a_server_thread_with_its_own_event_loop_writes_through_the_apps_engine(
+    app_engine: AsyncEngine, sync_url: URL
+) -> None:
+    async def handle(i: int) -> None:  # the application's request handler
+        async with AsyncSession(app_engine) as session:
+            await add_user(session, i)
+            await session.commit()
+            with pytest.raises(IntegrityError):
+                await add_user(session, 100 + i, f"user {i}")
+            await session.rollback()
+
+    async def serve() -> None:  # a live server: its own thread, its own event loop
+        await asyncio.gather(*(handle(i) for i in range(1, 21)))
+
+    async with AsyncSandbox(app_engine) as sb:
+        assert await count(sb.connection) == 0  # the test's connection is in a transaction
+        await asyncio.to_thread(asyncio.run, serve())
+        assert await count(sb.connection) == 20
+    assert committed_users(sync_url) == 0
+
+
+@pytest.mark.asyncio
 async def test_several_tasks_with_their_own_sessions_and_errors(app_engine: AsyncEngine) -> None:
     make_session = async_sessionmaker(app_engine, expire_on_commit=False)
 

@@ -73,6 +73,8 @@ _MYSQL_AUTOCOMMIT_ON = re.compile(
 _LEADING_COMMENT = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*|#[^\n]*\n\s*)*", re.S)
 _READ_HEADS = ("SELECT", "SHOW", "EXPLAIN", "DESCRIBE", "DESC ", "VALUES", "PRAGMA")
 _SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly", "deferrable"})
+HOME_TIMEOUT = 60.0
+"""Seconds a statement from another thread waits for the sandbox's event loop."""
 _MYSQL_GUARD = ("SAVEPOINT `dbrewind_guard`", "ROLLBACK TO SAVEPOINT `dbrewind_guard`")
 _BACKENDS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
 
@@ -183,6 +185,7 @@ class Core:
         self.broken_reported = False
         self.broken_ran = True
         self.thread = threading.get_ident()
+        self.loop: Any = None  # asyncio: the event loop the real connection belongs to
         self._quote = engine.dialect.identifier_preparer.quote_identifier
         self._names: list[tuple[str, str, str]] = []
         self._original_pool: Pool | None = None
@@ -225,6 +228,10 @@ class Core:
         except BaseException:
             self._give_back(ok=False)
             raise
+        if self.is_async:
+            import asyncio
+
+            self.loop = asyncio.get_running_loop()
         self._original_pool = original
         self.pool = SandboxPool(self, original)
         self.engine.pool = self.pool
@@ -400,14 +407,38 @@ class Core:
         return self._names[depth]
 
     # ------------------------------------------------------ the proxies' API
+    def foreign(self) -> bool:
+        """An asyncio sandbox used from another thread (e.g. a live server with its own loop)."""
+        return self.is_async and self.loop is not None and threading.get_ident() != self.thread
+
+    def run_home(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the sandbox's own event loop, where its connection lives, and wait.
+
+        The calling thread's event loop keeps running meanwhile. The test must
+        not block its own loop while waiting for that thread (a synchronous HTTP
+        call from an async test): the statement could then never run.
+        """
+        import asyncio
+
+        from sqlalchemy.util.concurrency import greenlet_spawn
+
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(greenlet_spawn(fn, *args), self.loop)
+        try:
+            if in_greenlet():
+                return await_(asyncio.wait_for(asyncio.wrap_future(future), HOME_TIMEOUT))
+            return future.result(HOME_TIMEOUT)
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            future.cancel()
+            raise SandboxError(
+                f"A statement from another thread waited {HOME_TIMEOUT:.0f}s for the event loop "
+                f"that owns the sandbox on {self.url_display}. Is the test blocking its loop "
+                "while that thread works (a synchronous HTTP call in an async test)? Await an "
+                "async client or asyncio.to_thread() instead."
+            ) from exc
+
     def check_usable(self, statement: str) -> None:
         if self.state == _ACTIVE and self.broken is None:
-            if self.is_async and threading.get_ident() != self.thread:
-                raise SandboxError(
-                    "An AsyncSandbox serves the event loop it was started on; a statement came "
-                    f"from another thread: {_shorten(statement)!r}. Run that code on the test's "
-                    "event loop, or use a sync Sandbox (threads are supported there)."
-                )
             return
         if self.broken is not None:
             raise SandboxBrokenError(self._broken_message(later=True))
@@ -420,6 +451,9 @@ class Core:
     def execute(
         self, proxy: ProxyConnection, cursor: Any, statement: str, args: tuple[Any, ...], many: bool
     ) -> None:
+        if self.foreign():
+            self.run_home(self.execute, proxy, cursor, statement, args, many)
+            return
         self.check_usable(statement)
         if statement[:3].upper() in _CONTROL_HEADS or statement[:1].isspace():
             match = _CONTROL.match(statement)
@@ -539,6 +573,9 @@ class Core:
     def commit(self, proxy: ProxyConnection) -> None:
         if not proxy.chain:
             return
+        if self.foreign():
+            self.run_home(self.commit, proxy)
+            return
         if self.state != _ACTIVE or self.broken is not None:
             self._forget(proxy)
             return
@@ -550,6 +587,9 @@ class Core:
 
     def rollback(self, proxy: ProxyConnection) -> None:
         if not proxy.chain:
+            return
+        if self.foreign():
+            self.run_home(self.rollback, proxy)
             return
         if self.state != _ACTIVE or self.broken is not None:
             self._forget(proxy)
@@ -650,6 +690,11 @@ class Core:
         if not proxy.chain:
             return
         can_sql = self.state == _ACTIVE and (not self.is_async or in_greenlet())
+        if can_sql and self.foreign():
+            with contextlib.suppress(Exception):
+                self.run_home(self.rollback, proxy)
+            self._forget(proxy)
+            return
         if can_sql:
             try:
                 self.rollback(proxy)
@@ -689,9 +734,12 @@ class ProxyConnection:
 
     # transaction control
     def cursor(self, *args: Any, **kwargs: Any) -> ProxyCursor:
-        raw = self.core.raw
+        core = self.core
+        raw = core.raw
         if raw is None:
-            self.core.check_usable("")
+            core.check_usable("")
+        if core.foreign():
+            return ProxyCursor(self, core.run_home(lambda: raw.cursor(*args, **kwargs)))
         return ProxyCursor(self, raw.cursor(*args, **kwargs))
 
     def execute(self, statement: str, *args: Any) -> ProxyCursor:
@@ -788,6 +836,13 @@ class ProxyCursor:
     @property
     def connection(self) -> ProxyConnection:
         return self._proxy
+
+    def close(self) -> None:
+        core = self._proxy.core
+        if core.foreign() and core.state != _CLOSED:
+            core.run_home(self._cursor.close)
+        else:
+            self._cursor.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
