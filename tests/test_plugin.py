@@ -71,7 +71,8 @@ def inner_url(backend: str, tmp_path: Path) -> Iterator[URL]:
         yield url
     finally:
         if backend != "sqlite":
-            for name in _server_databases(backend, str(url.database)):
+            prefix = str(url.database).removesuffix("_test")
+            for name in _server_databases(backend, prefix):
                 drop_database(backend, url.set(database=name))
 
 
@@ -415,3 +416,251 @@ def test_async_fixtures_under_anyio(pytester: pytest.Pytester, inner_url: URL) -
     )
     result = _run(pytester, inner_url, "--dbrewind-strict")
     result.assert_outcomes(passed=3)
+
+
+# ------------------------------------------------------------- pytest-clean-database
+
+
+CLEAN_DB_CONFTEST = """
+import os
+
+import pytest
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40)),
+)
+
+@pytest.fixture(scope="session")
+def test_db():
+    engine = sa.create_engine(os.environ["INNER_DRIVER_URL"])
+    metadata.create_all(engine)
+    engine.dispose()
+    yield
+    engine = sa.create_engine(os.environ["INNER_DRIVER_URL"])
+    metadata.drop_all(engine)
+    engine.dispose()
+
+@pytest.fixture(scope="session")
+def clean_db_urls(test_db):
+    return [os.environ["INNER_PLAIN_URL"]]
+"""
+
+CLEAN_DB_TESTS = """
+import os
+
+import pytest
+import sqlalchemy as sa
+from conftest import users
+
+@pytest.fixture
+def engine():
+    engine = sa.create_engine(os.environ["INNER_DRIVER_URL"])
+    yield engine
+    engine.dispose()
+
+@pytest.mark.parametrize("n", range(5))
+def test_commits_and_starts_empty(engine, n):
+    with engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(users)).scalar() == 0
+        conn.execute(users.insert(), [{"name": f"u{n}"}, {"name": "other"}])
+"""
+
+
+def test_a_pytest_clean_database_suite_passes_unchanged(
+    pytester: pytest.Pytester, inner_url: URL, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = inner_url.set(drivername="sqlite" if backend == "sqlite" else backend)
+    monkeypatch.setenv("INNER_DRIVER_URL", inner_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("INNER_PLAIN_URL", plain.render_as_string(hide_password=False))
+    pytester.makepyfile(conftest=CLEAN_DB_CONFTEST, test_clean=CLEAN_DB_TESTS)
+    for seed in ("3", "4"):
+        result = pytester.runpytest_subprocess("-p", "randomly", f"--randomly-seed={seed}")
+        result.assert_outcomes(passed=5)
+        result.stdout.fnmatch_lines(["*strategies: clean_db_urls 5*", "*users (5)*"])
+
+
+# ------------------------------------------------------------- the marker
+
+
+MARKER_TESTS = """
+import pytest
+from sqlalchemy import create_engine, func, select
+from schema import items, notes
+
+pytestmark = pytest.mark.dbrewind(transactional=True)
+
+def test_module_mark_makes_db_commit_for_real(db, db_url):
+    db.execute(notes.insert().values(body="real"))
+    db.commit()
+    other = create_engine(db_url)
+    with other.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(notes)).scalar() == 1
+    other.dispose()
+
+class TestClassMark:
+    pytestmark = pytest.mark.dbrewind(transactional=False)
+
+    def test_class_mark_overrides_the_module_one(self, db):
+        assert db.execute(select(func.count()).select_from(notes)).scalar() == 0
+        db.execute(notes.insert().values(body="rolled back"))
+
+@pytest.mark.dbrewind(backends=["{backend}"])
+def test_runs_on_its_backend(db):
+    assert db.execute(select(func.count()).select_from(notes)).scalar() == 0
+
+@pytest.mark.dbrewind(backends=["{other}"])
+def test_skipped_elsewhere():
+    raise AssertionError("must not run")
+
+@pytest.mark.dbrewind(transactionl=True)
+def test_unknown_option(db):
+    pass
+"""
+
+
+def test_marker_options_merge_from_module_class_and_function(
+    pytester: pytest.Pytester, inner_url: URL, backend: str
+) -> None:
+    other = "sqlite" if backend != "sqlite" else "postgresql"
+    _write_suite(pytester, MARKER_TESTS.format(backend=backend, other=other))
+    result = _run(pytester, inner_url, "--dbrewind-strict", "-rs")
+    result.assert_outcomes(passed=3, skipped=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_unknown_option*unknown @pytest.mark.dbrewind option(s) transactionl; "
+            "known options are backends, data, databases, strict, transactional, verify*",
+            f"*runs on {other}, not {backend}*",
+        ]
+    )
+
+
+# ------------------------------------------------------------- verification
+
+
+VERIFY_TESTS = """
+from dbrewind import Rewinder
+from schema import notes
+
+def test_a_bakes_a_row_into_the_baseline(transactional_db, db_url):
+    transactional_db.execute(notes.insert().values(body="sticky"))
+    transactional_db.commit()
+    # re-capturing the baseline here makes the rewind keep the row
+    with Rewinder(db_url) as rewinder:
+        rewinder.install()
+
+def test_b_is_fine(transactional_db):
+    transactional_db.execute(notes.insert().values(body="fine"))
+    transactional_db.commit()
+"""
+
+
+def test_verify_fails_the_test_that_leaves_a_difference_naming_table_and_rows(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    _write_suite(pytester, VERIFY_TESTS)
+    plain = _run(pytester, inner_url)
+    plain.assert_outcomes(passed=2)
+    verified = _run(pytester, inner_url, "--dbrewind-verify", "--dbrewind-rebuild")
+    verified.assert_outcomes(passed=2, errors=1)
+    verified.stdout.fnmatch_lines(
+        [
+            "*test_a_bakes_a_row_into_the_baseline left 'default'*different from its baseline"
+            "*table '*user notes': 1 rows, baseline has 0*",
+            "*+ (1, 'sticky')*",
+        ]
+    )
+    assert "ERROR at teardown of test_b" not in verified.stdout.str()
+
+
+# ------------------------------------------------------------- configuration
+
+
+def test_an_application_database_name_gets_a_derived_test_database(
+    pytester: pytest.Pytester, inner_url: URL, backend: str
+) -> None:
+    if backend == "sqlite":
+        app = inner_url.set(database=str(Path(str(inner_url.database)).with_name("app.db")))
+        derived = str(Path(str(inner_url.database)).with_name("app_test.db"))
+    else:
+        app = inner_url.set(database=str(inner_url.database).removesuffix("_test") + "_app")
+        derived = f"{app.database}_test"
+    _write_suite(pytester, ISOLATION_TESTS)
+    result = _run(pytester, app)
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [f"dbrewind: *{derived}*is not a test database, so dbrewind works on '{derived}'*"]
+    )
+    if backend == "sqlite":
+        assert Path(derived).exists()
+        assert not Path(str(app.database)).exists()
+    else:
+        names = _server_databases(backend, str(app.database))
+        assert derived in names
+        assert app.database not in names
+
+
+MULTI_CONFTEST = CONFTEST.replace(
+    "return schema.setup", 'return {"default": schema.setup, "reports": schema.setup}'
+)
+
+MULTI_TESTS = """
+from sqlalchemy import func, select
+from schema import notes
+
+def test_a_commits_to_both(transactional_db, dbrewind_databases):
+    transactional_db.execute(notes.insert().values(body="main"))
+    transactional_db.commit()
+    with dbrewind_databases["reports"].engine.begin() as conn:
+        conn.execute(notes.insert().values(body="report"))
+
+def test_b_both_are_clean(dbrewind_databases):
+    assert set(dbrewind_databases) == {"default", "reports"}
+    for managed in dbrewind_databases.values():
+        with managed.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(notes)).scalar() == 0
+
+def test_c_leak_into_the_second_database(dbrewind_databases):
+    with dbrewind_databases["reports"].engine.begin() as conn:
+        conn.execute(notes.insert().values(body="leak"))
+"""
+
+
+def test_several_databases_are_each_prepared_and_rewound(
+    pytester: pytest.Pytester, inner_url: URL, backend: str, tmp_path: Path
+) -> None:
+    second = make_database(backend, tmp_path / "dbs")
+    try:
+        _write_suite(pytester, MULTI_TESTS, conftest=MULTI_CONFTEST)
+        rendered = second.render_as_string(hide_password=False)
+        pytester.makeini(f"[pytest]\ndbrewind_databases =\n    reports = {rendered}\n")
+        result = _run(pytester, inner_url)
+        result.assert_outcomes(passed=3, warnings=1)
+        result.stdout.fnmatch_lines(
+            [
+                f"dbrewind: [[]reports[]] *{second.database}*",
+                "*test_c_leak_into_the_second_database committed writes to reports:*user notes*",
+            ]
+        )
+    finally:
+        if backend != "sqlite":
+            for name in _server_databases(backend, str(second.database).removesuffix("_test")):
+                drop_database(backend, second.set(database=name))
+
+
+def test_a_bad_url_is_reported_in_the_header_and_fails_the_guarded_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_inner="def test_db(db):\n    pass\n\ndef test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("--dbrewind-url=oracle://scott@db/app_test")
+    # a configured URL puts every test under the safety net, so both need the database
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "dbrewind: configuration error: Unsupported database 'oracle'*",
+            "ERROR test_inner.py::test_db - Failed: dbrewind: Unsupported database 'ora*",
+        ]
+    )

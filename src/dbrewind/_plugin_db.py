@@ -221,11 +221,19 @@ class ManagedDatabase:
         self.baseline = Baseline.capture(self.rewinder)
 
     def verify(self) -> list[str]:
-        """Differences from the baseline, one message per table (empty when equal)."""
+        """Differences from the baseline, one message per table (empty when equal).
+
+        After a difference, the state found becomes the reference, so only the
+        test that caused a difference is blamed for it.
+        """
         if self.baseline is None:
             self.capture_baseline()
             return []
-        return self.baseline.compare(Baseline.capture(self.rewinder))
+        now = Baseline.capture(self.rewinder)
+        problems = self.baseline.compare(now)
+        if problems:
+            self.baseline = now
+        return problems
 
 
 def _digest(text: str) -> str:

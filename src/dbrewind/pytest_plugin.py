@@ -300,7 +300,15 @@ def dbrewind_databases(
     cache = cache_dir(pytestconfig)
     paths = [pytestconfig.rootpath / p for p in pytestconfig.getini("dbrewind_fingerprint_paths")]
     try:
-        for alias, dbconfig in state.databases().items():
+        databases = state.databases()
+    except DbrewindError as exc:
+        error: DbrewindError | None = exc
+    else:
+        error = None
+    if error is not None:
+        pytest.fail(f"dbrewind: {error}", pytrace=False)
+    try:
+        for alias, dbconfig in databases.items():
             managed = ManagedDatabase(
                 dbconfig,
                 cache=cache,
@@ -382,7 +390,14 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """The safety net: after every test, rewind whatever was committed, and say so."""
     item = request.node
     state = _state(request.config)
-    mark = _mark(item) if isinstance(item, pytest.Item) else None
+    try:
+        mark = _mark(item) if isinstance(item, pytest.Item) else None
+    except ConfigurationError as exc:
+        bad_mark: ConfigurationError | None = exc
+    else:
+        bad_mark = None
+    if bad_mark is not None:
+        pytest.fail(str(bad_mark), pytrace=False)
     if mark is not None or state.explicit:
         # prepared up front so that a test without fixtures is still guarded
         request.getfixturevalue("dbrewind_databases")
