@@ -664,3 +664,16 @@ def test_a_bad_url_is_reported_in_the_header_and_fails_the_guarded_tests(
             "ERROR test_inner.py::test_db - Failed: dbrewind: Unsupported database 'ora*",
         ]
     )
+
+
+def test_ini_setup_and_the_environment_url_configure_a_suite(
+    pytester: pytest.Pytester, inner_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(schema=SCHEMA, test_inner=textwrap.dedent(ISOLATION_TESTS))
+    pytester.makeini("[pytest]\ndbrewind_setup = schema:setup\n")
+    monkeypatch.setenv("DBREWIND_URL", inner_url.render_as_string(hide_password=False))
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [f"dbrewind: *{Path(str(inner_url.database)).name}*(from DBREWIND_URL)"]
+    )
