@@ -374,7 +374,8 @@ def _transaction(conn: Connection, action: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.exec_driver_sql("ROLLBACK")
+        if getattr(dbapi, "in_transaction", True):  # SQLite may have rolled back already
+            conn.exec_driver_sql("ROLLBACK")
         raise
     conn.exec_driver_sql("COMMIT")
 
