@@ -532,7 +532,7 @@ def test_marker_options_merge_from_module_class_and_function(
     result.stdout.fnmatch_lines(
         [
             "*test_unknown_option*unknown @pytest.mark.dbrewind option(s) transactionl; "
-            "known options are backends, data, databases, strict, transactional, verify*",
+            "known options are backends, data, strict, transactional, verify*",
             f"*runs on {other}, not {backend}*",
         ]
     )

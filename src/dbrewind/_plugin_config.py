@@ -209,8 +209,7 @@ class DbrewindMark:
     ``transactional``: real commits, cleaned after the test (the ``clean``
     strategy) rather than the rollback sandbox. ``data``: files loaded into
     the test's database before it runs (:func:`dbrewind.data.load_data`).
-    ``backends``: run only on these backends (skip elsewhere). ``databases``:
-    aliases of the extra databases this test uses (default: all).
+    ``backends``: run only on these backends (skip elsewhere).
     ``verify``: check the baseline after this test (as ``--dbrewind-verify``).
     ``strict``: a write outside the sandbox fails this test (as
     ``--dbrewind-strict``).
@@ -219,7 +218,6 @@ class DbrewindMark:
     transactional: bool = False
     data: tuple[str, ...] = ()
     backends: tuple[Backend, ...] = ()
-    databases: tuple[str, ...] | None = None
     verify: bool | None = None
     strict: bool | None = None
 
@@ -284,8 +282,6 @@ def _parse_one(mark: pytest.Mark, where: str) -> dict[str, Any]:
             out[key] = value
         elif key == "data":
             out[key] = _as_names(value, key, where)
-        elif key == "databases":
-            out[key] = None if value is None else _as_names(value, key, where)
         elif key == "backends":
             names = _as_names(value, key, where)
             backends: list[Backend] = []

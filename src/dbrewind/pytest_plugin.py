@@ -189,8 +189,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "dbrewind(transactional=False, data=(), backends=(), databases=None, verify=None, "
-        "strict=None): how dbrewind isolates this test; see docs/plugin.md.",
+        "dbrewind(transactional=False, data=(), backends=(), verify=None, strict=None): "
+        "how dbrewind isolates this test; see docs/plugin.md.",
     )
     config.stash[_STATE] = _State(config)
 
