@@ -677,3 +677,11 @@ def test_ini_setup_and_the_environment_url_configure_a_suite(
     result.stdout.fnmatch_lines(
         [f"dbrewind: *{Path(str(inner_url.database)).name}*(from DBREWIND_URL)"]
     )
+
+
+def test_an_in_memory_sqlite_database_is_prepared_once_and_isolated(
+    pytester: pytest.Pytester,
+) -> None:
+    _write_suite(pytester, ISOLATION_TESTS + ROLLBACK_TESTS.split("def test_c_db_assert")[0])
+    result = pytester.runpytest_subprocess("--dbrewind-url=sqlite://", "--dbrewind-strict")
+    result.assert_outcomes(passed=8)

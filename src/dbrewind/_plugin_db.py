@@ -204,7 +204,9 @@ class ManagedDatabase:
         return self._async_engine
 
     def close(self) -> None:
-        """Dispose of the engines and dbrewind's own connection."""
+        """Dispose of dbrewind's own connection, then the engines."""
+        if self._rewinder is not None:
+            self._rewinder.close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -212,8 +214,6 @@ class ManagedDatabase:
             # NullPool keeps no connection, so nothing awaits closing
             self._async_engine.sync_engine.dispose()
             self._async_engine = None
-        if self._rewinder is not None:
-            self._rewinder.close()
 
     # ----------------------------------------------------------------- verify
     def capture_baseline(self) -> None:
