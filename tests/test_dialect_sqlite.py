@@ -242,7 +242,7 @@ def test_rewind_works_with_awkward_table_names(
     assert rewinder.dirty_tables() == [LONG_B]
 
 
-def test_rewind_does_not_fire_cascades_and_restores_foreign_key_setting(
+def test_rewind_does_not_fire_cascades_and_restores_connection_pragmas(
     db_url: URL, engine: Engine
 ) -> None:
     fk_engine = create_engine(db_url)
@@ -258,6 +258,7 @@ def test_rewind_does_not_fire_cascades_and_restores_foreign_key_setting(
         assert rows(engine, 'SELECT id, order_id FROM "user" ORDER BY id') == [(1, 1), (2, 2)]
         with rewinder.connection() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, the default
     fk_engine.dispose()
 
 
