@@ -231,6 +231,9 @@ class MySQLDialect(Dialect):
             "PRIMARY KEY (`parent`, `child`)) ENGINE=InnoDB",
         )
         counts = self._row_counts(conn, [t.name for t in tables])
+        if not _is_mariadb(conn):
+            # MySQL 8 caches information_schema.TABLES.AUTO_INCREMENT for a day by default
+            _sql(conn, "SET SESSION information_schema_stats_expiry = 0")
         counters = self._auto_increments(conn)
         plans: list[_TablePlan] = []
         for index, table in enumerate(tables, start=1):
@@ -269,7 +272,7 @@ class MySQLDialect(Dialect):
             )
         _run_batches(conn, [[(st, None) for st in _trigger_sql(p.table)] for p in plans])
         count, checksum = self._signature(conn)
-        _sql(conn, _procedure_sql(plans, count, checksum))
+        _sql(conn, _procedure_sql(plans, count, checksum, mariadb=_is_mariadb(conn)))
 
     @staticmethod
     def _row_counts(conn: Connection, names: Sequence[str]) -> dict[str, int]:
@@ -759,14 +762,18 @@ def _truncate_probe(plans: Sequence[_TablePlan]) -> str:
     )
 
 
-def _procedure_sql(plans: Sequence[_TablePlan], count: int, checksum: int) -> str:
+def _procedure_sql(
+    plans: Sequence[_TablePlan], count: int, checksum: int, *, mariadb: bool = True
+) -> str:
     """The rewind procedure, with one static branch per tracked table.
 
     ``p_truncate``/``p_skip``: NUL-separated table keys to empty with TRUNCATE /
     to leave alone (dropped); ``p_reset``: put counters back; ``p_check``:
     compare the table list with the baseline first (status ``schema`` when it
     differs, before anything is changed). Returns one row: status and a JSON
-    array of ``[key, deleted rows or -1 when truncated]``.
+    array of ``[key, deleted rows or -1 when truncated]``. On MySQL 8 the
+    procedure first turns off the cache of ``information_schema`` table
+    statistics, which would otherwise hide counter changes.
     """
     dml: list[str] = []
     ddl: list[str] = []
@@ -845,6 +852,7 @@ proc: BEGIN
     RESIGNAL;
   END;
 
+  {"" if mariadb else "SET SESSION information_schema_stats_expiry = 0;"}
   IF p_check THEN
     {
         _SIGNATURE_SQL.replace(
