@@ -13,8 +13,9 @@ How tracking works here (MariaDB 10.11, MySQL 8):
 * ``install`` copies each non-empty table into ``dbrewind_b_<name>`` (the
   baseline), records row counts and ``AUTO_INCREMENT`` values, and generates
   the procedure ``dbrewind_rewind``. One ``CALL`` then does the whole rewind:
-  it compares the schema's table list with the baseline's, reads the marks,
-  returns at once when there are none, and otherwise, with
+  it compares the schema's table list with the baseline's, probes seeded
+  tables for a ``TRUNCATE`` (see below), reads the marks, returns at once when
+  there are none, and otherwise, with
   ``FOREIGN_KEY_CHECKS=0`` (so order and cycles do not matter), deletes each
   dirty table and re-inserts its baseline rows in one transaction (which also
   deletes the marks, so a rewind without DDL costs one commit). Tables whose
