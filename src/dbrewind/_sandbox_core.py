@@ -22,7 +22,9 @@ savepoints on a shared stack (:class:`Core`):
   :class:`~dbrewind.exceptions.SandboxBrokenError`.
 
 All work on the real connection is serialised: a reentrant thread lock for
-sync engines, a greenlet-aware lock for asyncio engines.
+sync engines, a greenlet-aware lock for asyncio engines. An asyncio sandbox
+used from another thread (its own event loop) runs each operation on the
+sandbox's loop, where the connection lives.
 """
 
 from __future__ import annotations

@@ -27,13 +27,27 @@ Semantics worth knowing:
   and then rolls back also undoes what other connections committed after its
   first write. Work committed before it wrote survives its rollback.
 * Threads and asyncio tasks take turns on the connection; nothing ever
-  fails with "another operation is in progress".
+  fails with "another operation is in progress". With an
+  :class:`AsyncSandbox`, code running in another thread on its own event loop
+  (a live server) has its statements run on the sandbox's loop; the test must
+  not block its own loop meanwhile (await an async client instead).
+* A connection switched to autocommit (``isolation_level="AUTOCOMMIT"``)
+  commits each statement to its enclosing savepoint; the real connection keeps
+  its outer transaction whatever the application sets.
+* On SQLite the sandbox takes control of ``BEGIN`` (pysqlite's legacy
+  transaction handling would otherwise break savepoints and commit before
+  DDL). An in-memory database works when the engine shares one connection
+  (``StaticPool``; add ``check_same_thread=False`` for threads).
 * At the end, deferred constraints are checked (PostgreSQL ``SET CONSTRAINTS
   ALL IMMEDIATE``): data that would fail at ``COMMIT`` fails the test.
-* A statement that ends the outer transaction (MySQL's implicit commits for
-  DDL, ``TRUNCATE``, ``LOCK TABLES``; a textual commit that slipped through)
-  raises :class:`~dbrewind.exceptions.SandboxBrokenError`: such a test needs
-  the clean strategy.
+* A statement that would end the outer transaction raises
+  :class:`~dbrewind.exceptions.SandboxBrokenError` (such a test needs the
+  clean strategy): on MySQL/MariaDB, statements that commit implicitly (DDL,
+  ``TRUNCATE``, ``LOCK TABLES``...) are refused before they run; anything
+  else that ends the transaction is caught right after the statement (a
+  local check, no round trip) or, at the latest, when the sandbox stops.
+  Textual ``BEGIN``/``COMMIT``/``ROLLBACK`` and savepoint statements are
+  mapped onto the savepoint stack and never end it.
 * With a :class:`~dbrewind.Rewinder` (tracking installed by ``prepare()``),
   whatever escaped the sandbox (another engine, a subprocess) is rewound
   after the rollback and reported as :attr:`Sandbox.leaked`.
