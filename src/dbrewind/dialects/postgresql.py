@@ -106,10 +106,6 @@ def _driver_state(exc: BaseException) -> str | None:
     return state if isinstance(state, str) else None
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return _driver_state(exc.orig) if exc.orig is not None else None
-
-
 def _run_script(conn: Connection, sql: str) -> None:
     """Run several statements in one round trip, bypassing parameter parsing.
 
@@ -415,10 +411,11 @@ _ON_DELETE = {
     "d": "SET DEFAULT",
 }
 
-_REWIND_SQL = text(
+_REWIND_RAW = (
     f"SELECT table_key, rows_deleted, outcome "
-    f"FROM {TRACKING_SCHEMA}.rewind(CAST(:truncate AS text[]), :reset, :keep)"
+    f"FROM {TRACKING_SCHEMA}.rewind(CAST(%s AS text[]), %s, %s)"
 )
+"""The rewind call in the driver's own (``format``) parameter style."""
 _DIRTY_SQL = text(
     f"SELECT DISTINCT tbl FROM {TRACKING_SCHEMA}.marks WHERE tbl NOT LIKE '!%' ORDER BY tbl"
 )
@@ -707,11 +704,20 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
         keep = self.keep_replica
         if keep:
             _reset_role_on_checkin(conn)
+        # Straight on the driver's cursor: this runs after every test, and the
+        # SQLAlchemy statement layer would double the cost of the one round trip.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
         try:
-            rows = conn.execute(
-                _REWIND_SQL, {"truncate": sorted(truncate), "reset": reset_sequences, "keep": keep}
-            ).all()
-        except DBAPIError as exc:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(_REWIND_RAW, (sorted(truncate), reset_sequences, keep))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        except conn.dialect.loaded_dbapi.Error as exc:
+            if getattr(raw, "closed", False):
+                conn.invalidate(exc)
             raise self._translate(exc, conn) from exc
         if not rows:
             return RewindResult()
@@ -738,10 +744,12 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
             dropped_tables=tuple(dropped),
         )
 
-    def _translate(self, exc: DBAPIError, conn: Connection) -> DbrewindError:
-        state = _sqlstate(exc)
+    def _translate(self, exc: BaseException, conn: Connection) -> DbrewindError:
+        """A dbrewind error for a SQLAlchemy ``DBAPIError`` or a bare driver error."""
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        state = _driver_state(orig) if orig is not None else None
         where = conn.engine.url.render_as_string(hide_password=True)
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         if state in _UNDEFINED:
             return NotPreparedError(
                 f"dbrewind tracking is not installed in {where} ({first}). "
