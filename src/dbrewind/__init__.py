@@ -9,6 +9,7 @@ from ._url import DatabaseURL, parse_url
 from .dialects import Capabilities, ForeignKey, RewindResult, SchemaInfo, Table
 from .exceptions import (
     ConfigurationError,
+    DataLoadError,
     DbrewindError,
     DriverNotInstalledError,
     LeakError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Capabilities",
     "ConfigurationError",
+    "DataLoadError",
     "DatabaseURL",
     "DbrewindError",
     "DriverNotInstalledError",
