@@ -14,9 +14,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from conftest import SERVER_URLS, drop_database, make_database
+
+# pytester restores sys.modules after every test that uses it, so a module first
+# imported during such a test is imported again later; SQLAlchemy warns when its
+# dialects register twice. Load the dialects and drivers the tests use up front.
+for _url in (*SERVER_URLS.values(), "sqlite://"):
+    make_url(_url).get_dialect().import_dbapi()
 
 SCHEMA = """
 import sqlalchemy as sa
