@@ -9,7 +9,7 @@ Everything dbrewind installs lives in its own schema, ``dbrewind``:
     both insert a mark). A mark written in a transaction that rolls back
     vanishes with it.
 ``dbrewind.mark()``
-    The one trigger function, fired ``AFTER INSERT OR UPDATE OR DELETE OR
+    The one trigger function, fired ``BEFORE INSERT OR UPDATE OR DELETE OR
     TRUNCATE .. FOR EACH STATEMENT`` on every user table and on every
     partition (a statement aimed straight at a partition fires only the
     partition's triggers); the table key is the trigger argument. After
@@ -18,9 +18,14 @@ Everything dbrewind installs lives in its own schema, ``dbrewind``:
     transaction pays for tracking once per table, not once per statement
     (2,000 single-row inserts cost one mark). The setting is reverted on
     commit, rollback and rollback to a savepoint, just as the mark is.
+    ``BEFORE`` rather than ``AFTER``: the trigger runs at once instead of
+    being queued for the statement's end, which makes tracking nearly free;
+    a statement that then fails takes its mark along when it rolls back.
 ``dbrewind.tables``
-    One row per tracked table: delete order, precomputed delete / restore /
-    sequence-reset SQL, the tables referencing it.
+    One row per tracked table: delete order, precomputed delete / restore
+    SQL, the tables referencing it.
+``dbrewind.sequences``
+    The baseline value of each sequence a tracked table draws from.
 ``dbrewind."b_<n>"``
     Baseline copies of the tables that held rows when tracking was installed.
 ``dbrewind.rewind(truncate text[], reset_sequences boolean)``
@@ -301,18 +306,16 @@ BEGIN
             RETURN NEXT;
         END LOOP;
 
-        FOR t IN SELECT k.restore_sql, k.sequence_sql FROM {s}.tables k
-                 WHERE k.key = ANY(dirty)
-                   AND (k.restore_sql IS NOT NULL
-                        OR (reset_sequences AND k.sequence_sql IS NOT NULL))
+        FOR t IN SELECT k.restore_sql FROM {s}.tables k
+                 WHERE k.key = ANY(dirty) AND k.restore_sql IS NOT NULL
                  ORDER BY k.ord DESC LOOP
-            IF t.restore_sql IS NOT NULL THEN
-                EXECUTE t.restore_sql;
-            END IF;
-            IF reset_sequences AND t.sequence_sql IS NOT NULL THEN
-                EXECUTE t.sequence_sql;
-            END IF;
+            EXECUTE t.restore_sql;
         END LOOP;
+        -- Static SQL (a cached plan), not EXECUTE: this runs on every rewind.
+        IF reset_sequences THEN
+            PERFORM setval(q.seq, q.value, q.called)
+            FROM {s}.sequences q WHERE q.key = ANY(dirty);
+        END IF;
 
         IF old_role IS NOT NULL AND old_role <> 'replica' AND NOT keep_replica THEN
             PERFORM set_config('session_replication_role', old_role, true);
@@ -590,8 +593,13 @@ CREATE TABLE {s}.tables (
     truncate_target text NOT NULL,
     referenced_by text[] NOT NULL,
     delete_sql text NOT NULL,
-    restore_sql text,
-    sequence_sql text
+    restore_sql text
+);
+CREATE TABLE {s}.sequences (
+    key text NOT NULL,
+    seq regclass NOT NULL,
+    value bigint NOT NULL,
+    called boolean NOT NULL
 );
 GRANT USAGE ON SCHEMA {s} TO PUBLIC;
 GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
@@ -599,6 +607,7 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
 """
             )
             rows: list[str] = []
+            seq_rows: list[str] = []
             for ord_, key in enumerate(order):
                 table = schema.tables[key]
                 oid, kind = info[key]
@@ -607,7 +616,7 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
                 seen = _lit(f"{_SEEN_PREFIX}{ord_}")
                 for tracked in (target, *table.partitions):
                     script.append(
-                        f"CREATE TRIGGER {_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+                        f"CREATE TRIGGER {_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
                         f"ON {tracked} FOR EACH STATEMENT "
                         f"WHEN (coalesce(current_setting({seen}, true), '') = '') "
                         f"EXECUTE FUNCTION {s}.mark({_lit(key)}, {seen});"
@@ -621,12 +630,11 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
                     restore_sql = (
                         f"INSERT INTO {target} ({cols}){overriding} SELECT {cols} FROM {copy}"
                     )
-                setvals = ", ".join(
-                    f"setval({_lit(q)}::regclass, {seq_values[q][0]}, "
+                seq_rows.extend(
+                    f"({_lit(key)}, {_lit(q)}::regclass, {seq_values[q][0]}, "
                     f"{'true' if seq_values[q][1] else 'false'})"
                     for q in table.sequences
                 )
-                sequence_sql = f"SELECT {setvals}" if setvals else None
                 delete_sql = f"DELETE FROM {only}{target}"
                 referenced_by = sorted(schema.referencing(key))
                 if key in external:
@@ -643,13 +651,14 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
                             _text_array(referenced_by),
                             _lit(delete_sql),
                             "NULL" if restore_sql is None else _lit(restore_sql),
-                            "NULL" if sequence_sql is None else _lit(sequence_sql),
                         ]
                     )
                     + ")"
                 )
             if rows:
                 script.append(f"INSERT INTO {s}.tables VALUES\n" + ",\n".join(rows) + ";")
+            if seq_rows:
+                script.append(f"INSERT INTO {s}.sequences VALUES\n" + ",\n".join(seq_rows) + ";")
             script.append(_rewind_function(self.user_schemas, not superuser))
             if superuser:
                 script.append(_DDL_FUNCTION)
