@@ -550,3 +550,29 @@ def test_an_escaped_write_is_caught_and_rewound_by_the_safety_net(
     finally:
         app_engine.dispose()
         other.dispose()
+
+
+@pytest.mark.backends("postgresql")
+def test_sequences_a_sandboxed_test_advanced_are_back_for_the_next_test(
+    backend: str, db_url: URL
+) -> None:
+    rewinder = Rewinder(db_url)
+    rewinder.prepare(
+        lambda c: c.execute(text("CREATE TABLE seq_items (id serial PRIMARY KEY, name text)"))
+    )
+    engine = create_engine(db_url)
+    try:
+        ids = []
+        for _ in range(2):
+            with Sandbox(engine, rewinder=rewinder), engine.begin() as conn:
+                ids.append(
+                    conn.execute(
+                        text("INSERT INTO seq_items (name) VALUES ('a'), ('b') RETURNING id")
+                    )
+                    .scalars()
+                    .all()
+                )
+        assert ids == [[1, 2], [1, 2]]
+    finally:
+        engine.dispose()
+        rewinder.close()

@@ -203,6 +203,9 @@ class Core:
         self._rolled_back = False
         self.default_autocommit = False
         self.last_statement = ""
+        #: SQL to run before the final rollback when the test wrote (see
+        #: Dialect.sandbox_rollback_sql): e.g. put PostgreSQL sequences back.
+        self.before_rollback: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -336,10 +339,13 @@ class Core:
         if self.backend != "postgresql" or not self.wrote_any or self.broken is not None:
             return None
         try:
-            if self._pg_status is not None:  # psycopg: check and roll back in one round trip
-                self.sql("SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
+            if self._pg_status is not None:  # psycopg: all of it and the rollback in one trip
+                prologue = f"{self.before_rollback}; " if self.before_rollback else ""
+                self.sql(f"{prologue}SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
                 self._rolled_back = True
-            else:
+            else:  # one statement per call (asyncpg prepares what it runs)
+                if self.before_rollback:
+                    self.sql(self.before_rollback)
                 self.sql("SET CONSTRAINTS ALL IMMEDIATE")
         except Exception as exc:
             state = str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")

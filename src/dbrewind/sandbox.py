@@ -99,7 +99,10 @@ class _Base:
             raise SandboxError(
                 f"This sandbox on {_display(engine)} is already active; call stop() first."
             )
-        return Core(engine, is_async=is_async, url_display=_display(engine))
+        core = Core(engine, is_async=is_async, url_display=_display(engine))
+        if self.rewinder is not None:
+            core.before_rollback = self.rewinder.dialect.sandbox_rollback_sql()
+        return core
 
     def _not_active(self, what: str) -> SandboxError:
         return SandboxError(

@@ -218,6 +218,17 @@ class Dialect(ABC):
         ``reset_sequences``. When nothing is dirty this costs one round trip.
         """
 
+    def sandbox_rollback_sql(self) -> str | None:
+        """SQL the rollback sandbox runs in its outer transaction just before rolling back.
+
+        For state a rollback does not undo: PostgreSQL sequences advance even
+        in a transaction that rolls back, so its dialect resets the sequences
+        of the tables marked in the sandbox (``setval`` is not transactional
+        and sticks). ``None`` when nothing is needed. The sandbox runs it only
+        when the test wrote and tracking is installed (a Rewinder was given).
+        """
+        return None
+
     @abstractmethod
     def tracked_tables(self, conn: Connection) -> list[str]:
         """Keys of the tables the current installation tracks (its baseline's tables)."""

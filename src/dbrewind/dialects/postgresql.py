@@ -604,6 +604,11 @@ CREATE TABLE {s}.sequences (
 GRANT USAGE ON SCHEMA {s} TO PUBLIC;
 GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
 {_MARK_FUNCTION}
+CREATE FUNCTION {s}.reset_marked_sequences() RETURNS void
+LANGUAGE sql AS $reset$
+    SELECT setval(q.seq, q.value, q.called) FROM {s}.sequences q
+    WHERE q.key IN (SELECT m.tbl FROM {s}.marks m);
+$reset$;
 """
             )
             rows: list[str] = []
@@ -752,6 +757,10 @@ GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
             created_tables=tuple(created),
             dropped_tables=tuple(dropped),
         )
+
+    def sandbox_rollback_sql(self) -> str | None:
+        """Reset the sequences of the tables the sandbox wrote (``setval`` outlives rollback)."""
+        return f"SELECT {TRACKING_SCHEMA}.reset_marked_sequences()"
 
     def _translate(self, exc: BaseException, conn: Connection) -> DbrewindError:
         """A dbrewind error for a SQLAlchemy ``DBAPIError`` or a bare driver error."""
