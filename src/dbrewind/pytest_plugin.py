@@ -629,7 +629,9 @@ def async_db_session(request: pytest.FixtureRequest) -> Any:
     committed (``transactional=True`` gives real commits, rewound after). It is
     opened and closed on the event loop the test runs on, whichever runs it:
     pytest-asyncio (strict or auto mode, any ``loop_scope``) or anyio; no
-    event-loop fixture is needed.
+    event-loop fixture is needed. ``expire_on_commit=False``: after a commit
+    the test can still read attributes without an implicit (and, in async
+    code, impossible) lazy load.
     """
     return request.getfixturevalue(_async_flavour(request))
 
@@ -656,7 +658,7 @@ async def _async_session(
             from .data import aload_data
 
             await aload_data(sandbox.connection, *data, base_dir=_data_dir(request))
-        session = sandbox.session()
+        session = sandbox.session(expire_on_commit=False)
         try:
             yield session
         finally:
