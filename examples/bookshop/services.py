@@ -59,8 +59,8 @@ async def aplace_order(session: AsyncSession, customer_id: int, items: dict[int,
 
 
 def restock(session: Session, isbn: str, copies: int) -> int:
-    """Add copies of a book in its own transaction; returns the new stock."""
-    with session.begin():
-        book = session.scalars(select(Book).where(Book.isbn == isbn)).one()
-        book.stock += copies
-        return book.stock
+    """Add copies of a book and commit; returns the new stock."""
+    book = session.scalars(select(Book).where(Book.isbn == isbn)).one()
+    book.stock += copies
+    session.commit()
+    return book.stock
