@@ -293,7 +293,7 @@ def _measure(
     # alike); truncating every table is timed in a block of its own afterwards,
     # because the I/O it leaves behind (100 relation files unlinked, WAL) would
     # otherwise land on whichever cheap case runs next.
-    for r in range(rounds):
+    for _ in range(rounds):
         write(tracked, DIRTY, ROWS_PER_TABLE)
         c_rewind.samples.append(time_ms(rewinder.rewind))
         write(anchor, DIRTY, ROWS_PER_TABLE)
