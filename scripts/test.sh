@@ -9,4 +9,4 @@ cd "$root"
 ruff check .
 ruff format --check .
 mypy
-exec python -m pytest "$@"
+exec python -m pytest -n 2 "$@"
