@@ -1,6 +1,6 @@
 """The dbrewind pytest plugin (registered through the ``pytest11`` entry point).
 
-Configuration, fixtures and the marker are described in ``docs/plugin.md``. The
+Configuration, fixtures and the marker are described in the README ("The pytest plugin"). The
 plugin is a thin layer: :class:`~dbrewind.Rewinder` does the clean strategy,
 :mod:`dbrewind.sandbox` the rollback strategy, :mod:`dbrewind._template` the
 prepared-template cache.
@@ -190,7 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "dbrewind(transactional=False, data=(), backends=(), verify=None, strict=None): "
-        "how dbrewind isolates this test; see docs/plugin.md.",
+        'how dbrewind isolates this test; see the README\'s "The pytest plugin".',
     )
     config.stash[_STATE] = _State(config)
 
