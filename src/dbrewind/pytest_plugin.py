@@ -84,7 +84,10 @@ class _State:
         self.strict: bool = bool(config.getoption("dbrewind_strict", False))
         self.verify: bool = bool(config.getoption("dbrewind_verify", False))
         self.rebuild: bool = bool(config.getoption("dbrewind_rebuild", False))
-        self.worker: str | None = os.environ.get("PYTEST_XDIST_WORKER") or None
+        # pytest-xdist gives each worker's config a ``workerinput``; the
+        # environment variable would leak into pytest runs the tests start.
+        workerinput = getattr(config, "workerinput", None) or {}
+        self.worker: str | None = workerinput.get("workerid") or None
         self.stats = Stats()
         self.managed: dict[str, ManagedDatabase] = {}
         self.compat: dict[str, Rewinder] = {}
