@@ -383,6 +383,48 @@ def test_created_tables_are_dropped_when_asked(db_url: URL, engine: Engine) -> N
         assert r.rewind().clean
 
 
+@pytest.mark.parametrize(
+    ("statements", "created", "dropped"),
+    [
+        (["CREATE TABLE `made_elsewhere` (`id` INT)"], ("made_elsewhere",), ()),
+        (["CREATE TABLE `copy` LIKE `order`"], ("copy",), ()),
+        (["DROP TABLE `seed`"], (), ("seed",)),
+        (["DROP TABLE `log`"], (), ("log",)),
+        (["RENAME TABLE `seed` TO `seed_renamed`"], ("seed_renamed",), ("seed",)),
+        (["ALTER TABLE `log` RENAME TO `log_renamed`"], ("log_renamed",), ("log",)),
+    ],
+    ids=["create", "create-like", "drop-seeded", "drop", "rename-seeded", "alter-rename"],
+)
+def test_ddl_by_another_connection_after_clean_checks_is_seen_by_the_next_rewind(
+    basic: Rewinder,
+    engine: Engine,
+    statements: list[str],
+    created: tuple[str, ...],
+    dropped: tuple[str, ...],
+) -> None:
+    for _ in range(3):  # dbrewind's session has run the clean check before
+        assert basic.rewind().clean
+    with engine.connect() as other:
+        for statement in statements:
+            other.exec_driver_sql(statement)
+    with basic.connection() as conn:
+        result = MySQLDialect().rewind(conn)
+        assert (result.created_tables, result.dropped_tables) == (created, dropped)
+        again = MySQLDialect().rewind(conn)  # nothing undone the change: reported again
+        assert (again.created_tables, again.dropped_tables) == (created, dropped)
+
+
+def test_a_truncate_by_another_connection_after_clean_checks_is_restored(
+    basic: Rewinder, engine: Engine
+) -> None:
+    assert basic.rewind().clean
+    with engine.connect() as other:
+        other.exec_driver_sql("TRUNCATE TABLE `seed`")
+    assert basic.rewind().tables == ("seed",)
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+    assert basic.rewind().clean
+
+
 def test_a_column_dropped_by_a_test_raises_schema_changed(basic: Rewinder, engine: Engine) -> None:
     with engine.begin() as conn:
         ddl(conn, "UPDATE `seed` SET `n` = 3", "ALTER TABLE `seed` DROP COLUMN `n`")

@@ -22,6 +22,15 @@ How tracking works here (MariaDB 10.11, MySQL 8):
   counter moved are afterwards ``TRUNCATE``d (empty baseline, counter 1: cheaper
   than ``DELETE`` + ``ALTER``) or get ``ALTER TABLE .. AUTO_INCREMENT`` back to
   the baseline value.
+* The check that runs after every test (nothing dirty) is one statement
+  inside the ``CALL``: the table list's signature from
+  ``information_schema.TABLES`` (names only, no table is opened), the
+  ``TRUNCATE`` probe and the newest mark; a clean database answers with no
+  result set. The ``information_schema`` scan is most of that cost. Global
+  status counters (``Com_create_table`` ..) would be a cheaper "no DDL
+  happened" signal in principle, but on MariaDB 10.11 reading them
+  (``information_schema.GLOBAL_STATUS``) evaluates every engine's status
+  function and costs more than the scan it would skip, so there is none.
 * Foreign-key actions (``ON DELETE CASCADE``, ``SET NULL``, ``ON UPDATE ..``)
   do not fire triggers in MySQL/MariaDB, so a dirty table also makes dirty
   every table its cascades can reach.
@@ -415,14 +424,39 @@ class MySQLDialect(Dialect):
     def _call(
         self, conn: Connection, truncate: bytes, skip: bytes, reset: bool, *, check: bool
     ) -> tuple[str, str]:
-        try:
-            row = _sql(
-                conn,
-                f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s)",
-                (truncate, skip, int(reset), int(check)),
-            ).one()
-        except DBAPIError as exc:
-            raise self._translate(exc, conn) from exc
+        """Run the procedure; a clean database answers with no result set at all."""
+        params = (truncate, skip, int(reset), int(check))
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            try:
+                result = _sql(conn, _CALL_SQL, params)
+                row = result.one() if result.returns_rows else None
+            except DBAPIError as exc:
+                raise self._translate(exc, conn) from exc
+        else:
+            # Straight on the driver's cursor: this runs after every test, and the
+            # statement layer would add a third to the cost of the round trip.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(_CALL_SQL, params)
+                    row = cursor.fetchone() if cursor.description else None
+                    while cursor.nextset():
+                        pass
+                finally:
+                    cursor.close()
+            except conn.dialect.loaded_dbapi.Error as exc:
+                if conn.dialect.is_disconnect(exc, raw, None):
+                    conn.invalidate(exc)
+                wrapped = DBAPIError.instance(
+                    _CALL_SQL, params, exc, conn.dialect.loaded_dbapi.Error
+                )
+                if not isinstance(wrapped, DBAPIError):  # pragma: no cover - not a driver error
+                    raise
+                raise self._translate(wrapped, conn) from exc
+        if row is None:
+            return "ok", "[]"
         return str(row[0]), str(row[1] or "[]")
 
     @staticmethod
@@ -686,10 +720,13 @@ def _run_batches(
 
 # Names only (views included): asking for TABLE_TYPE makes the server open every
 # table, which costs 3x as much on each rewind.
-_SIGNATURE_SQL = (
-    "SELECT COUNT(*), COALESCE(SUM(CRC32(TABLE_NAME)), 0) FROM information_schema.TABLES "
+_SIGNATURE_COLUMNS = "COUNT(*), COALESCE(SUM(CRC32(TABLE_NAME)), 0)"
+_SIGNATURE_FROM = (
+    "FROM information_schema.TABLES "
     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'dbrewind\\_%'"
 )
+_SIGNATURE_SQL = f"SELECT {_SIGNATURE_COLUMNS} {_SIGNATURE_FROM}"
+_CALL_SQL = f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s)"
 
 
 class _TablePlan:
@@ -741,25 +778,42 @@ def _trigger_sql(table: Table) -> list[str]:
     return statements
 
 
-def _truncate_probe(plans: Sequence[_TablePlan]) -> str:
-    """Mark seeded tables found empty: the trace a ``TRUNCATE`` (which fires no trigger) leaves.
+def _check_sql(plans: Sequence[_TablePlan], count: int, checksum: int) -> str:
+    """The check that runs on every rewind, as ONE statement: table list, ``TRUNCATE`` probe, marks.
 
-    Any other way of emptying a table fires a trigger, and a write after the
-    ``TRUNCATE`` marks the table itself, so "a table whose baseline has rows is
-    empty" is the whole signal. One non-locking ``SELECT`` of ``EXISTS`` probes
-    (one index dive each); the per-table marks are written only when it hits.
+    One ``SELECT`` reads the signature of the table list (count and CRC32 sum
+    of the names, compared with the baseline's ``count``/``checksum``), the
+    newest mark, and whether any seeded table is empty: the trace a
+    ``TRUNCATE`` (which fires no trigger) leaves. Any other way of emptying a
+    table fires a trigger, and a write after the ``TRUNCATE`` marks the table
+    itself, so "a table whose baseline has rows is empty" is the whole signal.
+    The probes are non-locking ``EXISTS`` reads (one index dive each); the
+    per-table marks are written only when one hits. A seeded table that was
+    dropped or renamed makes the statement fail with error 1146, which the
+    block turns into "schema changed" (the signature differs then anyway).
+
+    A change of the table list leaves ``v_schema`` set and nothing else done.
     """
+    marks = _ident(MARKS_TABLE)
     seeded = [p for p in plans if p.rows > 0]
-    if not seeded:
-        return ""
     empty = [f"NOT EXISTS (SELECT 1 FROM {_ident(p.table.name)})" for p in seeded]
-    marks = [
-        f"IF {test} THEN INSERT INTO {_ident(MARKS_TABLE)} (`tbl`) "
-        f"VALUES ({_lit(p.table.key)}); END IF;"
+    columns = f"{_SIGNATURE_COLUMNS}, (SELECT MAX(`id`) FROM {marks})"
+    into = "v_count, v_sum, v_max"
+    if empty:
+        columns += f", {' OR '.join(empty)}"
+        into += ", v_emptied"
+    compare = f"SET v_schema = v_count <> {count} OR v_sum <> {checksum};"
+    read = f"SELECT {columns} INTO {into} {_SIGNATURE_FROM};"
+    if not seeded:
+        return f"{read} {compare}"
+    fill = [
+        f"IF {test} THEN INSERT INTO {marks} (`tbl`) VALUES ({_lit(p.table.key)}); END IF;"
         for p, test in zip(seeded, empty, strict=True)
     ]
     return (
-        f"SELECT {' OR '.join(empty)} INTO v_emptied; IF v_emptied THEN {' '.join(marks)} END IF;"
+        f"BEGIN DECLARE EXIT HANDLER FOR 1146 SET v_schema = TRUE; {read} {compare} END; "
+        f"IF v_emptied AND NOT v_schema THEN {' '.join(fill)} "
+        f"SELECT MAX(`id`) INTO v_max FROM {marks}; END IF;"
     )
 
 
@@ -818,7 +872,7 @@ def _procedure_sql(
     dml_case = "CASE v_tbl " + " ".join(dml) + " ELSE BEGIN END; END CASE;" if dml else "BEGIN END;"
     ddl_case = "CASE v_tok " + " ".join(ddl) + " ELSE BEGIN END; END CASE;" if ddl else "BEGIN END;"
     marks = _ident(MARKS_TABLE)
-    probe = _truncate_probe(plans)
+    check = _check_sql(plans, count, checksum)
     return f"""
 CREATE PROCEDURE {_ident(REWIND_PROCEDURE)}(
     IN p_truncate LONGBLOB, IN p_skip LONGBLOB, IN p_reset BOOLEAN, IN p_check BOOLEAN)
@@ -834,6 +888,7 @@ proc: BEGIN
   DECLARE v_done BOOLEAN DEFAULT FALSE;
   DECLARE v_late BOOLEAN DEFAULT FALSE;
   DECLARE v_emptied BOOLEAN DEFAULT FALSE;
+  DECLARE v_schema BOOLEAN DEFAULT FALSE;
   DECLARE v_fk INT DEFAULT @@SESSION.FOREIGN_KEY_CHECKS;
   DECLARE v_tbl VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
   DECLARE v_tok VARCHAR(32);
@@ -855,27 +910,19 @@ proc: BEGIN
 
   {"" if mariadb else "SET SESSION information_schema_stats_expiry = 0;"}
   IF p_check THEN
-    {
-        _SIGNATURE_SQL.replace(
-            "SELECT COUNT(*), COALESCE(SUM(CRC32(TABLE_NAME)), 0)",
-            "SELECT COUNT(*), COALESCE(SUM(CRC32(TABLE_NAME)), 0) INTO v_count, v_sum",
-        )
-    };
-    IF v_count <> {count} OR v_sum <> {checksum} THEN
+    {check}
+    IF v_schema THEN
       SELECT 'schema' AS status, NULL AS tables;
       LEAVE proc;
     END IF;
-    {probe}
+  ELSE
+    SELECT MAX(`id`) INTO v_max FROM {marks};
   END IF;
-
-  SELECT MAX(`id`) INTO v_max FROM {marks};
   IF v_max IS NULL THEN
-    SELECT 'ok' AS status, '[]' AS tables;
     LEAVE proc;
   END IF;
 
-  SET {_PAUSE_VAR} = 1;
-  SET FOREIGN_KEY_CHECKS = 0;
+  SET {_PAUSE_VAR} = 1, FOREIGN_KEY_CHECKS = 0;
   START TRANSACTION;
   OPEN v_cur;
   tables: LOOP
@@ -903,8 +950,7 @@ proc: BEGIN
   IF v_late THEN
     DELETE FROM {marks} WHERE `id` <= v_max;
   END IF;
-  SET FOREIGN_KEY_CHECKS = v_fk;
-  SET {_PAUSE_VAR} = NULL;
+  SET FOREIGN_KEY_CHECKS = v_fk, {_PAUSE_VAR} = NULL;
   SELECT 'ok' AS status, CONCAT('[', SUBSTRING(v_out, 2), ']') AS tables;
 END proc
 """
