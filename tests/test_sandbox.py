@@ -576,3 +576,18 @@ def test_sequences_a_sandboxed_test_advanced_are_back_for_the_next_test(
     finally:
         engine.dispose()
         rewinder.close()
+
+
+def test_an_orm_flush_deleting_several_rows_gets_the_drivers_row_count(
+    app_engine: Engine,
+) -> None:
+    # The ORM checks how many rows a multi-row DELETE matched; on MySQL that count
+    # is what the driver's executemany() returns, so the sandbox must pass it on.
+    with Sandbox(app_engine) as sb:
+        session = sb.session()
+        session.add_all([User(id=i, Name=f"user {i}") for i in range(3)])
+        session.commit()
+        for user_row in session.scalars(select(User)).all()[:2]:
+            session.delete(user_row)
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(User)) == 1

@@ -458,16 +458,21 @@ class Core:
 
     def execute(
         self, proxy: ProxyConnection, cursor: Any, statement: str, args: tuple[Any, ...], many: bool
-    ) -> None:
+    ) -> Any:
+        """Run one statement through the sandbox; returns what the driver's call returned.
+
+        Drivers differ there (PyMySQL returns the affected row count, which
+        SQLAlchemy's MySQL dialect reads after ``executemany``), so it is
+        passed through. ``None`` for transaction control the sandbox emulated.
+        """
         if self.foreign():
-            self.run_home(self.execute, proxy, cursor, statement, args, many)
-            return
+            return self.run_home(self.execute, proxy, cursor, statement, args, many)
         self.check_usable(statement)
         if statement[:3].upper() in _CONTROL_HEADS or statement[:1].isspace():
             match = _CONTROL.match(statement)
             if match is not None:
                 self._control(proxy, match, cursor, statement, args)
-                return
+                return None
         if self.backend == "mysql" and _mysql_commits_implicitly(statement):
             self._break(statement, ran=False)
         with self.lock:
@@ -476,9 +481,9 @@ class Core:
             self.last_statement = statement
             try:
                 if many:
-                    cursor.executemany(statement, *args)
+                    result = cursor.executemany(statement, *args)
                 else:
-                    cursor.execute(statement, *args)
+                    result = cursor.execute(statement, *args)
             except BaseException as exc:
                 self._after_error(proxy, exc)
                 raise
@@ -491,6 +496,7 @@ class Core:
                 self._break(statement, ran=True)
             if proxy.autocommit_mode():
                 self.commit(proxy)
+            return result
 
     def _ensure(self, proxy: ProxyConnection) -> None:
         """Make the proxy's own savepoint the innermost one, opening or adopting one."""
@@ -833,13 +839,13 @@ class ProxyCursor:
         object.__setattr__(self, "_proxy", proxy)
         object.__setattr__(self, "_cursor", cursor)
 
-    def execute(self, statement: str, *args: Any) -> ProxyCursor:
-        self._proxy.core.execute(self._proxy, self._cursor, statement, args, False)
-        return self
+    def execute(self, statement: str, *args: Any) -> Any:
+        result = self._proxy.core.execute(self._proxy, self._cursor, statement, args, False)
+        return self if result is None or result is self._cursor else result
 
-    def executemany(self, statement: str, *args: Any) -> ProxyCursor:
-        self._proxy.core.execute(self._proxy, self._cursor, statement, args, True)
-        return self
+    def executemany(self, statement: str, *args: Any) -> Any:
+        result = self._proxy.core.execute(self._proxy, self._cursor, statement, args, True)
+        return self if result is None or result is self._cursor else result
 
     @property
     def connection(self) -> ProxyConnection:
