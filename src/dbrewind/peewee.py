@@ -60,6 +60,7 @@ from .rewinder import Rewinder
 __all__ = [
     "LeakCallback",
     "Route",
+    "SandboxOptions",
     "SavepointRouter",
     "TransactionTestCase",
     "backend_of",
@@ -361,7 +362,42 @@ class Patches:
 
 
 # -------------------------------------------------------------------- sandbox
-class TransactionTestCase(ContextDecorator):
+class SandboxOptions:
+    """What the sync and async peewee sandboxes share: their options and the leak report."""
+
+    def __init__(
+        self,
+        database: Any,
+        *,
+        rewinder: Rewinder | None,
+        safety_net: bool,
+        on_leak: LeakCallback | None,
+    ) -> None:
+        self.database: Any = database
+        self.rewinder = rewinder
+        self.safety_net = safety_net
+        self.on_leak = on_leak
+        #: What the safety net rewound after the last block, when writes escaped it.
+        self.leaked: RewindResult | None = None
+        self._router: SavepointRouter | None = None
+        self._patches = Patches()
+
+    def _report(self, result: RewindResult) -> None:
+        """Record and announce what the safety net rewound (nothing when clean)."""
+        if result.clean:
+            return
+        self.leaked = result
+        assert self.rewinder is not None
+        logger.warning(
+            "Writes escaped the rollback sandbox on %s and were rewound: %s",
+            self.rewinder.url.display(),
+            ", ".join(result.tables + result.created_tables),
+        )
+        if self.on_leak is not None:
+            self.on_leak(result)
+
+
+class TransactionTestCase(SandboxOptions, ContextDecorator):
     """Run a block (or, as a decorator, a function) in a rollback sandbox on ``database``.
 
     :param database: a peewee ``SqliteDatabase``, ``PostgresqlDatabase`` or
@@ -388,14 +424,7 @@ class TransactionTestCase(ContextDecorator):
         safety_net: bool = True,
         on_leak: LeakCallback | None = None,
     ) -> None:
-        self.database: Any = database
-        self.rewinder = rewinder
-        self.safety_net = safety_net
-        self.on_leak = on_leak
-        #: What the safety net rewound after the last block, when writes escaped it.
-        self.leaked: RewindResult | None = None
-        self._router: SavepointRouter | None = None
-        self._patches = Patches()
+        super().__init__(database, rewinder=rewinder, safety_net=safety_net, on_leak=on_leak)
         self._lock = threading.RLock()
         self._owner: int | None = None
         self._opened = False
@@ -468,19 +497,8 @@ class TransactionTestCase(ContextDecorator):
             self._check_leaks()
 
     def _check_leaks(self) -> None:
-        if self.rewinder is None or not self.safety_net:
-            return
-        result = self.rewinder.rewind()
-        if result.clean:
-            return
-        self.leaked = result
-        logger.warning(
-            "Writes escaped the rollback sandbox on %s and were rewound: %s",
-            self.rewinder.url.display(),
-            ", ".join(result.tables + result.created_tables),
-        )
-        if self.on_leak is not None:
-            self.on_leak(result)
+        if self.rewinder is not None and self.safety_net:
+            self._report(self.rewinder.rewind())
 
     # ----------------------------------------------------------------- patches
     def _mine(self) -> bool:

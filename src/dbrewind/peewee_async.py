@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar, Token
@@ -60,11 +59,10 @@ from typing import Any
 import peewee
 from peewee_async import Transaction
 
-from .dialects import RewindResult
 from .exceptions import SandboxError
 from .peewee import (
     LeakCallback,
-    Patches,
+    SandboxOptions,
     SavepointRouter,
     backend_of,
     database_url,
@@ -73,8 +71,6 @@ from .peewee import (
 from .rewinder import Rewinder
 
 __all__ = ["TransactionTestCase"]
-
-logger = logging.getLogger("dbrewind")
 
 
 class _Scope:
@@ -241,7 +237,7 @@ class _ScopedTransaction(Transaction):  # type: ignore[misc]
         await self._end(super().rollback)
 
 
-class TransactionTestCase:
+class TransactionTestCase(SandboxOptions):
     """Run a block in a rollback sandbox on a peewee-async ``database``.
 
     :param database: a peewee-async database (``Psycopg3Database``,
@@ -263,18 +259,11 @@ class TransactionTestCase:
         safety_net: bool = True,
         on_leak: LeakCallback | None = None,
     ) -> None:
-        self.database: Any = database
-        self.rewinder = rewinder
-        self.safety_net = safety_net
-        self.on_leak = on_leak
-        #: What the safety net rewound after the last block, when writes escaped it.
-        self.leaked: RewindResult | None = None
+        super().__init__(database, rewinder=rewinder, safety_net=safety_net, on_leak=on_leak)
         #: SQL of the sync queries run during the last block (they bypass the sandbox).
         self.sync_queries: list[str] = []
-        self._router: SavepointRouter | None = None
         self._root: _Scope | None = None
         self._raw: Any = None
-        self._patches = Patches()
         self._active = False
 
     def __repr__(self) -> str:
@@ -348,19 +337,8 @@ class TransactionTestCase:
             await self.database.pool_backend.release(raw)
 
     async def _check_leaks(self) -> None:
-        if self.rewinder is None or not self.safety_net:
-            return
-        result = await self.rewinder.arewind()
-        if result.clean:
-            return
-        self.leaked = result
-        logger.warning(
-            "Writes escaped the rollback sandbox on %s and were rewound: %s",
-            self.rewinder.url.display(),
-            ", ".join(result.tables + result.created_tables),
-        )
-        if self.on_leak is not None:
-            self.on_leak(result)
+        if self.rewinder is not None and self.safety_net:
+            self._report(await self.rewinder.arewind())
 
     # ----------------------------------------------------------------- patches
     def _install_patches(self, connection: _Connection) -> None:
