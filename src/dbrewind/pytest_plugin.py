@@ -499,7 +499,9 @@ def _dbrewind_sandbox(
 ) -> Iterator[Any]:
     from .sandbox import Sandbox
 
-    sandbox = Sandbox(_primary(dbrewind_databases).engine)
+    managed = _primary(dbrewind_databases)
+    # check=False: the autouse guard runs the one safety-net check after every test
+    sandbox = Sandbox(managed.engine, rewinder=managed.rewinder, check=False)
     sandbox.start()
     try:
         mark = _mark(request.node)
@@ -654,7 +656,7 @@ async def _async_session(
         return
     from .sandbox import AsyncSandbox
 
-    sandbox = AsyncSandbox(managed.async_engine)
+    sandbox = AsyncSandbox(managed.async_engine, rewinder=managed.rewinder, check=False)
     await sandbox.start()
     try:
         if data:

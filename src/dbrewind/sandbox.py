@@ -82,9 +82,12 @@ def _display(engine: Engine) -> str:
 class _Base:
     """What the sync and async sandboxes share: options, state, results."""
 
-    def __init__(self, *, rewinder: Rewinder | None, on_leak: LeakCallback | None) -> None:
+    def __init__(
+        self, *, rewinder: Rewinder | None, on_leak: LeakCallback | None, check: bool
+    ) -> None:
         self.rewinder = rewinder
         self.on_leak = on_leak
+        self.check = check
         #: What the safety net rewound after the test (writes that escaped), else None.
         self.leaked: RewindResult | None = None
         self._core: Core | None = None
@@ -147,6 +150,10 @@ class Sandbox(_Base):
         whatever escaped; one cheap round trip when nothing did.
     :param on_leak: called with the :class:`~dbrewind.RewindResult` when
         something escaped (it is also kept as :attr:`leaked`).
+    :param check: ``False`` when the caller runs the safety-net check itself
+        after the test (the pytest plugin does, once for every test): the
+        rewinder is then used only for its tracking (e.g. putting PostgreSQL
+        sequences back before the rollback), not for a rewind at stop.
     """
 
     def __init__(
@@ -155,8 +162,9 @@ class Sandbox(_Base):
         *,
         rewinder: Rewinder | None = None,
         on_leak: LeakCallback | None = None,
+        check: bool = True,
     ) -> None:
-        super().__init__(rewinder=rewinder, on_leak=on_leak)
+        super().__init__(rewinder=rewinder, on_leak=on_leak, check=check)
         if not isinstance(engine, Engine):
             raise SandboxError(
                 f"Sandbox needs a sync sqlalchemy Engine, got {type(engine).__name__}. "
@@ -200,7 +208,7 @@ class Sandbox(_Base):
             self._core = None
             self._connection = None
             self._sessions = []
-        if self.rewinder is not None:
+        if self.rewinder is not None and self.check:
             self._record_leak(self.rewinder.rewind())
         error = self._final_error(core, deferred, pending)
         if error is not None:
@@ -258,8 +266,9 @@ class AsyncSandbox(_Base):
         *,
         rewinder: Rewinder | None = None,
         on_leak: LeakCallback | None = None,
+        check: bool = True,
     ) -> None:
-        super().__init__(rewinder=rewinder, on_leak=on_leak)
+        super().__init__(rewinder=rewinder, on_leak=on_leak, check=check)
         if not isinstance(engine, AsyncEngine):
             raise SandboxError(
                 f"AsyncSandbox needs a sqlalchemy AsyncEngine, got {type(engine).__name__}. "
@@ -308,7 +317,7 @@ class AsyncSandbox(_Base):
             self._core = None
             self._connection = None
             self._sessions = []
-        if self.rewinder is not None:
+        if self.rewinder is not None and self.check:
             self._record_leak(await self.rewinder.arewind())
         error = self._final_error(core, deferred, pending)
         if error is not None:

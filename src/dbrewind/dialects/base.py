@@ -222,9 +222,9 @@ class Dialect(ABC):
         """SQL the rollback sandbox runs in its outer transaction just before rolling back.
 
         For state a rollback does not undo: PostgreSQL sequences advance even
-        in a transaction that rolls back, so its dialect resets the sequences
-        of the tables marked in the sandbox (``setval`` is not transactional
-        and sticks). ``None`` when nothing is needed. The sandbox runs it only
+        in a transaction that rolls back, so its dialect puts back every
+        tracked sequence that moved from its baseline (``setval`` is not
+        transactional and sticks). ``None`` when nothing is needed. The sandbox runs it only
         when the test wrote and tracking is installed (a Rewinder was given).
         """
         return None

@@ -604,10 +604,13 @@ CREATE TABLE {s}.sequences (
 GRANT USAGE ON SCHEMA {s} TO PUBLIC;
 GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
 {_MARK_FUNCTION}
-CREATE FUNCTION {s}.reset_marked_sequences() RETURNS void
+CREATE FUNCTION {s}.reset_moved_sequences() RETURNS void
 LANGUAGE sql AS $reset$
+    -- every tracked sequence that moved from its baseline value: a write rolled
+    -- back to a savepoint takes its mark along, but not what it drew from a sequence
     SELECT setval(q.seq, q.value, q.called) FROM {s}.sequences q
-    WHERE q.key IN (SELECT m.tbl FROM {s}.marks m);
+    WHERE pg_sequence_last_value(q.seq)
+          IS DISTINCT FROM (CASE WHEN q.called THEN q.value END);
 $reset$;
 """
             )
@@ -759,8 +762,8 @@ $reset$;
         )
 
     def sandbox_rollback_sql(self) -> str | None:
-        """Reset the sequences of the tables the sandbox wrote (``setval`` outlives rollback)."""
-        return f"SELECT {TRACKING_SCHEMA}.reset_marked_sequences()"
+        """Put back every tracked sequence that moved (``setval`` outlives the rollback)."""
+        return f"SELECT {TRACKING_SCHEMA}.reset_moved_sequences()"
 
     def _translate(self, exc: BaseException, conn: Connection) -> DbrewindError:
         """A dbrewind error for a SQLAlchemy ``DBAPIError`` or a bare driver error."""
