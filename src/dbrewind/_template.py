@@ -104,9 +104,15 @@ def fingerprint(
     one, as the helpers in :mod:`dbrewind.setup` do; else its source code and
     the SQLAlchemy metadata it refers to), the contents of ``paths`` (files, or
     directories read recursively: migrations, SQL files, models) and ``extra``
-    strings (the backend, dbrewind's layout version).
+    strings (the backend, dbrewind's layout version), and dbrewind's own
+    dialect code, which decides the tracking objects installed in a template.
     """
     digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
+    # The tracking objects a template carries come from the dialect code: a
+    # dbrewind upgrade that changes them must not reuse an old template.
+    for file in _files(Path(__file__).with_name("dialects")):
+        if file.suffix == ".py":
+            digest.update(b"\0tracking\0" + file.name.encode() + b"\0" + file.read_bytes())
     for item in extra:
         digest.update(b"\0extra\0" + item.encode())
     for setup in setups:
