@@ -104,3 +104,24 @@ def test_a_bad_url_is_an_error_with_a_clear_message(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert "Unsupported database 'oracle'" in err
     assert "tiger" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        pytest.param(
+            "postgresql://postgres:pw@127.0.0.1:1/app_test", "PostgreSQL server", id="postgresql"
+        ),
+        pytest.param("mysql://root:pw@127.0.0.1:1/app_test", "MySQL/MariaDB server", id="mysql"),
+    ],
+)
+def test_an_unreachable_server_is_named_with_what_to_check(url: str, server: str) -> None:
+    from dbrewind import DbrewindError
+
+    rewinder = Rewinder(url)
+    with pytest.raises(DbrewindError) as info:
+        rewinder.exists()
+    message = str(info.value)
+    assert f"Cannot connect to the {server}" in message
+    assert "host, port and credentials" in message
+    assert "pw@" not in message

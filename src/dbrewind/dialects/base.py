@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from .._url import Backend, DatabaseURL
+from ..exceptions import DbrewindError
 
 __all__ = [
     "Capabilities",
@@ -40,6 +43,7 @@ __all__ = [
     "SchemaInfo",
     "Table",
     "quote",
+    "server_connection",
     "short_name",
 ]
 
@@ -164,6 +168,28 @@ def short_name(prefix: str, name: str, limit: int = 64) -> str:
     readable = "".join(ch if ch.isalnum() else "_" for ch in name.lower())
     room = limit - len(prefix) - len(digest) - 1
     return f"{prefix}{readable[: max(room, 0)]}_{digest}"
+
+
+@contextmanager
+def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator[Connection]:
+    """A connection from a short-lived server-level ``engine``, which is disposed after.
+
+    A refused connection becomes a :class:`DbrewindError` naming ``server``
+    (e.g. "PostgreSQL server") and the URL, with what to check.
+    """
+    try:
+        try:
+            conn = engine.connect()
+        except OperationalError as exc:
+            first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+            raise DbrewindError(
+                f"Cannot connect to the {server} of {url.display()}: {first}. Check that the "
+                "server runs and that the URL's host, port and credentials are right."
+            ) from exc
+        with conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 class Dialect(ABC):

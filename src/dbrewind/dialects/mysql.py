@@ -54,17 +54,26 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from .._url import DatabaseURL
 from ..exceptions import ConfigurationError, DbrewindError, NotPreparedError, SchemaChangedError
-from .base import Capabilities, Dialect, ForeignKey, RewindResult, SchemaInfo, Table, short_name
+from .base import (
+    Capabilities,
+    Dialect,
+    ForeignKey,
+    RewindResult,
+    SchemaInfo,
+    Table,
+    server_connection,
+    short_name,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -520,22 +529,8 @@ class MySQLDialect(Dialect):
         # URL.set ignores None; an empty name makes the driver connect to no database
         return create_engine(url.sync_url().set(database=""), isolation_level="AUTOCOMMIT")
 
-    @contextmanager
-    def _server_connection(self, url: DatabaseURL) -> Iterator[Connection]:
-        engine = self._server(url)
-        try:
-            try:
-                conn = engine.connect()
-            except OperationalError as exc:
-                raise DbrewindError(
-                    f"Cannot connect to the MySQL/MariaDB server of {url.display()}: "
-                    f"{_first_line(exc)}. Check that the server runs and the URL's "
-                    "host, port and credentials are right."
-                ) from exc
-            with conn:
-                yield conn
-        finally:
-            engine.dispose()
+    def _server_connection(self, url: DatabaseURL) -> AbstractContextManager[Connection]:
+        return server_connection(self._server(url), "MySQL/MariaDB server", url)
 
     def database_exists(self, url: DatabaseURL) -> bool:
         """Looks the name up in ``information_schema.SCHEMATA``."""

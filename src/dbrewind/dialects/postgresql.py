@@ -44,16 +44,24 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import NullPool, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from .._url import Backend, DatabaseURL
 from ..exceptions import DbrewindError, NotPreparedError
-from .base import Capabilities, Dialect, ForeignKey, RewindResult, SchemaInfo, Table
+from .base import (
+    Capabilities,
+    Dialect,
+    ForeignKey,
+    RewindResult,
+    SchemaInfo,
+    Table,
+    server_connection,
+)
 
 __all__ = ["CREATED_COMMENT", "TRACKING_SCHEMA", "PostgreSQLDialect"]
 
@@ -796,22 +804,9 @@ $reset$;
             connect_args={"application_name": "dbrewind"},
         )
 
-    @contextmanager
-    def _server_connection(self, url: DatabaseURL) -> Iterator[Connection]:
-        engine = self._server(url)
-        try:
-            try:
-                conn = engine.connect()
-            except OperationalError as exc:
-                raise DbrewindError(
-                    f"Cannot connect to the PostgreSQL server of {url.display()} "
-                    f"(through its 'postgres' database): {str(exc.orig).strip()}. "
-                    "Check that the server runs and that the URL's host, port and user are right."
-                ) from exc
-            with conn:
-                yield conn
-        finally:
-            engine.dispose()
+    def _server_connection(self, url: DatabaseURL) -> AbstractContextManager[Connection]:
+        server = "PostgreSQL server (through its 'postgres' database)"
+        return server_connection(self._server(url), server, url)
 
     def database_exists(self, url: DatabaseURL) -> bool:
         """Look the name up in ``pg_database`` from the server's ``postgres`` database."""
