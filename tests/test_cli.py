@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
-from dbrewind import Rewinder
+from dbrewind import DbrewindError, Rewinder
 from dbrewind.cli import main
 
 
@@ -116,8 +116,6 @@ def test_a_bad_url_is_an_error_with_a_clear_message(capsys: pytest.CaptureFixtur
     ],
 )
 def test_an_unreachable_server_is_named_with_what_to_check(url: str, server: str) -> None:
-    from dbrewind import DbrewindError
-
     rewinder = Rewinder(url)
     with pytest.raises(DbrewindError) as info:
         rewinder.exists()
