@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from dbrewind import Rewinder
 from dbrewind._url import parse_url
+from dbrewind.dialects import mysql as mysql_dialect
 from dbrewind.dialects.mysql import MARKS_TABLE, MySQLDialect
 from dbrewind.exceptions import DbrewindError, NotPreparedError, SchemaChangedError
 
@@ -29,7 +30,11 @@ def ddl(conn: Connection, *statements: str) -> None:
 
 def rows(engine: Engine, table: str, order: str = "1") -> list[tuple[object, ...]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}")]
+        return rows_in(conn, table, order)
+
+
+def rows_in(conn: Connection, table: str, order: str = "1") -> list[tuple[object, ...]]:
+    return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}")]
 
 
 def next_id(engine: Engine, table: str, column: str = "`v`") -> int:
@@ -96,9 +101,10 @@ def test_counter_goes_back_to_the_baseline_value_when_the_baseline_has_rows(
     assert next_id(engine, "`order`") == 3
 
 
-def test_empty_table_whose_counter_moved_is_truncated_back_to_counter_one(
+def test_empty_table_whose_counter_moved_is_truncated_back_to_counter_one_in_the_call(
     basic: Rewinder, engine: Engine
 ) -> None:
+    basic.dialect.background_counter_reset = False  # type: ignore[attr-defined]
     with engine.begin() as conn:
         ddl(conn, "INSERT INTO `log` (`v`) VALUES ('x'), ('y')")
     result = basic.rewind()
@@ -106,6 +112,95 @@ def test_empty_table_whose_counter_moved_is_truncated_back_to_counter_one(
     assert result.deleted == {"log": -1}
     assert rows(engine, "`log`") == []
     assert next_id(engine, "`log`") == 1
+
+
+def test_by_default_rows_are_deleted_and_counters_altered_back_in_the_background(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `log` (`v`) VALUES ('x'), ('y')",
+            "INSERT INTO `order` (`v`) VALUES ('o3')",
+        )
+    result = basic.rewind()
+    assert result.truncated == frozenset()  # TRUNCATE would break older snapshots (1412)
+    assert result.deleted == {"log": 2, "order": 3}
+    assert rows(engine, "`log`") == []
+    assert next_id(engine, "`log`") == 1
+    assert next_id(engine, "`order`") == 3
+    basic.rewind()
+    assert basic.dirty_tables() == []
+
+
+@pytest.fixture
+def slow_reset(basic: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Make the background counter reset start 0.4 s late (a procedure that sleeps first)."""
+    delay = 0.4
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "CREATE PROCEDURE `slow_reset`(IN p LONGTEXT) BEGIN "
+            f"DO SLEEP({delay}); CALL `{mysql_dialect.RESET_PROCEDURE}`(p); END",
+        )
+    monkeypatch.setattr(mysql_dialect, "_RESET_SQL", "CALL `slow_reset`(%s)")
+    return delay
+
+
+def test_a_table_whose_counter_is_being_reset_is_locked_until_it_is_back(
+    basic: Rewinder, engine: Engine, slow_reset: float
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3'), ('o4')")
+    started = time.perf_counter()
+    basic.rewind()
+    returned = time.perf_counter() - started
+    assert returned < slow_reset / 2  # the rewind did not wait for the DDL
+    # another session, at once: a snapshot taken before the ALTER ends, then the
+    # locked table (waits for the lock; ALTER keeps the definition: no error 1412)
+    with engine.connect() as conn:
+        assert rows_in(conn, "`seed`") == [("a", 1), ("b", 2)]
+        assert rows_in(conn, "`order`") == [(1, "o1"), (2, "o2")]
+        waited = time.perf_counter() - started
+        conn.exec_driver_sql("INSERT INTO `order` (`v`) VALUES ('next')")
+        assert conn.exec_driver_sql("SELECT LAST_INSERT_ID()").scalar_one() == 3
+        conn.rollback()
+    assert waited >= slow_reset * 0.9
+    assert basic.dirty_tables() == []  # waits for the reset, which cleared the marks
+
+
+def test_close_waits_for_the_background_reset(
+    basic: Rewinder, engine: Engine, slow_reset: float
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `log` (`v`) VALUES ('x')")
+    basic.rewind()
+    basic.close()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{MARKS_TABLE}`").scalar_one() == 0
+    assert next_id(engine, "`log`") == 1
+
+
+def test_a_failed_background_reset_is_reported_and_the_next_rewind_does_it_again(
+    basic: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "CREATE PROCEDURE `failing_reset`(IN p LONGTEXT) BEGIN "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk full'; END",
+            "INSERT INTO `order` (`v`) VALUES ('o3')",
+        )
+    monkeypatch.setattr(mysql_dialect, "_RESET_SQL", "CALL `failing_reset`(%s)")
+    basic.rewind()  # rows are back; the counter reset fails after it returned
+    with pytest.raises(DbrewindError, match=r"counters of `order` back .*disk full"):
+        basic.dirty_tables()
+    assert basic.dirty_tables() == ["order"]  # still marked, and the table is not locked
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    monkeypatch.undo()
+    result = basic.rewind()
+    assert result.tables == ("order",)
+    assert next_id(engine, "`order`") == 3
 
 
 def test_reset_sequences_false_deletes_rows_but_keeps_counters(db_url: URL, engine: Engine) -> None:

@@ -105,8 +105,13 @@ class Rewinder:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        """dbrewind's own AUTOCOMMIT connection, kept open between calls; thread-safe."""
+        """dbrewind's own AUTOCOMMIT connection, kept open between calls; thread-safe.
+
+        Waits first for what the previous rewind left running in the
+        background (MySQL puts ``AUTO_INCREMENT`` counters back that way).
+        """
         with self._lock:
+            self.dialect.settle()
             if self._conn is None or self._conn.closed or self._conn.invalidated:
                 self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             yield self._conn
@@ -114,6 +119,7 @@ class Rewinder:
     def close(self) -> None:
         """Return dbrewind's connection and dispose of the engine it created."""
         with self._lock:
+            self.dialect.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -193,7 +193,12 @@ def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator
 
 
 class Dialect(ABC):
-    """One database's SQL for dbrewind. Subclasses are stateless beyond their options."""
+    """One database's SQL for dbrewind, for one :class:`~dbrewind.Rewinder`.
+
+    Subclasses hold nothing beyond their options, except where a rewind leaves
+    work running in the background (MySQL): :meth:`settle` waits for it and
+    :meth:`close` releases what it holds.
+    """
 
     name: ClassVar[Backend]
     capabilities: ClassVar[Capabilities]
@@ -243,6 +248,16 @@ class Dialect(ABC):
         counters of the dirty tables go back to their baseline values when
         ``reset_sequences``. When nothing is dirty this costs one round trip.
         """
+
+    def settle(self) -> None:  # noqa: B027 - optional hook, a no-op here
+        """Wait for work a previous :meth:`rewind` left running; raise its error, if any.
+
+        :class:`~dbrewind.Rewinder` calls this before each use of its
+        connection. Nothing to wait for here; see the MySQL dialect.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op here
+        """Finish background work (its errors are dropped) and release its connections."""
 
     def sandbox_rollback_sql(self) -> str | None:
         """SQL the rollback sandbox runs in its outer transaction just before rolling back.

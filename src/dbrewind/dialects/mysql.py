@@ -19,9 +19,13 @@ How tracking works here (MariaDB 10.11, MySQL 8):
   ``FOREIGN_KEY_CHECKS=0`` (so order and cycles do not matter), deletes each
   dirty table and re-inserts its baseline rows in one transaction (which also
   deletes the marks, so a rewind without DDL costs one commit). Tables whose
-  counter moved are afterwards ``TRUNCATE``d (empty baseline, counter 1: cheaper
-  than ``DELETE`` + ``ALTER``) or get ``ALTER TABLE .. AUTO_INCREMENT`` back to
-  the baseline value.
+  counter moved get ``ALTER TABLE .. AUTO_INCREMENT`` back to the baseline
+  value: on dbrewind's own connection after the ``CALL`` returned, on a second
+  connection that holds ``LOCK TABLES .. WRITE`` on them until it is done (the
+  DDL costs more than the rest of the rewind; see ``_CounterReset``), and
+  otherwise inside the ``CALL``, where an empty table with counter 1 is
+  ``TRUNCATE``d instead (cheaper than ``DELETE`` + ``ALTER``). Tables dbrewind
+  learned are large are ``TRUNCATE``d inside the ``CALL`` in both cases.
 * The check that runs after every test (nothing dirty) is one statement
   inside the ``CALL``: the table list's signature from
   ``information_schema.TABLES`` (names only, no table is opened), the
@@ -52,6 +56,7 @@ Known limits, by the database's design:
 from __future__ import annotations
 
 import json
+import queue
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -88,6 +93,9 @@ CASCADE_TABLE = "dbrewind_cascade"
 META_TABLE = "dbrewind_meta"
 """MySQL (no schema comments): holds the creation mark; survives :meth:`uninstall`."""
 REWIND_PROCEDURE = "dbrewind_rewind"
+RESET_PROCEDURE = "dbrewind_reset_counters"
+"""Runs the DDL that puts ``AUTO_INCREMENT`` counters back (called by the rewind, or in the
+background under ``LOCK TABLES``: see :class:`_CounterReset`)."""
 CREATED_COMMENT = "dbrewind test database"
 """``CREATE DATABASE .. COMMENT`` text marking a database dbrewind created (MariaDB)."""
 
@@ -161,6 +169,16 @@ class MySQLDialect(Dialect):
         returning=False,
     )
 
+    #: Run the DDL that puts ``AUTO_INCREMENT`` counters back after :meth:`rewind`
+    #: returns, on a second connection that holds ``LOCK TABLES .. WRITE`` on those
+    #: tables until it is done (see :class:`_CounterReset`). False runs it inside
+    #: the rewind's ``CALL``.
+    background_counter_reset = True
+
+    def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
+        super().__init__(schemas=schemas)
+        self._counters = _CounterReset()
+
     # ----------------------------------------------------------- introspection
     def inspect(self, conn: Connection) -> SchemaInfo:
         """Base tables of the current database (not views, not ``dbrewind_*``), FKs, counters."""
@@ -225,6 +243,7 @@ class MySQLDialect(Dialect):
             ) from exc
 
     def _install(self, conn: Connection, schema: SchemaInfo) -> None:
+        self._counters.wait()
         self._drop_objects(conn)
         tables = [schema.tables[k] for k in sorted(schema.tables)]
         _sql(
@@ -291,7 +310,8 @@ class MySQLDialect(Dialect):
             )
         _run_batches(conn, [[(st, None) for st in _trigger_sql(p.table)] for p in plans])
         count, checksum = self._signature(conn)
-        _sql(conn, _procedure_sql(plans, count, checksum, mariadb=_is_mariadb(conn)))
+        for statement in _procedure_sql(plans, count, checksum, mariadb=_is_mariadb(conn)):
+            _sql(conn, statement)
 
     @staticmethod
     def _row_counts(conn: Connection, names: Sequence[str]) -> dict[str, int]:
@@ -343,6 +363,7 @@ class MySQLDialect(Dialect):
 
     def uninstall(self, conn: Connection) -> None:
         """Drop every ``dbrewind_`` trigger, routine and table (except MySQL's creation mark)."""
+        self._counters.wait()
         self._drop_objects(conn)
 
     def _drop_objects(self, conn: Connection) -> None:
@@ -411,6 +432,14 @@ class MySQLDialect(Dialect):
             raise self._translate(exc, conn) from exc
         return [row[0] for row in rows]
 
+    def settle(self) -> None:
+        """Wait until the counters a previous rewind left to the background are back."""
+        self._counters.wait()
+
+    def close(self) -> None:
+        """Let a background counter reset finish; close its connection."""
+        self._counters.close()
+
     def rewind(
         self,
         conn: Connection,
@@ -418,24 +447,46 @@ class MySQLDialect(Dialect):
         truncate: frozenset[str] = frozenset(),
         reset_sequences: bool = True,
     ) -> RewindResult:
-        """One ``CALL dbrewind_rewind(..)``; a second one only when tables were created/dropped."""
+        """One ``CALL dbrewind_rewind(..)``; a second one only when tables were created/dropped.
+
+        With :attr:`background_counter_reset` on dbrewind's own (``AUTOCOMMIT``)
+        connection, the DDL that puts ``AUTO_INCREMENT`` counters back runs
+        after this returns, behind a table lock: see :class:`_CounterReset`.
+        """
+        self._counters.wait()
         blob = _keys_blob(sorted(truncate))
-        status, payload = self._call(conn, blob, b"", reset_sequences, check=True)
-        if status == "ok":
-            return self._result(payload)
+        row = self._call(conn, blob, b"", reset_sequences, check=True)
+        if row[0] != "schema":
+            return self._finish(conn, row)
         created, dropped = self._schema_changes(conn)
-        status, payload = self._call(conn, blob, _keys_blob(dropped), reset_sequences, check=False)
-        result = self._result(payload)
+        row = self._call(conn, blob, _keys_blob(dropped), reset_sequences, check=False)
+        result = self._finish(conn, row)
         result.created_tables = tuple(created)
         result.dropped_tables = tuple(dropped)
         return result
 
+    def _finish(self, conn: Connection, row: Sequence[Any]) -> RewindResult:
+        result = self._result(str(row[1] or "[]"))
+        if row[0] == "deferred":
+            try:
+                self._counters.start(conn.engine, str(row[3]), str(row[2]), int(row[4]))
+            except conn.dialect.loaded_dbapi.Error as exc:
+                wrapped = DBAPIError.instance(
+                    "LOCK TABLES", None, exc, conn.dialect.loaded_dbapi.Error
+                )
+                if not isinstance(wrapped, DBAPIError):  # pragma: no cover - not a driver error
+                    raise
+                raise self._translate(wrapped, conn) from exc
+        return result
+
     def _call(
         self, conn: Connection, truncate: bytes, skip: bytes, reset: bool, *, check: bool
-    ) -> tuple[str, str]:
+    ) -> Sequence[Any]:
         """Run the procedure; a clean database answers with no result set at all."""
-        params = (truncate, skip, int(reset), int(check))
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        defer = autocommit and self.background_counter_reset
+        params = (truncate, skip, int(reset), int(check), int(defer))
+        if not autocommit:
             try:
                 result = _sql(conn, _CALL_SQL, params)
                 row = result.one() if result.returns_rows else None
@@ -465,8 +516,8 @@ class MySQLDialect(Dialect):
                     raise
                 raise self._translate(wrapped, conn) from exc
         if row is None:
-            return "ok", "[]"
-        return str(row[0]), str(row[1] or "[]")
+            return ("ok", "[]", None, None, None)
+        return tuple(row)
 
     @staticmethod
     def _result(payload: str) -> RewindResult:
@@ -721,7 +772,112 @@ _SIGNATURE_FROM = (
     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'dbrewind\\_%'"
 )
 _SIGNATURE_SQL = f"SELECT {_SIGNATURE_COLUMNS} {_SIGNATURE_FROM}"
-_CALL_SQL = f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s)"
+_CALL_SQL = f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s, %s)"
+_RESET_SQL = f"CALL {_ident(RESET_PROCEDURE)}(%s)"
+_CLEAR_MARKS_SQL = f"DELETE FROM {_ident(MARKS_TABLE)} WHERE `id` <= %s"
+
+
+class _CounterReset:
+    """Puts ``AUTO_INCREMENT`` counters back on a second connection, after the rewind returned.
+
+    InnoDB lowers a counter only by DDL (``ALTER TABLE .. AUTO_INCREMENT``,
+    ``TRUNCATE``), about 1-1.5 ms a table on MariaDB, several times the rest of a
+    rewind. So the rewind deletes and restores rows, commits, and leaves the
+    ``ALTER``s to this: :meth:`start` takes ``LOCK TABLES .. WRITE`` on the
+    tables whose counter moved (one round trip, before the rewind returns), and
+    a worker thread runs ``dbrewind_reset_counters`` under that lock, unlocks,
+    then deletes the marks the rewind covered. Until then no other session can
+    read or write those tables, so nothing ever sees a counter that is not back
+    yet; a test waits only when it touches such a table before the ``ALTER`` is
+    done. (Only ``ALTER``: a ``TRUNCATE`` gives the table a new definition, and
+    a transaction whose snapshot is older would fail on it with error 1412.)
+    The marks stay until the DDL succeeded: after a failure or a crash the
+    tables are still marked, and the next rewind does them again.
+    """
+
+    def __init__(self) -> None:
+        self._raw: Any = None
+        self._jobs: queue.SimpleQueue[tuple[Any, str, str, int] | None] = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._error: tuple[str, BaseException] | None = None
+
+    def start(self, engine: Engine, locks: str, ddl: str, upto: int) -> None:
+        """Lock ``locks`` now; put their counters back (``ddl`` tokens) in the background."""
+        self.wait()
+        if self._raw is None:
+            self._raw = engine.raw_connection()
+            self._raw.driver_connection.autocommit(True)
+        cursor = self._raw.cursor()
+        try:
+            cursor.execute(f"LOCK TABLES {locks}")  # no parameters: no %-formatting
+        except BaseException:
+            self._discard()
+            raise
+        finally:
+            cursor.close()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._work, name="dbrewind-counter-reset", daemon=True
+            )
+            self._thread.start()
+        self._idle.clear()
+        self._jobs.put((self._raw, locks.replace(" WRITE", ""), ddl, upto))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            raw, tables, ddl, upto = job
+            try:
+                cursor = raw.cursor()
+                try:
+                    try:
+                        cursor.execute(_RESET_SQL, (ddl,))
+                        while cursor.nextset():
+                            pass
+                    finally:
+                        cursor.execute("UNLOCK TABLES")
+                    cursor.execute(_CLEAR_MARKS_SQL, (upto,))
+                finally:
+                    cursor.close()
+            except BaseException as exc:  # reported by wait(), in the caller's thread
+                self._error = (tables, exc)
+                with suppress(Exception):
+                    raw.invalidate()  # closing the session releases its locks
+                self._raw = None
+            finally:
+                self._idle.set()
+
+    def wait(self) -> None:
+        """Block until the background reset is done; raise its error (once)."""
+        self._idle.wait()
+        if self._error is not None:
+            tables, exc = self._error
+            self._error = None
+            raise DbrewindError(
+                f"Putting the AUTO_INCREMENT counters of {tables} back after the previous "
+                f"rewind failed: {_first_line(exc)}. Those tables are still marked dirty, so "
+                "the next rewind does them again; `dbrewind doctor URL` shows the tracking state."
+            ) from exc
+
+    def _discard(self) -> None:
+        if self._raw is not None:
+            with suppress(Exception):
+                self._raw.invalidate()
+            self._raw = None
+
+    def close(self) -> None:
+        """Wait for the background reset (dropping its error), stop the thread, close up."""
+        with suppress(DbrewindError):
+            self.wait()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._raw is not None:
+            with suppress(Exception):
+                self._raw.close()
+            self._raw = None
 
 
 class _TablePlan:
@@ -814,16 +970,20 @@ def _check_sql(plans: Sequence[_TablePlan], count: int, checksum: int) -> str:
 
 def _procedure_sql(
     plans: Sequence[_TablePlan], count: int, checksum: int, *, mariadb: bool = True
-) -> str:
-    """The rewind procedure, with one static branch per tracked table.
+) -> list[str]:
+    """The counter-reset and rewind procedures, with static branches per tracked table.
 
     ``p_truncate``/``p_skip``: NUL-separated table keys to empty with TRUNCATE /
     to leave alone (dropped); ``p_reset``: put counters back; ``p_check``:
     compare the table list with the baseline first (status ``schema`` when it
-    differs, before anything is changed). Returns one row: status and a JSON
-    array of ``[key, deleted rows or -1 when truncated]``. On MySQL 8 the
-    procedure first turns off the cache of ``information_schema`` table
-    statistics, which would otherwise hide counter changes.
+    differs, before anything is changed); ``p_defer``: leave the DDL that puts
+    counters back to the caller (status ``deferred``, with the DDL tokens for
+    ``dbrewind_reset_counters``, the ``LOCK TABLES`` list and the newest mark
+    the rewind covered; the marks stay until the DDL is done). Returns one row:
+    status, a JSON array of ``[key, deleted rows or -1 when truncated]``, then
+    those three. On MySQL 8 the procedures first turn off the cache of
+    ``information_schema`` table statistics, which would otherwise hide counter
+    changes.
     """
     dml: list[str] = []
     ddl: list[str] = []
@@ -839,10 +999,19 @@ def _procedure_sql(
         may_truncate = "TRUE" if plan.counter is None else "p_reset"
         cheap_truncate = ""
         if plan.counter == 1 and plan.rows == 0:
-            cheap_truncate = "IF v_moved THEN SET v_trunc = TRUE; END IF; "
+            # not when deferring: a TRUNCATE gives the table a new definition, and a
+            # transaction whose snapshot is older then fails on it (error 1412)
+            cheap_truncate = "IF v_moved AND NOT p_defer THEN SET v_trunc = TRUE; END IF; "
         alter = ""
         if plan.counter is not None:
-            alter = f"IF v_moved THEN SET v_ddl = CONCAT(v_ddl, 'A{plan.index},'); END IF; "
+            # ALTER .. AUTO_INCREMENT keeps the definition: safe to run in the background,
+            # behind LOCK TABLES .. WRITE on the table (see _CounterReset)
+            alter = (
+                "IF v_moved THEN IF p_defer THEN "
+                f"SET v_bg = CONCAT(v_bg, 'A{plan.index},'), "
+                f"v_lock = CONCAT(v_lock, {_lit(', ' + name + ' WRITE')}); "
+                f"ELSE SET v_ddl = CONCAT(v_ddl, 'A{plan.index},'); END IF; END IF; "
+            )
         dml.append(
             f"WHEN {key} THEN SET v_moved = FALSE; {moved}"
             f"SET v_trunc = INSTR(p_truncate, CONCAT(X'00', v_tbl, X'00')) > 0 "
@@ -855,9 +1024,10 @@ def _procedure_sql(
         )
         fix_counter = ""
         if plan.counter is not None and plan.rows > 0:
+            # a counter table is truncated only when counters are reset (p_reset)
             fix_counter = (
-                f"IF p_reset THEN {plan.read_counter} IF NOT (v_ai <=> {plan.counter}) THEN "
-                f"ALTER TABLE {name} AUTO_INCREMENT = {plan.counter}; END IF; END IF; "
+                f"{plan.read_counter} IF NOT (v_ai <=> {plan.counter}) THEN "
+                f"ALTER TABLE {name} AUTO_INCREMENT = {plan.counter}; END IF; "
             )
         ddl.append(f"WHEN 'T{plan.index}' THEN TRUNCATE TABLE {name}; {plan.restore} {fix_counter}")
         if plan.counter is not None:
@@ -868,9 +1038,37 @@ def _procedure_sql(
     ddl_case = "CASE v_tok " + " ".join(ddl) + " ELSE BEGIN END; END CASE;" if ddl else "BEGIN END;"
     marks = _ident(MARKS_TABLE)
     check = _check_sql(plans, count, checksum)
-    return f"""
+    stats = "" if mariadb else "SET SESSION information_schema_stats_expiry = 0;"
+    reset = f"""
+CREATE PROCEDURE {_ident(RESET_PROCEDURE)}(IN p_ddl LONGTEXT)
+    MODIFIES SQL DATA
+    COMMENT 'dbrewind: put AUTO_INCREMENT counters back after a rewind'
+BEGIN
+  DECLARE v_ai BIGINT UNSIGNED;
+  DECLARE v_tok VARCHAR(32);
+  DECLARE v_ddl LONGTEXT DEFAULT p_ddl;
+  DECLARE v_fk INT DEFAULT @@SESSION.FOREIGN_KEY_CHECKS;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    SET FOREIGN_KEY_CHECKS = v_fk;
+    SET {_PAUSE_VAR} = NULL;
+    RESIGNAL;
+  END;
+
+  {stats}
+  SET {_PAUSE_VAR} = 1, FOREIGN_KEY_CHECKS = 0;
+  WHILE v_ddl <> '' DO
+    SET v_tok = SUBSTRING_INDEX(v_ddl, ',', 1);
+    SET v_ddl = SUBSTRING(v_ddl, LENGTH(v_tok) + 2);
+    {ddl_case}
+  END WHILE;
+  SET FOREIGN_KEY_CHECKS = v_fk, {_PAUSE_VAR} = NULL;
+END
+"""
+    rewind = f"""
 CREATE PROCEDURE {_ident(REWIND_PROCEDURE)}(
-    IN p_truncate LONGBLOB, IN p_skip LONGBLOB, IN p_reset BOOLEAN, IN p_check BOOLEAN)
+    IN p_truncate LONGBLOB, IN p_skip LONGBLOB, IN p_reset BOOLEAN, IN p_check BOOLEAN,
+    IN p_defer BOOLEAN)
     MODIFIES SQL DATA
     COMMENT 'dbrewind: put dirty tables back to the baseline'
 proc: BEGIN
@@ -886,9 +1084,10 @@ proc: BEGIN
   DECLARE v_schema BOOLEAN DEFAULT FALSE;
   DECLARE v_fk INT DEFAULT @@SESSION.FOREIGN_KEY_CHECKS;
   DECLARE v_tbl VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
-  DECLARE v_tok VARCHAR(32);
   DECLARE v_out LONGTEXT DEFAULT '';
   DECLARE v_ddl LONGTEXT DEFAULT '';
+  DECLARE v_bg LONGTEXT DEFAULT '';
+  DECLARE v_lock LONGTEXT DEFAULT '';
   DECLARE v_cur CURSOR FOR
     SELECT m.`tbl` FROM {marks} m WHERE m.`id` <= v_max
     UNION
@@ -903,11 +1102,11 @@ proc: BEGIN
     RESIGNAL;
   END;
 
-  {"" if mariadb else "SET SESSION information_schema_stats_expiry = 0;"}
+  {stats}
   IF p_check THEN
     {check}
     IF v_schema THEN
-      SELECT 'schema' AS status, NULL AS tables;
+      SELECT 'schema' AS status, NULL AS tables, NULL AS ddl, NULL AS locks, NULL AS upto;
       LEAVE proc;
     END IF;
   ELSE
@@ -931,24 +1130,30 @@ proc: BEGIN
     {dml_case}
   END LOOP;
   CLOSE v_cur;
-  SET v_late = v_ddl <> '';
+  SET v_late = v_ddl <> '' OR v_bg <> '';
   IF NOT v_late THEN
     DELETE FROM {marks} WHERE `id` <= v_max;
   END IF;
   COMMIT;
+  SET FOREIGN_KEY_CHECKS = v_fk, {_PAUSE_VAR} = NULL;
 
-  WHILE v_ddl <> '' DO
-    SET v_tok = SUBSTRING_INDEX(v_ddl, ',', 1);
-    SET v_ddl = SUBSTRING(v_ddl, LENGTH(v_tok) + 2);
-    {ddl_case}
-  END WHILE;
+  IF v_ddl <> '' THEN
+    CALL {_ident(RESET_PROCEDURE)}(v_ddl);
+  END IF;
+  IF v_bg <> '' THEN
+    -- the caller locks these tables and runs the ALTERs on a second connection
+    SELECT 'deferred' AS status, CONCAT('[', SUBSTRING(v_out, 2), ']') AS tables,
+           v_bg AS ddl, SUBSTRING(v_lock, 3) AS locks, v_max AS upto;
+    LEAVE proc;
+  END IF;
   IF v_late THEN
     DELETE FROM {marks} WHERE `id` <= v_max;
   END IF;
-  SET FOREIGN_KEY_CHECKS = v_fk, {_PAUSE_VAR} = NULL;
-  SELECT 'ok' AS status, CONCAT('[', SUBSTRING(v_out, 2), ']') AS tables;
+  SELECT 'ok' AS status, CONCAT('[', SUBSTRING(v_out, 2), ']') AS tables,
+         NULL AS ddl, NULL AS locks, NULL AS upto;
 END proc
 """
+    return [reset, rewind]
 
 
 # ------------------------------------------------------------------ schema copy
