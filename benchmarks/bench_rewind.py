@@ -9,7 +9,12 @@ Run::
 The schema has 100 tables (``--tables``). A "test" writes 10 rows into 2 of them
 (5 each, in one committed transaction); then the database is reset by:
 
-* **dbrewind** — ``Rewinder.rewind()`` on a prepared database (tracking installed).
+* **dbrewind** — ``Rewinder.rewind()`` on a prepared database (tracking installed),
+  timed until it returns and, as a second row, until its background work is done
+  too: on MySQL/MariaDB the ``ALTER TABLE .. AUTO_INCREMENT`` that puts counters
+  back runs after ``rewind()`` returned, on a second connection holding a WRITE
+  lock on those tables (the next write to them waits for it). Elsewhere the two
+  rows are the same.
 * **TRUNCATE all** — what most hand-written conftests do: PostgreSQL truncates
   every table in one statement; MariaDB/MySQL has no multi-table TRUNCATE, so one
   per table; SQLite (no TRUNCATE) deletes from every table in one transaction.
@@ -18,7 +23,8 @@ The schema has 100 tables (``--tables``). A "test" writes 10 rows into 2 of them
   flagged tables, one statement each (SQLite: deletes them), and clears the flags.
 * **BEGIN; ROLLBACK** — the floor: two round trips on a raw driver connection.
 
-Then: one dirty table of 10 rows against BEGIN; ROLLBACK, and the cost of the
+Then: one dirty table of 10 rows against BEGIN; ROLLBACK (also for a table whose
+baseline holds 20 rows, ``t099``), and the cost of the
 tracking triggers on a 2,000-row insert (one multi-row INSERT, and executemany),
 with and without dbrewind's tracking. Every reset is timed alone (the writes are
 not); cases are interleaved round by round so drift hits all of them alike. The
@@ -53,6 +59,9 @@ from dbrewind import Rewinder
 __all__ = ["main"]
 
 DIRTY = ("t017", "t042")
+SEEDED = "t099"
+"""The one table with baseline rows (on dbrewind's database): its counter goes back by
+``ALTER`` on MySQL/MariaDB, where an empty table's goes back by ``TRUNCATE``."""
 ROWS_PER_TABLE = 5
 BIG_INSERT = 2000
 
@@ -259,7 +268,11 @@ def _measure(
     rewinder: Rewinder,
     raws: list[Raw],
 ) -> tuple[str, list[Check]]:
-    rewinder.prepare(metadata.create_all)
+    def seed(conn: Connection) -> None:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        conn.execute(text(f"INSERT INTO {q(SEEDED)} (name, n) VALUES {values_sql(20)}"))
+
+    rewinder.prepare([metadata.create_all, seed])
     metadata.create_all(engines["plain"])
     metadata.create_all(engines["anchor"])
     with engines["anchor"].begin() as conn:
@@ -287,21 +300,35 @@ def _measure(
     c_all = Case("TRUNCATE all" if backend != "sqlite" else "DELETE all")
     c_dirty = Case("TRUNCATE dirty" if backend != "sqlite" else "DELETE dirty")
     c_floor = Case("BEGIN; ROLLBACK")
+    c_settled = Case("dbrewind rewind, until counters are back")
     c_one = Case("dbrewind rewind, 1 table")
+    c_one_settled = Case("dbrewind rewind, 1 table, until counters are back")
     c_none = Case("dbrewind rewind, nothing dirty")
+    c_seeded = Case("dbrewind rewind, 1 table with baseline rows")
+    c_seeded_settled = Case("dbrewind rewind, 1 table with baseline rows, until counters are back")
+
+    def rewind_timed(returned: Case, settled: Case) -> None:
+        """Time the rewind until it returns, and until its background work is done too
+        (MySQL puts AUTO_INCREMENT counters back after returning; see the README)."""
+        started = time_ms(rewinder.rewind)
+        returned.samples.append(started)
+        settled.samples.append(started + time_ms(rewinder.dialect.settle))
+
     # The cheap cases are interleaved round by round (so drift hits them all
     # alike); truncating every table is timed in a block of its own afterwards,
     # because the I/O it leaves behind (100 relation files unlinked, WAL) would
     # otherwise land on whichever cheap case runs next.
     for _ in range(rounds):
         write(tracked, DIRTY, ROWS_PER_TABLE)
-        c_rewind.samples.append(time_ms(rewinder.rewind))
+        rewind_timed(c_rewind, c_settled)
         write(anchor, DIRTY, ROWS_PER_TABLE)
         c_dirty.samples.append(time_ms(truncate_dirty))
         c_floor.samples.append(time_ms(begin_rollback))
         write(tracked, DIRTY[:1], 2 * ROWS_PER_TABLE)
-        c_one.samples.append(time_ms(rewinder.rewind))
+        rewind_timed(c_one, c_one_settled)
         c_none.samples.append(time_ms(rewinder.rewind))
+        write(tracked, (SEEDED,), 2 * ROWS_PER_TABLE)
+        rewind_timed(c_seeded, c_seeded_settled)
     for r in range(rounds):
         write(plain, DIRTY, ROWS_PER_TABLE)
         c_all.samples.append(time_ms(truncate_all))
@@ -357,7 +384,7 @@ def _measure(
             for key, value in timings.items():
                 ins[key].samples.append(value)
 
-    reset_cases = [c_rewind, c_all, c_dirty, c_floor]
+    reset_cases = [c_rewind, c_settled, c_all, c_dirty, c_floor]
     report = [
         f"### {backend} — {len(names)} tables, {rounds} rounds",
         "",
@@ -369,7 +396,7 @@ def _measure(
         "",
         cases_table(
             f"One dirty table of {2 * ROWS_PER_TABLE} rows, against the floor",
-            [c_one, c_none, c_floor],
+            [c_one, c_one_settled, c_seeded, c_seeded_settled, c_none, c_floor],
             c_floor,
         ),
         "",

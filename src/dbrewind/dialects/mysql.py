@@ -18,14 +18,14 @@ How tracking works here (MariaDB 10.11, MySQL 8):
   there are none, and otherwise, with
   ``FOREIGN_KEY_CHECKS=0`` (so order and cycles do not matter), deletes each
   dirty table and re-inserts its baseline rows in one transaction (which also
-  deletes the marks, so a rewind without DDL costs one commit). Tables whose
-  counter moved get ``ALTER TABLE .. AUTO_INCREMENT`` back to the baseline
-  value: on dbrewind's own connection after the ``CALL`` returned, on a second
-  connection that holds ``LOCK TABLES .. WRITE`` on them until it is done (the
-  DDL costs more than the rest of the rewind; see ``_CounterReset``), and
-  otherwise inside the ``CALL``, where an empty table with counter 1 is
-  ``TRUNCATE``d instead (cheaper than ``DELETE`` + ``ALTER``). Tables dbrewind
-  learned are large are ``TRUNCATE``d inside the ``CALL`` in both cases.
+  deletes the marks, so a rewind without DDL costs one commit). A table whose
+  counter moved needs DDL: one with an empty baseline and counter 1 is
+  ``TRUNCATE``d inside the ``CALL`` (cheaper than ``DELETE`` + ``ALTER``), as
+  are tables dbrewind learned are large. Any other gets ``ALTER TABLE ..
+  AUTO_INCREMENT`` back to its baseline value; on dbrewind's own connection
+  that runs after the ``CALL`` returned, on a second connection that holds
+  ``LOCK TABLES .. WRITE`` on those tables until it is done (the ``ALTER``
+  costs more than the rest of the rewind; see ``_CounterReset``).
 * The check that runs after every test (nothing dirty) is one statement
   inside the ``CALL``: the table list's signature from
   ``information_schema.TABLES`` (names only, no table is opened), the
@@ -781,16 +781,18 @@ class _CounterReset:
     """Puts ``AUTO_INCREMENT`` counters back on a second connection, after the rewind returned.
 
     InnoDB lowers a counter only by DDL (``ALTER TABLE .. AUTO_INCREMENT``,
-    ``TRUNCATE``), about 1-1.5 ms a table on MariaDB, several times the rest of a
-    rewind. So the rewind deletes and restores rows, commits, and leaves the
-    ``ALTER``s to this: :meth:`start` takes ``LOCK TABLES .. WRITE`` on the
-    tables whose counter moved (one round trip, before the rewind returns), and
-    a worker thread runs ``dbrewind_reset_counters`` under that lock, unlocks,
-    then deletes the marks the rewind covered. Until then no other session can
-    read or write those tables, so nothing ever sees a counter that is not back
-    yet; a test waits only when it touches such a table before the ``ALTER`` is
-    done. (Only ``ALTER``: a ``TRUNCATE`` gives the table a new definition, and
-    a transaction whose snapshot is older would fail on it with error 1412.)
+    ``TRUNCATE``), 1-2.5 ms a table on MariaDB, several times the rest of a
+    rewind. A table with baseline rows needs an ``ALTER``; the rewind deletes
+    and restores its rows, commits, and leaves the ``ALTER`` to this:
+    :meth:`start` takes ``LOCK TABLES .. WRITE`` on those tables (one round
+    trip, before the rewind returns), and a worker thread runs
+    ``dbrewind_reset_counters`` under that lock, unlocks, then deletes the marks
+    the rewind covered. Until then no other session can read or write those
+    tables, so nothing ever sees a counter that is not back yet; a test waits
+    only when it touches such a table before the ``ALTER`` is done. (Only
+    ``ALTER``: a ``TRUNCATE`` gives the table a new definition, and a
+    transaction whose snapshot is older would fail on it with error 1412; the
+    ``TRUNCATE`` of an empty table runs inside the rewind's ``CALL``.)
     The marks stay until the DDL succeeded: after a failure or a crash the
     tables are still marked, and the next rewind does them again.
     """
@@ -999,9 +1001,9 @@ def _procedure_sql(
         may_truncate = "TRUE" if plan.counter is None else "p_reset"
         cheap_truncate = ""
         if plan.counter == 1 and plan.rows == 0:
-            # not when deferring: a TRUNCATE gives the table a new definition, and a
-            # transaction whose snapshot is older then fails on it (error 1412)
-            cheap_truncate = "IF v_moved AND NOT p_defer THEN SET v_trunc = TRUE; END IF; "
+            # in the CALL, also when deferring: TRUNCATE costs less than ALTER, and it
+            # must not run in the background (see _CounterReset)
+            cheap_truncate = "IF v_moved THEN SET v_trunc = TRUE; END IF; "
         alter = ""
         if plan.counter is not None:
             # ALTER .. AUTO_INCREMENT keeps the definition: safe to run in the background,
