@@ -21,6 +21,9 @@ pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 
 LONG = "a_table_name_that_is_sixty_characters_long_for_the_limit_ok"
 assert len(LONG) == 59
+ODD = "`odd``s 'name' 100%%`"
+"""A table name with a backtick, quotes and a percent sign, as driver-level SQL writes it
+(``%%``: PyMySQL %-formats statements)."""
 
 
 def ddl(conn: Connection, *statements: str) -> None:
@@ -333,6 +336,9 @@ def awkward_schema(conn: Connection) -> None:
         "INSERT INTO `it's` VALUES (1, 10)",
         "INSERT INTO `back\\slash` VALUES (7)",
         "INSERT INTO `user` (`id`, `total`) VALUES (1, 5)",
+        # seeded, with a counter: its counter goes back by ALTER behind LOCK TABLES
+        f"CREATE TABLE {ODD} (`id` INT AUTO_INCREMENT PRIMARY KEY, `v` VARCHAR(20))",
+        f"INSERT INTO {ODD} (`v`) VALUES ('one')",
     )
 
 
@@ -349,8 +355,11 @@ def test_reserved_quoted_mixed_case_and_long_names_are_tracked_and_rewound(
             f"INSERT INTO `{LONG}` (`v`) VALUES (1)",
             f"INSERT INTO `{LONG[:-1]}x` (`v`) VALUES (1)",
             "UPDATE `user` SET `total` = 6",
+            f"INSERT INTO {ODD} (`v`) VALUES ('two'), ('three')",
         )
-    expected = sorted(["Mixed Case", "it's", "back\\slash", LONG, LONG[:-1] + "x", "user"])
+    expected = sorted(
+        ["Mixed Case", "it's", "back\\slash", LONG, LONG[:-1] + "x", "user", "odd`s 'name' 100%"]
+    )
     assert rewinder.dirty_tables() == expected
     assert rewinder.rewind().tables == tuple(expected)
     assert rows(engine, "`Mixed Case`") == [(1, "m")]
@@ -359,6 +368,8 @@ def test_reserved_quoted_mixed_case_and_long_names_are_tracked_and_rewound(
     assert rows(engine, f"`{LONG}`") == []
     assert rows(engine, "`user`") == [(1, 5, 10, 15)]
     assert next_id(engine, "`Mixed Case`", "`Select`") == 2
+    assert rows(engine, ODD) == [(1, "one")]
+    assert next_id(engine, ODD, "`v`") == 2
 
 
 def test_tracking_object_names_fit_in_64_characters_and_do_not_collide(
@@ -373,7 +384,7 @@ def test_tracking_object_names_fit_in_64_characters_and_do_not_collide(
                 "WHERE TRIGGER_SCHEMA = DATABASE()"
             )
         ]
-    assert len(triggers) == 3 * 6
+    assert len(triggers) == 3 * 7
     assert len(set(triggers)) == len(triggers)
     assert all(len(t) <= 64 and t.startswith("dbrewind_") for t in triggers)
 

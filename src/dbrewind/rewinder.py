@@ -263,6 +263,12 @@ class Rewinder:
         Tables a test created are reported in the result (and dropped when
         ``drop_created_tables``); a baseline table the test dropped raises
         :class:`SchemaChangedError` after everything else has been rewound.
+
+        MySQL/MariaDB: the ``ALTER TABLE .. AUTO_INCREMENT`` of a table with
+        baseline rows may still be running when this returns, on a second
+        connection that holds a WRITE lock on that table until its counter is
+        back (nothing can see it before). The next call on this Rewinder waits
+        for it and raises its error, if any; so does :meth:`close`.
         """
         self.ensure_safe("rewind")
         started = time.perf_counter()
