@@ -268,7 +268,7 @@ class Rewinder:
         baseline rows may still be running when this returns, on a second
         connection that holds a WRITE lock on that table until its counter is
         back (nothing can see it before). The next call on this Rewinder waits
-        for it and raises its error, if any; so does :meth:`close`.
+        for it and raises its error, if any; :meth:`close` waits for it too.
         """
         self.ensure_safe("rewind")
         started = time.perf_counter()
