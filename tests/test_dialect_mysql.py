@@ -15,7 +15,12 @@ from dbrewind import Rewinder
 from dbrewind._url import parse_url
 from dbrewind.dialects import mysql as mysql_dialect
 from dbrewind.dialects.mysql import MARKS_TABLE, MySQLDialect
-from dbrewind.exceptions import DbrewindError, NotPreparedError, SchemaChangedError
+from dbrewind.exceptions import (
+    DbrewindError,
+    LockTimeoutError,
+    NotPreparedError,
+    SchemaChangedError,
+)
 
 pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 
@@ -185,6 +190,26 @@ def test_close_waits_for_the_background_reset(
     with engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{MARKS_TABLE}`").scalar_one() == 0
     assert next_id(engine, "`log`") == 1
+
+
+def test_a_transaction_left_open_on_a_table_to_lock_fails_the_rewind_after_lock_timeout(
+    db_url: URL, engine: Engine
+) -> None:
+    with Rewinder(db_url, lock_timeout=1) as r:
+        r.prepare(basic_schema)
+        with engine.begin() as conn:
+            ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3')")
+        with engine.connect() as leaked:  # read `order` and stayed in the transaction
+            assert len(rows_in(leaked, "`order`")) == 3
+            # rows go back in the CALL (a read takes no row lock); the counter's
+            # LOCK TABLES waits for the reader's metadata lock
+            with pytest.raises(LockTimeoutError, match=r"waited more than 1 s .*id \d+, Sleep"):
+                r.rewind()
+            assert r.dirty_tables() == ["order"]  # still marked
+            leaked.rollback()
+        r.rewind()
+        assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+        assert next_id(engine, "`order`") == 3
 
 
 def test_a_failed_background_reset_is_reported_and_the_next_rewind_does_it_again(

@@ -16,6 +16,7 @@ from sqlalchemy.pool import StaticPool
 from dbrewind import (
     ConfigurationError,
     DbrewindError,
+    LockTimeoutError,
     NotPreparedError,
     Rewinder,
     RewindResult,
@@ -565,20 +566,25 @@ def test_rewind_and_dirty_tables_before_install_raise_not_prepared(rewinder: Rew
 def test_rewind_while_another_connection_writes_names_the_database(
     db_url: URL, engine: Engine
 ) -> None:
-    impatient = create_engine(db_url, connect_args={"timeout": 0.05})
-    with Rewinder(db_url, engine=impatient) as rewinder:
+    with Rewinder(db_url, lock_timeout=0.05) as rewinder:
         rewinder.prepare(shop_setup)
         run(engine, "INSERT INTO empty_log (msg) VALUES ('x')")
         raw = sqlite3.connect(str(db_url.database), isolation_level=None)
         raw.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(DbrewindError, match=r"write lock.*commit or close it"):
+            with pytest.raises(
+                LockTimeoutError,
+                match=r"dbrewind_\w+_test\.db: waited more "
+                r"than 0\.05 s .*the write lock.*close it",
+            ):
                 rewinder.rewind()
         finally:
             raw.execute("ROLLBACK")
             raw.close()
         assert rewinder.rewind().tables == ("empty_log",)
-    impatient.dispose()
+        # the connection's own busy timeout (5 s by default) is back
+        with rewinder.connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
 
 
 # ------------------------------------------------------------------ in memory

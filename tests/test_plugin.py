@@ -139,6 +139,52 @@ def test_transactional_db_commits_are_rewound_before_the_next_test(
     result.stdout.fnmatch_lines(["*strategies: transactional 3*"])
 
 
+def test_a_transaction_a_test_leaves_open_errors_that_test_instead_of_hanging_the_run(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    _write_suite(
+        pytester,
+        """
+        from schema import items
+
+        leaked = []
+
+        def test_a_commits_then_leaves_a_transaction_open(transactional_db, db_engine):
+            transactional_db.execute(items.insert().values(Name="committed"))
+            transactional_db.commit()
+            conn = db_engine.connect()
+            conn.execute(items.update().where(items.c.id == 1).values(Name="held"))
+            leaked.append(conn)  # never committed, never closed
+
+        def test_b_ends_the_leak():
+            leaked.pop().close()
+
+        def test_c_sees_the_baseline(transactional_db):
+            names = transactional_db.execute(items.select().order_by(items.c.id)).all()
+            assert [r.Name for r in names] == ["seed-1", "seed-2"]
+        """,
+    )
+    pytester.makeini("[pytest]\ndbrewind_lock_timeout = 1\n")
+    result = _run(pytester, inner_url)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_a_commits_then_leaves_a_transaction_open*",
+            "*waited more than 1 s for a lock that another *",
+        ]
+    )
+
+
+def test_a_bad_lock_timeout_is_a_usage_error_naming_the_setting(
+    pytester: pytest.Pytester, inner_url: URL
+) -> None:
+    _write_suite(pytester, "def test_nothing():\n    pass\n")
+    pytester.makeini("[pytest]\ndbrewind_lock_timeout = soon\n")
+    result = _run(pytester, inner_url)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*dbrewind_lock_timeout = 'soon': give the seconds*"])
+
+
 def test_a_write_without_any_fixture_is_rewound_and_warned_about(
     pytester: pytest.Pytester, inner_url: URL
 ) -> None:

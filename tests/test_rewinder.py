@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from dbrewind import (
     ConfigurationError,
     DbrewindError,
     DriverNotInstalledError,
+    LockTimeoutError,
     Rewinder,
     SchemaChangedError,
     UnsafeDatabaseError,
@@ -417,6 +419,40 @@ def test_rolled_back_writes_leave_no_mark_and_cost_no_cleaning(
     assert result.tables == ()
     assert result.clean
     assert snapshot(engine) == baseline
+
+
+def test_a_transaction_left_open_fails_the_rewind_after_lock_timeout_naming_it(
+    backend: str, db_url: URL, engine: Engine, baseline: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    with Rewinder(db_url, lock_timeout=1) as rw:
+        write(engine, lambda c: c.execute(update(book).values(title="committed")))
+        leaked = engine.connect()  # a test's connection, left inside its transaction
+        try:
+            leaked.execute(update(book).where(book.c.id == 1).values(title="left open"))
+            started = time.perf_counter()
+            with pytest.raises(LockTimeoutError) as caught:
+                rw.rewind()
+            assert time.perf_counter() - started < 5
+            message = str(caught.value)
+            assert "waited more than 1 s for a lock" in message
+            assert "left a connection open inside a transaction" in message
+            if backend == "postgresql":  # the blocking session and its last statement
+                assert "idle in transaction" in message
+                assert "UPDATE book" in message
+            elif backend == "mysql":  # the blocking session's open transaction
+                assert "Sessions with a transaction open on it: id " in message
+            assert rw.dirty_tables() == [key(backend, "book")]  # still marked: nothing lost
+        finally:
+            leaked.rollback()
+            leaked.close()
+        assert rw.rewind().tables == (key(backend, "book"),)
+    assert snapshot(engine) == baseline
+
+
+def test_lock_timeout_must_be_positive_or_none(backend: str, db_url: URL) -> None:
+    with pytest.raises(ConfigurationError, match="lock_timeout=0"):
+        Rewinder(db_url, lock_timeout=0)
+    Rewinder(db_url, lock_timeout=None).close()
 
 
 def test_nothing_written_means_a_clean_rewind(backend: str, rewinder: Rewinder) -> None:

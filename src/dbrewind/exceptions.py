@@ -10,6 +10,8 @@ says what to do next::
      +-- UnsafeDatabaseError         refused: not provably a test database
      +-- SchemaChangedError          a table was created or dropped by a test
      +-- NotPreparedError            rewind/check called before prepare()
+     +-- LockTimeoutError            a rewind waited too long for a lock that
+     |                               another session holds (a leaked transaction)
      +-- SandboxError                the rollback sandbox cannot hold
      |    +-- SandboxBrokenError         the outer transaction was ended
      |                                   (e.g. an implicit commit on MySQL)
@@ -27,6 +29,7 @@ __all__ = [
     "DbrewindError",
     "DriverNotInstalledError",
     "LeakError",
+    "LockTimeoutError",
     "NotPreparedError",
     "SandboxBrokenError",
     "SandboxError",
@@ -58,6 +61,14 @@ class SchemaChangedError(DbrewindError):
 
 class NotPreparedError(DbrewindError):
     """An operation needs ``prepare()`` (tracking and baseline) to have run first."""
+
+
+class LockTimeoutError(DbrewindError):
+    """A rewind gave up waiting for a lock held by another session (``Rewinder(lock_timeout=..)``).
+
+    Usually a connection a test left open inside a transaction; the message
+    lists the database's other sessions that have a transaction open.
+    """
 
 
 class SandboxError(DbrewindError):

@@ -84,6 +84,7 @@ class _State:
         self.strict: bool = bool(config.getoption("dbrewind_strict", False))
         self.verify: bool = bool(config.getoption("dbrewind_verify", False))
         self.rebuild: bool = bool(config.getoption("dbrewind_rebuild", False))
+        self.lock_timeout = _lock_timeout(config)
         # pytest-xdist gives each worker's config a ``workerinput``; the
         # environment variable would leak into pytest runs the tests start.
         workerinput = getattr(config, "workerinput", None) or {}
@@ -115,6 +116,25 @@ class _State:
                 self._config_error = exc
                 raise
         return self._databases
+
+
+def _lock_timeout(config: pytest.Config) -> float | None:
+    """ini ``dbrewind_lock_timeout``: seconds (default 10), or ``none`` for no limit."""
+    raw = str(config.getini("dbrewind_lock_timeout") or "").strip()
+    if not raw:
+        return 10.0
+    if raw.lower() == "none":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise pytest.UsageError(
+            f"dbrewind_lock_timeout = {raw!r}: give the seconds a rewind may wait for a lock "
+            "another session holds (a number above 0, default 10), or 'none' for no limit."
+        )
+    return seconds
 
 
 _STATE = pytest.StashKey[_State]()
@@ -178,6 +198,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "dbrewind_setup",
         "Schema setup run once per run: 'package.module:callable' receiving a Connection.",
+        default="",
+    )
+    parser.addini(
+        "dbrewind_lock_timeout",
+        "Seconds a rewind waits for a lock another session holds (a transaction a test left "
+        "open) before the test errors, naming that session; 'none' for no limit. Default 10.",
         default="",
     )
     parser.addini(
@@ -321,6 +347,7 @@ def dbrewind_databases(
             )
             state.managed[alias] = managed
             managed.prepare(_setups_for(dbrewind_setup, alias))
+            managed.rewinder.lock_timeout = state.lock_timeout
             state.stats.prepare_seconds += managed.prepare_seconds
             if managed.built_template:
                 state.stats.templates_built += 1
@@ -473,7 +500,7 @@ def _compat_rewinders(request: pytest.FixtureRequest, state: _State) -> list[Rew
         key = str(url)
         rewinder = state.compat.get(key)
         if rewinder is None:
-            rewinder = Rewinder(key, schemas=(schema,))
+            rewinder = Rewinder(key, schemas=(schema,), lock_timeout=state.lock_timeout)
             rewinder.prepare()
             state.compat[key] = rewinder
             new = True

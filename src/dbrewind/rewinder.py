@@ -28,7 +28,12 @@ from sqlalchemy.pool import StaticPool
 
 from ._url import DatabaseURL, parse_url
 from .dialects import Dialect, RewindResult, SchemaInfo, get_dialect
-from .exceptions import NotPreparedError, SchemaChangedError, UnsafeDatabaseError
+from .exceptions import (
+    ConfigurationError,
+    NotPreparedError,
+    SchemaChangedError,
+    UnsafeDatabaseError,
+)
 
 __all__ = ["ALLOW_ENV", "Rewinder", "SetupCallable"]
 
@@ -53,6 +58,11 @@ class Rewinder:
     :param drop_created_tables: drop tables a test created (else only reported).
     :param truncate_threshold: a table whose rewind deleted more rows than this
         is emptied with ``TRUNCATE`` from then on (cheaper for large tables).
+    :param lock_timeout: seconds a rewind waits for a lock another session
+        holds (a transaction a test left open) before it raises
+        :class:`~dbrewind.exceptions.LockTimeoutError`, which lists the
+        sessions with a transaction open; ``None`` waits as long as the
+        server lets it. MySQL counts whole seconds.
     :param engine: an existing sync engine to the same database to use for
         dbrewind's own connection (required for a shared in-memory SQLite).
     """
@@ -66,10 +76,12 @@ class Rewinder:
         reset_sequences: bool = True,
         drop_created_tables: bool = False,
         truncate_threshold: int = 1000,
+        lock_timeout: float | None = 10.0,
         engine: Engine | None = None,
     ) -> None:
         self.url: DatabaseURL = parse_url(url)
         self.dialect: Dialect = get_dialect(self.url.backend, schemas=tuple(schemas))
+        self.lock_timeout = lock_timeout
         self.allow = allow
         self.reset_sequences = reset_sequences
         self.drop_created_tables = drop_created_tables
@@ -88,6 +100,20 @@ class Rewinder:
 
     def __repr__(self) -> str:
         return f"Rewinder({self.url.display()!r})"
+
+    @property
+    def lock_timeout(self) -> float | None:
+        """Seconds a rewind waits for a lock another session holds (see the class doc)."""
+        return self.dialect.lock_timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
+            raise ConfigurationError(
+                f"Rewinder(lock_timeout={seconds!r}) for {self.url.display()}: give a "
+                "number of seconds above 0, or None to wait as long as the server lets it."
+            )
+        self.dialect.lock_timeout = None if seconds is None else float(seconds)
 
     # --------------------------------------------------------------- plumbing
     @property

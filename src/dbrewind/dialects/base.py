@@ -154,6 +154,13 @@ class RewindResult:
         return not (self.tables or self.created_tables or self.dropped_tables)
 
 
+def describe_wait(seconds: float | None) -> str:
+    """How long a rewind waited for a lock, for an error message."""
+    if seconds is None:
+        return "longer than the server's own lock timeout"
+    return f"more than {seconds:g} s"
+
+
 def quote(conn: Connection, name: str) -> str:
     """Quote one identifier for ``conn``'s database, always (not only when needed)."""
     return conn.dialect.identifier_preparer.quote_identifier(name)
@@ -206,6 +213,9 @@ class Dialect(ABC):
     def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
         #: PostgreSQL: schemas whose tables are the user's (default: ``public``).
         self.schemas = schemas
+        #: Seconds a rewind waits for a lock another session holds before it raises
+        #: :class:`~dbrewind.exceptions.LockTimeoutError` (None: no limit).
+        self.lock_timeout: float | None = 10.0
 
     # ----------------------------------------------------------- introspection
     @abstractmethod

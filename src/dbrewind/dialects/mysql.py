@@ -56,6 +56,7 @@ Known limits, by the database's design:
 from __future__ import annotations
 
 import json
+import math
 import queue
 import re
 import threading
@@ -68,7 +69,13 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .._url import DatabaseURL
-from ..exceptions import ConfigurationError, DbrewindError, NotPreparedError, SchemaChangedError
+from ..exceptions import (
+    ConfigurationError,
+    DbrewindError,
+    LockTimeoutError,
+    NotPreparedError,
+    SchemaChangedError,
+)
 from .base import (
     Capabilities,
     Dialect,
@@ -76,6 +83,7 @@ from .base import (
     RewindResult,
     SchemaInfo,
     Table,
+    describe_wait,
     server_connection,
     short_name,
 )
@@ -104,6 +112,16 @@ _SIMPLE = re.compile(r"[A-Za-z0-9_ $#@.,:;!?()+\-*/=<>\[\]{}|~^%&]*")
 _DEFINER = re.compile(r"\s+DEFINER\s*=\s*(`[^`]*`|'[^']*'|[^@\s]+)@(`[^`]*`|'[^']*'|\S+)", re.I)
 _SCHEMA_CHANGED_ERRNOS = {1054, 1146}  # unknown column, table doesn't exist
 _MISSING_ERRNOS = {1305}  # procedure does not exist
+_LOCK_WAIT_TIMEOUT = 1205  # row lock (innodb_lock_wait_timeout) or metadata lock
+_OPEN_TRANSACTIONS_SQL = (
+    "SELECT t.trx_mysql_thread_id, COALESCE(p.COMMAND, ''), "
+    "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), LEFT(COALESCE(t.trx_query, ''), 120) "
+    "FROM information_schema.INNODB_TRX t "
+    "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+    "WHERE t.trx_mysql_thread_id <> CONNECTION_ID() "
+    "AND (p.DB IS NULL OR p.DB = DATABASE()) "
+    "ORDER BY t.trx_started LIMIT 5"
+)
 
 
 def _ident(name: str) -> str:
@@ -141,6 +159,22 @@ def _errno(exc: DBAPIError) -> int | None:
 
 def _first_line(exc: BaseException) -> str:
     return str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _open_transactions(conn: Connection) -> str:
+    """Other sessions with an InnoDB transaction open, for an error message."""
+    try:
+        rows = _sql(conn, _OPEN_TRANSACTIONS_SQL).all()
+    except Exception:  # needs the PROCESS privilege; never mask the error it explains
+        return ""
+    if not rows:
+        return "No other session has a transaction open now."
+    held = "; ".join(
+        f"id {thread}, {command or 'unknown state'}, transaction open for {seconds} s"
+        + (f", running: {query!r}" if query else "")
+        for thread, command, seconds, query in rows
+    )
+    return f"Sessions with a transaction open on it: {held}."
 
 
 def _is_mariadb(conn: Connection) -> bool:
@@ -465,11 +499,19 @@ class MySQLDialect(Dialect):
         result.dropped_tables = tuple(dropped)
         return result
 
+    def _lock_seconds(self) -> int:
+        """``lock_timeout`` as the whole seconds MySQL takes; 0 leaves the server's."""
+        if self.lock_timeout is None:
+            return 0
+        return max(1, math.ceil(self.lock_timeout))
+
     def _finish(self, conn: Connection, row: Sequence[Any]) -> RewindResult:
         result = self._result(str(row[1] or "[]"))
         if row[0] == "deferred":
             try:
-                self._counters.start(conn.engine, str(row[3]), str(row[2]), int(row[4]))
+                self._counters.start(
+                    conn.engine, str(row[3]), str(row[2]), int(row[4]), self._lock_seconds()
+                )
             except conn.dialect.loaded_dbapi.Error as exc:
                 wrapped = DBAPIError.instance(
                     "LOCK TABLES", None, exc, conn.dialect.loaded_dbapi.Error
@@ -485,7 +527,7 @@ class MySQLDialect(Dialect):
         """Run the procedure; a clean database answers with no result set at all."""
         autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         defer = autocommit and self.background_counter_reset
-        params = (truncate, skip, int(reset), int(check), int(defer))
+        params = (truncate, skip, int(reset), int(check), int(defer), self._lock_seconds())
         if not autocommit:
             try:
                 result = _sql(conn, _CALL_SQL, params)
@@ -555,6 +597,15 @@ class MySQLDialect(Dialect):
             return NotPreparedError(
                 f"dbrewind tracking is not installed in database {database!r}: "
                 f"{_first_line(exc)}. Prepare it once (Rewinder.prepare) before tests run."
+            )
+        if errno == _LOCK_WAIT_TIMEOUT:
+            return LockTimeoutError(
+                f"Rewinding database {database!r} waited {describe_wait(self.lock_timeout)} "
+                f"for a lock that another session holds ({_first_line(exc)}); the tables "
+                f"stay marked, so the next rewind does them again. {_open_transactions(conn)} "
+                "Usually a test left a connection open inside a transaction: commit or roll it "
+                "back and close it in the test's teardown. Rewinder(lock_timeout=...) sets "
+                "the limit."
             )
         if errno in _SCHEMA_CHANGED_ERRNOS:
             return SchemaChangedError(
@@ -772,7 +823,7 @@ _SIGNATURE_FROM = (
     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'dbrewind\\_%'"
 )
 _SIGNATURE_SQL = f"SELECT {_SIGNATURE_COLUMNS} {_SIGNATURE_FROM}"
-_CALL_SQL = f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s, %s)"
+_CALL_SQL = f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s, %s, %s)"
 _RESET_SQL = f"CALL {_ident(RESET_PROCEDURE)}(%s)"
 _CLEAR_MARKS_SQL = f"DELETE FROM {_ident(MARKS_TABLE)} WHERE `id` <= %s"
 
@@ -804,15 +855,25 @@ class _CounterReset:
         self._idle.set()
         self._thread: threading.Thread | None = None
         self._error: tuple[str, BaseException] | None = None
+        self._lock_seconds = 0
 
-    def start(self, engine: Engine, locks: str, ddl: str, upto: int) -> None:
-        """Lock ``locks`` now; put their counters back (``ddl`` tokens) in the background."""
+    def start(self, engine: Engine, locks: str, ddl: str, upto: int, lock_seconds: int) -> None:
+        """Lock ``locks`` now; put their counters back (``ddl`` tokens) in the background.
+
+        ``lock_seconds``: how long to wait for the locks (0: the server's default).
+        """
         self.wait()
         if self._raw is None:
-            self._raw = engine.raw_connection()
-            self._raw.driver_connection.autocommit(True)
+            raw: Any = engine.raw_connection()
+            raw.detach()  # its session settings must not go back to the pool
+            self._raw = raw
+            raw.dbapi_connection.autocommit(True)
+            self._lock_seconds = 0
         cursor = self._raw.cursor()
         try:
+            if lock_seconds != self._lock_seconds:
+                cursor.execute(f"SET SESSION lock_wait_timeout = {int(lock_seconds) or 'DEFAULT'}")
+                self._lock_seconds = lock_seconds
             cursor.execute(f"LOCK TABLES {locks}")  # no parameters: no %-formatting
         except BaseException:
             self._discard()
@@ -1070,7 +1131,7 @@ END
     rewind = f"""
 CREATE PROCEDURE {_ident(REWIND_PROCEDURE)}(
     IN p_truncate LONGBLOB, IN p_skip LONGBLOB, IN p_reset BOOLEAN, IN p_check BOOLEAN,
-    IN p_defer BOOLEAN)
+    IN p_defer BOOLEAN, IN p_lock_timeout INT)
     MODIFIES SQL DATA
     COMMENT 'dbrewind: put dirty tables back to the baseline'
 proc: BEGIN
@@ -1085,6 +1146,8 @@ proc: BEGIN
   DECLARE v_emptied BOOLEAN DEFAULT FALSE;
   DECLARE v_schema BOOLEAN DEFAULT FALSE;
   DECLARE v_fk INT DEFAULT @@SESSION.FOREIGN_KEY_CHECKS;
+  DECLARE v_lwt BIGINT DEFAULT @@SESSION.lock_wait_timeout;
+  DECLARE v_ilwt BIGINT DEFAULT @@SESSION.innodb_lock_wait_timeout;
   DECLARE v_tbl VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
   DECLARE v_out LONGTEXT DEFAULT '';
   DECLARE v_ddl LONGTEXT DEFAULT '';
@@ -1099,7 +1162,7 @@ proc: BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION
   BEGIN
     ROLLBACK;
-    SET FOREIGN_KEY_CHECKS = v_fk;
+    SET FOREIGN_KEY_CHECKS = v_fk, lock_wait_timeout = v_lwt, innodb_lock_wait_timeout = v_ilwt;
     SET {_PAUSE_VAR} = NULL;
     RESIGNAL;
   END;
@@ -1119,6 +1182,10 @@ proc: BEGIN
   END IF;
 
   SET {_PAUSE_VAR} = 1, FOREIGN_KEY_CHECKS = 0;
+  IF p_lock_timeout > 0 THEN  -- a lock a leaked transaction holds: fail, not hang
+    SET SESSION lock_wait_timeout = p_lock_timeout,
+        innodb_lock_wait_timeout = p_lock_timeout;
+  END IF;
   START TRANSACTION;
   OPEN v_cur;
   tables: LOOP
@@ -1142,6 +1209,7 @@ proc: BEGIN
   IF v_ddl <> '' THEN
     CALL {_ident(RESET_PROCEDURE)}(v_ddl);
   END IF;
+  SET SESSION lock_wait_timeout = v_lwt, innodb_lock_wait_timeout = v_ilwt;
   IF v_bg <> '' THEN
     -- the caller locks these tables and runs the ALTERs on a second connection
     SELECT 'deferred' AS status, CONCAT('[', SUBSTRING(v_out, 2), ']') AS tables,

@@ -52,7 +52,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .._url import Backend, DatabaseURL
-from ..exceptions import DbrewindError, NotPreparedError
+from ..exceptions import DbrewindError, LockTimeoutError, NotPreparedError
 from .base import (
     Capabilities,
     Dialect,
@@ -60,6 +60,7 @@ from .base import (
     RewindResult,
     SchemaInfo,
     Table,
+    describe_wait,
     server_connection,
 )
 
@@ -90,6 +91,7 @@ _DDL_TAGS = (
 # SQLSTATEs translated at the boundary.
 _UNDEFINED = {"42P01", "42883", "3F000"}  # undefined table / function / schema
 _FK_VIOLATION = "23503"
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 _OBJECT_IN_USE = "55006"
 
 
@@ -117,6 +119,33 @@ def _driver_state(exc: BaseException) -> str | None:
     """The SQLSTATE of a psycopg (``sqlstate``) or psycopg2 (``pgcode``) error."""
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     return state if isinstance(state, str) else None
+
+
+_OPEN_TRANSACTIONS_SQL = text(
+    """
+    SELECT pid, coalesce(state, ''), EXTRACT(EPOCH FROM now() - xact_start)::bigint,
+           left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 120)
+    FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+    ORDER BY xact_start
+    LIMIT 5
+    """
+)
+
+
+def _open_transactions(conn: Connection) -> str:
+    """The database's other sessions with a transaction open, for an error message."""
+    try:
+        rows = conn.execute(_OPEN_TRANSACTIONS_SQL).all()
+    except Exception:  # the message is a courtesy; never mask the error it explains
+        return ""
+    if not rows:
+        return "No other session has a transaction open now."
+    held = "; ".join(
+        f"pid {pid}, {state or 'unknown state'} for {seconds} s, last statement: {query!r}"
+        for pid, state, seconds, query in rows
+    )
+    return f"Sessions with a transaction open on it: {held}."
 
 
 def _run_script(conn: Connection, sql: str) -> None:
@@ -224,7 +253,8 @@ def _rewind_function(schemas: Sequence[str], always_compare: bool) -> str:
 CREATE FUNCTION {s}.rewind(
     truncate text[] DEFAULT '{{}}',
     reset_sequences boolean DEFAULT true,
-    keep_replica boolean DEFAULT false
+    keep_replica boolean DEFAULT false,
+    lock_timeout text DEFAULT NULL
 )
 RETURNS TABLE (table_key text, rows_deleted bigint, outcome text)
 LANGUAGE plpgsql AS $rewind$
@@ -262,6 +292,9 @@ BEGIN
     IF dirty IS NOT NULL THEN
         -- A test database need not wait for its WAL flush: a crash loses only the rewind.
         PERFORM set_config('synchronous_commit', 'off', true);
+        IF lock_timeout IS NOT NULL THEN  -- a lock a leaked transaction holds: fail, not hang
+            PERFORM set_config('lock_timeout', lock_timeout, true);
+        END IF;
         old_role := current_setting('session_replication_role');
         IF old_role = 'replica' THEN
             NULL;
@@ -424,7 +457,7 @@ _ON_DELETE = {
 
 _REWIND_RAW = (
     f"SELECT table_key, rows_deleted, outcome "
-    f"FROM {TRACKING_SCHEMA}.rewind(CAST(%s AS text[]), %s, %s)"
+    f"FROM {TRACKING_SCHEMA}.rewind(CAST(%s AS text[]), %s, %s, %s)"
 )
 """The rewind call in the driver's own (``format``) parameter style."""
 _DIRTY_SQL = text(
@@ -432,7 +465,8 @@ _DIRTY_SQL = text(
 )
 _TRACKED_SQL = text(f"SELECT key FROM {TRACKING_SCHEMA}.tables ORDER BY key")
 _INSTALLED_SQL = text(
-    f"SELECT to_regprocedure('{TRACKING_SCHEMA}.rewind(text[], boolean, boolean)') IS NOT NULL "
+    f"SELECT to_regprocedure('{TRACKING_SCHEMA}.rewind(text[], boolean, boolean, text)') "
+    "IS NOT NULL "
     f"AND to_regclass('{TRACKING_SCHEMA}.marks') IS NOT NULL"
 )
 
@@ -736,7 +770,10 @@ $reset$;
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(_REWIND_RAW, (sorted(truncate), reset_sequences, keep))
+                timeout = None
+                if self.lock_timeout is not None:
+                    timeout = f"{max(1, round(self.lock_timeout * 1000))}ms"
+                cursor.execute(_REWIND_RAW, (sorted(truncate), reset_sequences, keep, timeout))
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
@@ -783,6 +820,14 @@ $reset$;
             return NotPreparedError(
                 f"dbrewind tracking is not installed in {where} ({first}). "
                 "Call Rewinder.prepare() (or install()) once before tests run."
+            )
+        if state == _LOCK_NOT_AVAILABLE:
+            return LockTimeoutError(
+                f"Rewinding {where} waited {describe_wait(self.lock_timeout)} for a lock that "
+                f"another session holds ({first}); the rewind changed nothing. "
+                f"{_open_transactions(conn)} Usually a test left a connection open inside a "
+                "transaction: commit or roll it back and close it in the test's teardown. "
+                "Rewinder(lock_timeout=...) sets the limit."
             )
         if state == _FK_VIOLATION:
             return DbrewindError(

@@ -61,6 +61,7 @@ from .._url import Backend, DatabaseURL
 from ..exceptions import (
     ConfigurationError,
     DbrewindError,
+    LockTimeoutError,
     NotPreparedError,
     SchemaChangedError,
 )
@@ -71,6 +72,7 @@ from .base import (
     RewindResult,
     SchemaInfo,
     Table,
+    describe_wait,
     quote,
     short_name,
 )
@@ -258,22 +260,29 @@ class SQLiteDialect(Dialect):
         del truncate  # no TRUNCATE in SQLite; DELETE is what it would do anyway
         if self._nothing_to_do(conn):
             return RewindResult()
-        foreign_keys, synchronous = conn.exec_driver_sql(
-            "SELECT f.foreign_keys, s.synchronous FROM pragma_foreign_keys AS f, "
-            "pragma_synchronous AS s"
+        foreign_keys, synchronous, busy = conn.exec_driver_sql(
+            "SELECT f.foreign_keys, s.synchronous, b.timeout FROM pragma_foreign_keys AS f, "
+            "pragma_synchronous AS s, pragma_busy_timeout AS b"
         ).one()
+        wait = busy
+        if self.lock_timeout is not None:
+            wait = max(1, round(self.lock_timeout * 1000))
         if foreign_keys:
             conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
         if synchronous:
             conn.exec_driver_sql("PRAGMA synchronous = OFF")
+        if wait != busy:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait)}")
         try:
-            with _transaction(conn, "rewind"):
+            with _transaction(conn, "rewind", lock_timeout=wait / 1000):
                 return _rewind_locked(conn, reset_sequences=reset_sequences)
         finally:
             if foreign_keys:
                 conn.exec_driver_sql("PRAGMA foreign_keys = ON")
             if synchronous:
                 conn.exec_driver_sql(f"PRAGMA synchronous = {int(synchronous)}")
+            if wait != busy:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy)}")
 
     def _nothing_to_do(self, conn: Connection) -> bool:
         """One query: no marks and no DDL since install (or the last rewind)."""
@@ -366,8 +375,14 @@ def _not_prepared(conn: Connection) -> NotPreparedError:
 
 
 @contextmanager
-def _transaction(conn: Connection, action: str) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on an AUTOCOMMIT connection, ``ROLLBACK`` on error."""
+def _transaction(
+    conn: Connection, action: str, *, lock_timeout: float | None = None
+) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on an AUTOCOMMIT connection, ``ROLLBACK`` on error.
+
+    With ``lock_timeout`` (the busy timeout in force, seconds), a write lock
+    that another connection keeps longer raises :class:`LockTimeoutError`.
+    """
     dbapi = conn.connection.dbapi_connection
     if getattr(dbapi, "in_transaction", False):
         raise DbrewindError(
@@ -378,6 +393,14 @@ def _transaction(conn: Connection, action: str) -> Iterator[None]:
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except DBAPIError as exc:
+        if lock_timeout is not None and "locked" in str(exc.orig):
+            raise LockTimeoutError(
+                f"Cannot {action} {_display(conn)}: waited {describe_wait(lock_timeout)} for "
+                f"a lock that another connection holds, the write lock ({exc.orig}); nothing "
+                "changed. SQLite cannot say which connection holds it. Usually a test left a "
+                "connection open inside a transaction: commit or roll it back and close it "
+                "in the test's teardown. Rewinder(lock_timeout=...) sets the limit."
+            ) from exc
         raise DbrewindError(
             f"Cannot {action} {_display(conn)}: could not take the write lock ({exc.orig}). "
             "Another connection holds a write transaction; commit or close it first."
