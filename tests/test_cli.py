@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from sqlalchemy import text
@@ -68,12 +69,30 @@ def test_doctor_says_when_a_database_is_not_provably_a_test_database(
     assert "exists:     no" in out
 
 
-def test_bench_measures_the_floor_and_the_safety_net_check(db_url: URL, prepared: Rewinder) -> None:
-    status, out = _run("bench", _url(db_url), "--rounds", "5")
-    assert status == 0
+def test_bench_measures_floor_check_and_rewinds_and_leaves_the_baseline(
+    backend: str, db_url: URL, prepared: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO parent (id) VALUES (7)"))
+    prepared.install()  # the baseline now holds parent 7
+    prepared.close()
+
+    status, out = _run("bench", _url(db_url), "--rounds", "3")
+
+    assert status == 0, out
     assert "BEGIN; ROLLBACK:" in out
     assert "clean check, no writes:" in out
-    prepared.close()
+    one = re.search(r"rewind, 1 table: +([\d.]+) ms .*median over 2 tables.*slowest: (.*)\)", out)
+    assert one is not None, out
+    assert float(one.group(1)) > 0
+    assert "parent" in one.group(2)
+    assert "child" in one.group(2)
+    assert re.search(r"rewind, all tables: +[\d.]+ ms +\(2 tables\)", out), out
+    assert "recommendation:" in out
+    with engine.connect() as conn:  # every rewind put the baseline back
+        assert conn.execute(text("SELECT id FROM parent")).scalars().all() == [7]
+    with Rewinder(db_url) as check:
+        assert check.dirty_tables() == []
 
 
 def test_bench_without_tracking_says_what_to_do(db_url: URL) -> None:

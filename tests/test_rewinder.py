@@ -455,6 +455,24 @@ def test_lock_timeout_must_be_positive_or_none(backend: str, db_url: URL) -> Non
     Rewinder(db_url, lock_timeout=None).close()
 
 
+def test_mark_dirty_makes_the_next_rewind_put_a_table_back_that_no_trigger_saw_change(
+    backend: str, rewinder: Rewinder, engine: Engine, baseline: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    marks = "dbrewind.marks" if backend == "postgresql" else "dbrewind_marks"
+    with engine.begin() as conn:
+        conn.execute(update(book).values(title="changed unseen"))
+        conn.execute(text(f"DELETE FROM {marks}"))  # as if no trigger had seen it
+    assert rewinder.dirty_tables() == []
+
+    assert rewinder.mark_dirty("book") == [key(backend, "book")]  # a bare name does
+    assert rewinder.dirty_tables() == [key(backend, "book")]
+    assert rewinder.rewind().tables == (key(backend, "book"),)
+    assert snapshot(engine) == baseline
+
+    with pytest.raises(ConfigurationError, match=r"'nope' is not a table dbrewind tracks .*book"):
+        rewinder.mark_dirty("nope")
+
+
 def test_nothing_written_means_a_clean_rewind(backend: str, rewinder: Rewinder) -> None:
     result = rewinder.rewind()
     assert result.clean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -76,9 +77,14 @@ def _doctor(rewinder: Rewinder, out: TextIO) -> int:
     return 0
 
 
-def _median_ms(fn: Callable[[], object], rounds: int) -> float:
+def _median_ms(
+    fn: Callable[[], object], rounds: int, *, setup: Callable[[], object] | None = None
+) -> float:
+    """Median milliseconds of ``fn`` over ``rounds`` calls, each after an untimed ``setup``."""
     samples = []
     for _ in range(rounds):
+        if setup is not None:
+            setup()
         started = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - started)
@@ -95,25 +101,70 @@ def _bench(rewinder: Rewinder, out: TextIO, rounds: int) -> int:
                 file=out,
             )
             return 1
-    with rewinder.engine.connect() as conn:
+        tracked = rewinder.dialect.tracked_tables(conn)
+    rewinder.rewind()  # start from the baseline
+    with rewinder.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # Both statements sent, on the driver's cursor: a DB-API rollback() with
+        # nothing executed sends nothing on some drivers (psycopg).
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
         def begin_rollback() -> None:
-            conn.begin().rollback()
+            cursor.execute("BEGIN")
+            cursor.execute("ROLLBACK")
 
-        floor = _median_ms(begin_rollback, rounds)
+        try:
+            floor = _median_ms(begin_rollback, rounds)
+        finally:
+            cursor.close()
     check = _median_ms(rewinder.rewind, rounds)
+
+    def rewind_all_the_way() -> None:
+        rewinder.rewind()
+        rewinder.dialect.settle()  # MySQL: until the counters are back too
+
+    # Each table marked dirty alone, then all of them: what the clean strategy
+    # costs after a test that wrote them (row work; the test's writes not counted).
+    each = max(1, min(5, rounds))
+    per_table: dict[str, float] = {}
+    for key in tracked:
+        per_table[key] = _median_ms(
+            rewind_all_the_way, each, setup=functools.partial(rewinder.mark_dirty, key)
+        )
+    every = _median_ms(
+        rewind_all_the_way, each, setup=functools.partial(rewinder.mark_dirty, *tracked)
+    )
+
     print(f"database:               {rewinder.url.display()}", file=out)
     print(f"BEGIN; ROLLBACK:        {floor:.3f} ms  (the rollback sandbox's floor)", file=out)
     print(
         f"clean check, no writes: {check:.3f} ms  ({check / floor:.1f}x the floor; the safety net)",
         file=out,
     )
-    print(
-        "recommendation:         use the rollback sandbox (`db`, `db_session`) by default and "
-        "`transactional_db` only for tests that must commit; the safety net's check costs "
-        f"{check:.3f} ms a test.",
-        file=out,
-    )
+    if not tracked:
+        print("rewind:                 no tables tracked", file=out)
+        return 0
+    one = statistics.median(per_table.values())
+    tables = f"{len(tracked)} table{'s' if len(tracked) != 1 else ''}"
+    detail = f"median over {tables}, each rewound alone"
+    if len(tracked) > 1:
+        slowest = sorted(per_table.items(), key=lambda kv: kv[1], reverse=True)[:3]
+        detail += "; slowest: " + ", ".join(f"{k} {ms:.3f} ms" for k, ms in slowest)
+    ratio = f"{one / floor:.1f}x the floor"
+    print(f"rewind, 1 table:        {one:.3f} ms  ({ratio}; {detail})", file=out)
+    print(f"rewind, all tables:     {every:.3f} ms  ({tables})", file=out)
+    if one <= 3 * floor:
+        advice = (
+            "use the rollback sandbox (`db`, `db_session`) by default; a test that must "
+            f"commit (`transactional_db`) costs about {one:.3f} ms a table it writes here, "
+            "not much more, so use it wherever real commits make a test simpler."
+        )
+    else:
+        advice = (
+            "use the rollback sandbox (`db`, `db_session`) by default and `transactional_db` "
+            f"only for tests that must commit: each table such a test writes costs about "
+            f"{one:.3f} ms to rewind here, {one / floor:.0f}x the sandbox's floor."
+        )
+    print(f"recommendation:         {advice}", file=out)
     return 0
 
 

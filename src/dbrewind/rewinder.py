@@ -283,6 +283,20 @@ class Rewinder:
         with self.connection() as conn:
             return self.dialect.dirty_tables(conn)
 
+    def mark_dirty(self, *tables: str) -> list[str]:
+        """Treat ``tables`` as written: the next :meth:`rewind` puts them back too.
+
+        For changes no trigger sees, e.g. a ``TRUNCATE`` on MySQL of a table
+        whose baseline is empty. Names are table keys as :meth:`dirty_tables`
+        gives them; on PostgreSQL a bare name is found in the tracked schemas
+        when it is not ambiguous. Returns the keys marked.
+        """
+        with self.connection() as conn:
+            tracked = self.dialect.tracked_tables(conn)
+            keys = [_resolve_key(name, tracked, self.url) for name in tables]
+            self.dialect.mark_dirty(conn, keys)
+        return keys
+
     def rewind(self) -> RewindResult:
         """Put the dirty tables back to the baseline; one round trip when none is dirty.
 
@@ -341,6 +355,24 @@ class Rewinder:
             schema, _, name = key.partition(".")
             return f"{preparer.quote_identifier(schema)}.{preparer.quote_identifier(name)}"
         return preparer.quote_identifier(key)
+
+
+def _resolve_key(name: str, tracked: Sequence[str], url: DatabaseURL) -> str:
+    if name in tracked:
+        return name
+    matches = [k for k in tracked if "." in k and k.partition(".")[2] == name]
+    if len(matches) == 1:
+        return matches[0]
+    shown = ", ".join(tracked[:12]) + (", ..." if len(tracked) > 12 else "")
+    if matches:
+        raise ConfigurationError(
+            f"Table {name!r} is in several tracked schemas of {url.display()}: "
+            f"{', '.join(matches)}. Name it with its schema."
+        )
+    raise ConfigurationError(
+        f"{name!r} is not a table dbrewind tracks in {url.display()} (tracked: {shown or 'none'}). "
+        "A table created after prepare() is not tracked: prepare again to track it."
+    )
 
 
 def _as_steps(setup: SetupCallable | Sequence[SetupCallable] | None) -> list[SetupCallable]:

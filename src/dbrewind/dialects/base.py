@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -283,6 +283,10 @@ class Dialect(ABC):
     @abstractmethod
     def tracked_tables(self, conn: Connection) -> list[str]:
         """Keys of the tables the current installation tracks (its baseline's tables)."""
+
+    @abstractmethod
+    def mark_dirty(self, conn: Connection, keys: Sequence[str]) -> None:
+        """Mark tracked tables dirty (committed), as a write to them would."""
 
     # ---------------------------------------------------------------- databases
     @abstractmethod

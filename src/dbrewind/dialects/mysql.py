@@ -466,6 +466,18 @@ class MySQLDialect(Dialect):
             raise self._translate(exc, conn) from exc
         return [row[0] for row in rows]
 
+    def mark_dirty(self, conn: Connection, keys: Sequence[str]) -> None:
+        """Append a mark per key to ``dbrewind_marks``."""
+        if not keys:
+            return
+        values = ", ".join(f"({_lit(k)})" for k in keys)
+        try:
+            _sql(conn, f"INSERT INTO {_ident(MARKS_TABLE)} (`tbl`) VALUES {values}")
+            if conn.in_transaction():
+                conn.commit()
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+
     def settle(self) -> None:
         """Wait until the counters a previous rewind left to the background are back."""
         self._counters.wait()

@@ -464,6 +464,11 @@ _DIRTY_SQL = text(
     f"SELECT DISTINCT tbl FROM {TRACKING_SCHEMA}.marks WHERE tbl NOT LIKE '!%' ORDER BY tbl"
 )
 _TRACKED_SQL = text(f"SELECT key FROM {TRACKING_SCHEMA}.tables ORDER BY key")
+_MARK_SQL = text(
+    f"INSERT INTO {TRACKING_SCHEMA}.marks (tbl) "
+    f"SELECT DISTINCT k FROM unnest(CAST(:keys AS text[])) AS k "
+    f"WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks m WHERE m.tbl = k)"
+)
 _INSTALLED_SQL = text(
     f"SELECT to_regprocedure('{TRACKING_SCHEMA}.rewind(text[], boolean, boolean, text)') "
     "IS NOT NULL "
@@ -742,6 +747,15 @@ $reset$;
         """Keys of the tables in the installation's baseline."""
         try:
             return [row[0] for row in conn.execute(_TRACKED_SQL)]
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+
+    def mark_dirty(self, conn: Connection, keys: Sequence[str]) -> None:
+        """One ``INSERT`` into ``dbrewind.marks``, committed."""
+        try:
+            conn.execute(_MARK_SQL, {"keys": list(keys)})
+            if conn.in_transaction():
+                conn.commit()
         except DBAPIError as exc:
             raise self._translate(exc, conn) from exc
 

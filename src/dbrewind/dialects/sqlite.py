@@ -232,6 +232,20 @@ class SQLiteDialect(Dialect):
         except DBAPIError as exc:
             raise _not_prepared(conn) from exc
 
+    def mark_dirty(self, conn: Connection, keys: Sequence[str]) -> None:
+        """One ``INSERT OR IGNORE`` into ``dbrewind_marks``, committed."""
+        if not keys:
+            return
+        values = ", ".join("(?)" for _ in keys)
+        try:
+            conn.exec_driver_sql(
+                f"INSERT OR IGNORE INTO {quote(conn, MARKS)} (tbl) VALUES {values}", tuple(keys)
+            )
+            if conn.in_transaction():
+                conn.commit()
+        except DBAPIError as exc:
+            raise _not_prepared(conn) from exc
+
     def tracked_tables(self, conn: Connection) -> list[str]:
         """Names of the tables tracking was installed on, sorted."""
         try:
