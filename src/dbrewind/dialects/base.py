@@ -154,6 +154,13 @@ class RewindResult:
         return not (self.tables or self.created_tables or self.dropped_tables)
 
 
+LOCK_ADVICE = (
+    "Usually a test left a connection open inside a transaction: commit or roll it back and "
+    "close it in the test's teardown. Rewinder(lock_timeout=...) sets the limit."
+)
+"""The end of every :class:`~dbrewind.exceptions.LockTimeoutError` message."""
+
+
 def describe_wait(seconds: float | None) -> str:
     """How long a rewind waited for a lock, for an error message."""
     if seconds is None:

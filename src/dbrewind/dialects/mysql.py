@@ -77,6 +77,7 @@ from ..exceptions import (
     SchemaChangedError,
 )
 from .base import (
+    LOCK_ADVICE,
     Capabilities,
     Dialect,
     ForeignKey,
@@ -525,13 +526,17 @@ class MySQLDialect(Dialect):
                     conn.engine, str(row[3]), str(row[2]), int(row[4]), self._lock_seconds()
                 )
             except conn.dialect.loaded_dbapi.Error as exc:
-                wrapped = DBAPIError.instance(
-                    "LOCK TABLES", None, exc, conn.dialect.loaded_dbapi.Error
-                )
-                if not isinstance(wrapped, DBAPIError):  # pragma: no cover - not a driver error
-                    raise
-                raise self._translate(wrapped, conn) from exc
+                raise self._driver_error(conn, "LOCK TABLES", None, exc) from exc
         return result
+
+    def _driver_error(
+        self, conn: Connection, statement: str, params: Any, exc: Exception
+    ) -> BaseException:
+        """A dbrewind error for a bare driver error (raised on the driver's own cursor)."""
+        wrapped = DBAPIError.instance(statement, params, exc, conn.dialect.loaded_dbapi.Error)
+        if not isinstance(wrapped, DBAPIError):  # pragma: no cover - not a driver error
+            return exc
+        return self._translate(wrapped, conn)
 
     def _call(
         self, conn: Connection, truncate: bytes, skip: bytes, reset: bool, *, check: bool
@@ -563,12 +568,7 @@ class MySQLDialect(Dialect):
             except conn.dialect.loaded_dbapi.Error as exc:
                 if conn.dialect.is_disconnect(exc, raw, None):
                     conn.invalidate(exc)
-                wrapped = DBAPIError.instance(
-                    _CALL_SQL, params, exc, conn.dialect.loaded_dbapi.Error
-                )
-                if not isinstance(wrapped, DBAPIError):  # pragma: no cover - not a driver error
-                    raise
-                raise self._translate(wrapped, conn) from exc
+                raise self._driver_error(conn, _CALL_SQL, params, exc) from exc
         if row is None:
             return ("ok", "[]", None, None, None)
         return tuple(row)
@@ -615,9 +615,7 @@ class MySQLDialect(Dialect):
                 f"Rewinding database {database!r} waited {describe_wait(self.lock_timeout)} "
                 f"for a lock that another session holds ({_first_line(exc)}); the tables "
                 f"stay marked, so the next rewind does them again. {_open_transactions(conn)} "
-                "Usually a test left a connection open inside a transaction: commit or roll it "
-                "back and close it in the test's teardown. Rewinder(lock_timeout=...) sets "
-                "the limit."
+                + LOCK_ADVICE
             )
         if errno in _SCHEMA_CHANGED_ERRNOS:
             return SchemaChangedError(
@@ -873,8 +871,9 @@ class _CounterReset:
         """Lock ``locks`` now; put their counters back (``ddl`` tokens) in the background.
 
         ``lock_seconds``: how long to wait for the locks (0: the server's default).
+        The previous job is done: :meth:`MySQLDialect.rewind` waited for it first.
         """
-        self.wait()
+        assert self._idle.is_set(), "a counter reset is still running"
         if self._raw is None:
             raw: Any = engine.raw_connection()
             raw.detach()  # its session settings must not go back to the pool

@@ -54,6 +54,7 @@ from sqlalchemy.exc import DBAPIError
 from .._url import Backend, DatabaseURL
 from ..exceptions import DbrewindError, LockTimeoutError, NotPreparedError
 from .base import (
+    LOCK_ADVICE,
     Capabilities,
     Dialect,
     ForeignKey,
@@ -839,9 +840,7 @@ $reset$;
             return LockTimeoutError(
                 f"Rewinding {where} waited {describe_wait(self.lock_timeout)} for a lock that "
                 f"another session holds ({first}); the rewind changed nothing. "
-                f"{_open_transactions(conn)} Usually a test left a connection open inside a "
-                "transaction: commit or roll it back and close it in the test's teardown. "
-                "Rewinder(lock_timeout=...) sets the limit."
+                f"{_open_transactions(conn)} {LOCK_ADVICE}"
             )
         if state == _FK_VIOLATION:
             return DbrewindError(

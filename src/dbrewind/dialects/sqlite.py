@@ -66,6 +66,7 @@ from ..exceptions import (
     SchemaChangedError,
 )
 from .base import (
+    LOCK_ADVICE,
     Capabilities,
     Dialect,
     ForeignKey,
@@ -411,9 +412,7 @@ def _transaction(
             raise LockTimeoutError(
                 f"Cannot {action} {_display(conn)}: waited {describe_wait(lock_timeout)} for "
                 f"a lock that another connection holds, the write lock ({exc.orig}); nothing "
-                "changed. SQLite cannot say which connection holds it. Usually a test left a "
-                "connection open inside a transaction: commit or roll it back and close it "
-                "in the test's teardown. Rewinder(lock_timeout=...) sets the limit."
+                f"changed. SQLite cannot say which connection holds it. {LOCK_ADVICE}"
             ) from exc
         raise DbrewindError(
             f"Cannot {action} {_display(conn)}: could not take the write lock ({exc.orig}). "
