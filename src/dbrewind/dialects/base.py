@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -159,6 +159,18 @@ LOCK_ADVICE = (
     "close it in the test's teardown. Rewinder(lock_timeout=...) sets the limit."
 )
 """The end of every :class:`~dbrewind.exceptions.LockTimeoutError` message."""
+
+
+def describe_sessions(read: Callable[[], Sequence[str]]) -> str:
+    """The other sessions with a transaction open, one description each from ``read``,
+    as a sentence for a :class:`~dbrewind.exceptions.LockTimeoutError` message."""
+    try:
+        sessions = read()
+    except Exception:  # the message is a courtesy; never mask the error it explains
+        return ""
+    if not sessions:
+        return "No other session has a transaction open now."
+    return f"Sessions with a transaction open on it: {'; '.join(sessions)}."
 
 
 def describe_wait(seconds: float | None) -> str:

@@ -84,6 +84,7 @@ from .base import (
     RewindResult,
     SchemaInfo,
     Table,
+    describe_sessions,
     describe_wait,
     server_connection,
     short_name,
@@ -163,19 +164,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _open_transactions(conn: Connection) -> str:
-    """Other sessions with an InnoDB transaction open, for an error message."""
-    try:
-        rows = _sql(conn, _OPEN_TRANSACTIONS_SQL).all()
-    except Exception:  # needs the PROCESS privilege; never mask the error it explains
-        return ""
-    if not rows:
-        return "No other session has a transaction open now."
-    held = "; ".join(
-        f"id {thread}, {command or 'unknown state'}, transaction open for {seconds} s"
-        + (f", running: {query!r}" if query else "")
-        for thread, command, seconds, query in rows
+    """Other sessions with an InnoDB transaction open (needs the PROCESS privilege)."""
+    return describe_sessions(
+        lambda: [
+            f"id {thread}, {command or 'unknown state'}, transaction open for {seconds} s"
+            + (f", running: {query!r}" if query else "")
+            for thread, command, seconds, query in _sql(conn, _OPEN_TRANSACTIONS_SQL)
+        ]
     )
-    return f"Sessions with a transaction open on it: {held}."
 
 
 def _is_mariadb(conn: Connection) -> bool:

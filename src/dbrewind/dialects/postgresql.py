@@ -61,6 +61,7 @@ from .base import (
     RewindResult,
     SchemaInfo,
     Table,
+    describe_sessions,
     describe_wait,
     server_connection,
 )
@@ -136,17 +137,12 @@ _OPEN_TRANSACTIONS_SQL = text(
 
 def _open_transactions(conn: Connection) -> str:
     """The database's other sessions with a transaction open, for an error message."""
-    try:
-        rows = conn.execute(_OPEN_TRANSACTIONS_SQL).all()
-    except Exception:  # the message is a courtesy; never mask the error it explains
-        return ""
-    if not rows:
-        return "No other session has a transaction open now."
-    held = "; ".join(
-        f"pid {pid}, {state or 'unknown state'} for {seconds} s, last statement: {query!r}"
-        for pid, state, seconds, query in rows
+    return describe_sessions(
+        lambda: [
+            f"pid {pid}, {state or 'unknown state'} for {seconds} s, last statement: {query!r}"
+            for pid, state, seconds, query in conn.execute(_OPEN_TRANSACTIONS_SQL)
+        ]
     )
-    return f"Sessions with a transaction open on it: {held}."
 
 
 def _run_script(conn: Connection, sql: str) -> None:
