@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ from sqlalchemy.exc import OperationalError
 
 from dbrewind import Rewinder
 from dbrewind._url import parse_url
+from dbrewind.dialects import Installation, RewindResult
 from dbrewind.dialects import mysql as mysql_dialect
 from dbrewind.dialects.mysql import MARKS_TABLE, MySQLDialect
 from dbrewind.exceptions import (
+    ConfigurationError,
     DbrewindError,
     LockTimeoutError,
     NotPreparedError,
@@ -744,3 +747,477 @@ def test_truncate_of_a_seeded_table_fires_no_trigger_but_is_found_and_restored(
     assert result.tables == ("seed",)
     assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
     assert basic.rewind().clean
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def installation(r: Rewinder) -> Installation:
+    with r.connection() as conn:
+        return r.dialect.installation(conn)
+
+
+def push(r: Rewinder) -> tuple[str, ...]:
+    with r.connection() as conn:
+        return r.dialect.push_baseline(conn)
+
+
+def pop(r: Rewinder, depth: int) -> RewindResult:
+    with r.connection() as conn:
+        return r.dialect.pop_baseline(conn, depth)
+
+
+def tracking_tables(engine: Engine, like: str) -> list[str]:
+    with engine.connect() as conn:
+        return [
+            row[0]
+            for row in conn.exec_driver_sql(
+                "SELECT TABLE_NAME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE %s ORDER BY 1",
+                (like,),
+            )
+        ]
+
+
+def cascade_schema(conn: Connection) -> None:
+    """An FK cycle (parent.fav -> child) and cascades (parent -> child -> grandchild)."""
+    ddl(
+        conn,
+        "CREATE TABLE `parent` (`id` INT PRIMARY KEY, `fav` INT NULL)",
+        "CREATE TABLE `child` (`id` INT PRIMARY KEY, `p` INT NOT NULL, "
+        "FOREIGN KEY (`p`) REFERENCES `parent` (`id`) ON DELETE CASCADE)",
+        "CREATE TABLE `grandchild` (`id` INT PRIMARY KEY, `c` INT NULL, "
+        "FOREIGN KEY (`c`) REFERENCES `child` (`id`) ON DELETE SET NULL)",
+        "ALTER TABLE `parent` ADD FOREIGN KEY (`fav`) REFERENCES `child` (`id`)",
+        "INSERT INTO `parent` VALUES (1, NULL)",
+        "INSERT INTO `child` VALUES (10, 1)",
+        "INSERT INTO `grandchild` VALUES (100, 10)",
+        "UPDATE `parent` SET `fav` = 10",
+    )
+
+
+def test_installation_counts_cascade_children_dirty_and_ignores_views_and_tracking_tables(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(cascade_schema)
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "CREATE VIEW `v_parent` AS SELECT `id` FROM `parent`",
+            "CREATE TABLE `dbrewind_not_the_users` (`id` INT)",
+            "UPDATE `grandchild` SET `c` = NULL",
+        )
+    found = installation(rewinder)
+    assert found.intact
+    assert found.tracked == ("child", "grandchild", "parent")
+    assert found.dirty == ("grandchild",)
+    with engine.begin() as conn:
+        ddl(conn, "UPDATE `parent` SET `fav` = NULL")  # parent's cascades reach the others
+    assert installation(rewinder).dirty == ("child", "grandchild", "parent")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE `dbrewind_state`",
+        "DROP TABLE `dbrewind_layers`",
+        "DROP PROCEDURE `dbrewind_reset_counters`",
+        "DROP PROCEDURE `dbrewind_rewind`",
+    ],
+    ids=["no-state", "no-layers", "no-reset", "no-rewind"],
+)
+def test_an_incomplete_or_older_installation_reads_as_not_installed(
+    basic: Rewinder, engine: Engine, statement: str
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, statement)
+    assert installation(basic) == Installation(installed=False)
+    basic.install()
+    assert installation(basic).intact
+
+
+def test_write_state_without_an_installation_raises_not_prepared(basic: Rewinder) -> None:
+    basic.uninstall()
+    with basic.connection() as conn:
+        with pytest.raises(NotPreparedError, match="not installed"):
+            basic.dialect.write_state(conn, {"holder": "1@a"})
+        with pytest.raises(NotPreparedError, match="not installed"):
+            basic.dialect.write_state(conn, {})
+
+
+def test_state_keys_are_exact_and_values_keep_any_text(basic: Rewinder) -> None:
+    values = {
+        "K": "upper",
+        "k": "lower",
+        "percent": "100% and %s and %%",
+        "back\\slash": "C:\\new\\table",
+        "unicode": "naïve — 名前 🐬",
+        "big": "x" * 100_000,
+        "k" * 255: "longest key",
+    }
+    with basic.connection() as conn:
+        basic.dialect.write_state(conn, values)
+        basic.dialect.write_state(conn, {"k": "lower again"})
+        with pytest.raises(ConfigurationError, match="256 characters"):
+            basic.dialect.write_state(conn, {"k" * 256: "too long"})
+    assert dict(installation(basic).state) == {**values, "k": "lower again"}
+
+
+def test_layers_over_reserved_quoted_mixed_case_and_long_names(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(awkward_schema)
+    names = ["Mixed Case", "it's", "back\\slash", LONG, "user", "odd`s 'name' 100%"]
+    quoted = ["`Mixed Case`", "`it's`", "`back\\slash`", f"`{LONG}`", "`user`", ODD]
+    base = {q: rows(engine, q) for q in quoted}
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `Mixed Case` (`Select`) VALUES ('layer')",
+            "UPDATE `it's` SET `back``tick` = 12",
+            "DELETE FROM `back\\slash`",
+            f"INSERT INTO `{LONG}` (`v`) VALUES (1)",
+            "UPDATE `user` SET `total` = 7",
+            f"INSERT INTO {ODD} (`v`) VALUES ('layer')",
+        )
+    assert push(rewinder) == tuple(sorted(names))
+    layer = {q: rows(engine, q) for q in quoted}
+    copies = tracking_tables(engine, "dbrewind\\_b1\\_%%")
+    assert len(copies) == 5  # `back\slash` is empty in the layer: no copy
+    assert all(len(c) <= 64 for c in copies)
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "DELETE FROM `Mixed Case`",
+            f"INSERT INTO {ODD} (`v`) VALUES ('test')",
+            "INSERT INTO `back\\slash` VALUES (8)",
+        )
+    rewinder.rewind()
+    assert {q: rows(engine, q) for q in quoted} == layer
+    assert next_id(engine, "`Mixed Case`", "`Select`") == 3
+    assert next_id(engine, ODD, "`v`") == 3
+    result = pop(rewinder, 0)
+    assert set(names) <= set(result.tables)
+    assert {q: rows(engine, q) for q in quoted} == base
+    assert next_id(engine, "`Mixed Case`", "`Select`") == 2
+    assert next_id(engine, ODD, "`v`") == 2
+    assert tracking_tables(engine, "dbrewind\\_b1\\_%%") == []
+
+
+def test_layers_on_tables_with_an_fk_cycle_and_cascades(rewinder: Rewinder, engine: Engine) -> None:
+    rewinder.prepare(cascade_schema)
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `parent` VALUES (2, NULL)",
+            "INSERT INTO `child` VALUES (20, 2)",
+            "UPDATE `parent` SET `fav` = 20 WHERE `id` = 2",
+        )
+    assert push(rewinder) == ("child", "grandchild", "parent")  # cascades included
+    layer = [rows(engine, t) for t in ("`parent`", "`child`", "`grandchild`")]
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "UPDATE `parent` SET `fav` = NULL WHERE `id` = 2",
+            "DELETE FROM `parent` WHERE `id` = 2",  # cascades to child 20
+            "DELETE FROM `grandchild`",
+        )
+    rewinder.rewind()
+    assert [rows(engine, t) for t in ("`parent`", "`child`", "`grandchild`")] == layer
+    pop(rewinder, 0)
+    assert rows(engine, "`parent`") == [(1, 10)]
+    assert rows(engine, "`child`") == [(10, 1)]
+    assert rows(engine, "`grandchild`") == [(100, 10)]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT @@FOREIGN_KEY_CHECKS").scalar_one() == 1
+
+
+def test_a_layer_over_an_empty_baseline_and_a_layer_that_empties_a_seeded_table(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `log` (`v`) VALUES ('l1'), ('l2')",  # baseline empty, counter 1
+            "DELETE FROM `order`",  # baseline two rows, counter 3
+            "DELETE FROM `seed`",  # baseline two rows, no counter
+        )
+    assert push(basic) == ("log", "order", "seed")
+    with engine.begin() as conn:
+        ddl(
+            conn,
+            "INSERT INTO `order` (`v`) VALUES ('t')",
+            "INSERT INTO `seed` VALUES ('t', 0)",
+            "DELETE FROM `log` WHERE `v` = 'l1'",
+        )
+    basic.rewind()
+    assert rows(engine, "`order`") == []
+    assert rows(engine, "`seed`") == []
+    assert rows(engine, "`log`") == [(1, "l1"), (2, "l2")]
+    assert next_id(engine, "`order`") == 3  # the layer's counter
+    assert next_id(engine, "`log`") == 3
+    pop(basic, 0)
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+    assert rows(engine, "`log`") == []
+    assert next_id(engine, "`log`") == 1
+    assert next_id(engine, "`order`") == 3
+
+
+def test_a_truncate_in_a_wider_fixture_is_captured_by_the_push(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "TRUNCATE TABLE `seed`")  # fires no trigger
+    assert push(basic) == ("seed",)
+    assert basic.rewind().clean  # empty is the layer's baseline now
+    assert rows(engine, "`seed`") == []
+    pop(basic, 0)
+    assert rows(engine, "`seed`") == [("a", 1), ("b", 2)]
+
+
+def test_a_table_created_after_the_install_is_still_reported_after_push_and_pop(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "CREATE TABLE `scratch` (`id` INT)", "INSERT INTO `log` (`v`) VALUES ('x')")
+    assert push(basic) == ("log",)
+    assert basic.rewind().created_tables == ("scratch",)  # the install's signature
+    assert installation(basic).created == ("scratch",)
+    assert pop(basic, 0).created_tables == ("scratch",)
+
+
+def test_push_and_pop_name_a_tracked_table_that_was_dropped(
+    basic: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3')")
+    push(basic)
+    basic.close()
+    with engine.begin() as conn:
+        ddl(conn, "DROP TABLE `log`")
+    with pytest.raises(SchemaChangedError, match=r"'log' .*no baseline layer can be pushed"):
+        push(basic)
+    with pytest.raises(SchemaChangedError, match=r"'log' .*layers cannot be popped"):
+        pop(basic, 0)
+    assert installation(basic).missing == ("log",)
+    assert installation(basic).depth == 1  # nothing was changed
+
+
+def test_push_and_pop_are_idempotent_and_check_the_depth(basic: Rewinder, engine: Engine) -> None:
+    assert push(basic) == ()
+    assert pop(basic, 0).clean  # the current depth: a plain rewind
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `log` (`v`) VALUES ('module')")
+    assert push(basic) == ("log",)
+    assert push(basic) == ()  # nothing dirty since: no second layer
+    assert installation(basic).depth == 1
+    for depth in (2, -1):
+        with pytest.raises(ConfigurationError, match="give a depth from 0 to 1"):
+            pop(basic, depth)
+    assert pop(basic, 0).tables == ("log",)
+    assert pop(basic, 0).clean
+    assert installation(basic).depth == 0
+    assert installation(basic).intact
+    assert tracking_tables(engine, "dbrewind\\_b1\\_%%") == []
+    assert rows(engine, "`log`") == []
+
+
+def test_a_push_that_died_before_its_commit_leaves_copies_that_the_next_push_replaces(
+    basic: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3')")
+
+    def die(*args: object) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(MySQLDialect, "_write_baseline", staticmethod(die))
+    with pytest.raises(RuntimeError, match="killed"):
+        push(basic)
+    monkeypatch.undo()
+    assert len(tracking_tables(engine, "dbrewind\\_b1\\_%%")) == 1  # left behind
+    found = installation(basic)
+    assert (found.depth, found.dirty) == (0, ("order",))  # the transaction rolled back
+    assert push(basic) == ("order",)  # replaces the copy left behind
+    basic.rewind()
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2"), (3, "o3")]
+    pop(basic, 0)
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert tracking_tables(engine, "dbrewind\\_b1\\_%%") == []
+
+
+def test_a_push_that_died_before_regenerating_the_procedures_is_popped_by_the_next_run(
+    basic: Rewinder, engine: Engine, db_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3')", "INSERT INTO `log` (`v`) VALUES ('x')")
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(MySQLDialect, "_create_procedures", die)
+    with pytest.raises(RuntimeError, match="killed"):
+        push(basic)
+    monkeypatch.undo()
+    basic.close()
+    with Rewinder(db_url) as later:
+        assert installation(later).depth == 1  # the layer is recorded: the next run sees it
+        pop(later, 0)
+        assert installation(later).intact
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert rows(engine, "`log`") == []
+    assert next_id(engine, "`order`") == 3
+    assert next_id(engine, "`log`") == 1
+
+
+@pytest.mark.parametrize("step", ["_write_baseline", "_drop_copies"])
+def test_a_pop_that_died_half_way_is_finished_by_the_next_pop_or_push(
+    basic: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('o3')")
+    push(basic)
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(MySQLDialect, step, staticmethod(die))
+    with pytest.raises(RuntimeError, match="killed"):
+        pop(basic, 0)
+    monkeypatch.undo()
+    if step == "_write_baseline":  # before the commit: the layer is still recorded
+        assert installation(basic).depth == 1
+        pop(basic, 0)
+    else:  # after it: the copies are left, the table is marked
+        assert installation(basic).depth == 0
+        assert installation(basic).dirty == ("order",)
+        basic.rewind()
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert next_id(engine, "`order`") == 3
+    assert push(basic) == ("order",)  # a new layer 1 over any copies left
+    pop(basic, 0)
+    assert rows(engine, "`order`") == [(1, "o1"), (2, "o2")]
+    assert tracking_tables(engine, "dbrewind\\_b1\\_%%") == []
+
+
+def test_a_clone_carries_the_templates_state_and_layers(
+    basic: Rewinder, engine: Engine, db_url: URL
+) -> None:
+    with engine.begin() as conn:
+        ddl(conn, "INSERT INTO `order` (`v`) VALUES ('module')")
+    push(basic)
+    with basic.connection() as conn:
+        basic.dialect.write_state(conn, {"fingerprint": "abc"})
+    basic.close()
+    clone_url = db_url.set(database=f"{db_url.database}_clone")
+    clone = Rewinder(clone_url)
+    clone_engine = create_engine(clone_url)
+    try:
+        clone.create(template=basic.url)
+        assert installation(clone) == installation(basic)
+        assert installation(clone).depth == 1
+        assert next_id(clone_engine, "`order`") == 4
+        clone.rewind()
+        pop(clone, 0)
+        assert rows(clone_engine, "`order`") == [(1, "o1"), (2, "o2")]
+        assert next_id(clone_engine, "`order`") == 3
+        assert installation(basic).depth == 1  # the template kept its layer
+        assert rows(engine, "`order`") == [(1, "o1"), (2, "o2"), (3, "module")]
+    finally:
+        clone_engine.dispose()
+        clone.drop()
+        clone.close()
+
+
+def test_copying_a_database_puts_counters_that_ran_ahead_back(db_url: URL, engine: Engine) -> None:
+    dialect = MySQLDialect()
+    source = f"{db_url.database}_src"
+    with engine.begin() as conn:
+        ddl(conn, f"CREATE DATABASE `{source}`")
+    try:
+        with engine.begin() as conn:
+            for database in (source, db_url.database):
+                ddl(
+                    conn,
+                    f"CREATE TABLE `{database}`.`t` (`id` INT AUTO_INCREMENT PRIMARY KEY, "
+                    "`v` VARCHAR(10))",
+                    f"CREATE TABLE `{database}`.`same` (`id` INT AUTO_INCREMENT PRIMARY KEY, "
+                    "`v` VARCHAR(10))",
+                    f"INSERT INTO `{database}`.`t` (`v`) VALUES ('one')",
+                )
+            ddl(conn, "ALTER TABLE `t` AUTO_INCREMENT = 10")  # the copy ran ahead
+        with engine.connect() as conn:
+            mysql_dialect._copy_counters(conn, source)
+        assert next_id(engine, "`t`") == 2
+        assert next_id(engine, "`same`") == 1
+    finally:
+        dialect.drop_database(parse_url(db_url).with_database(source))
+
+
+def test_lock_names_fit_get_lock_and_keep_case_and_long_names_apart(db_url: URL) -> None:
+    dialect = MySQLDialect()
+    url = parse_url(db_url)
+    long = "test_" + "x" * 59
+    names = [url.with_database(n) for n in ("app_test", "App_test", long, long[:-1] + "y")]
+    assert len({mysql_dialect._lock_name("lease", u.database) for u in names}) == 4
+    assert all(len(mysql_dialect._lock_name("lease", u.database)) <= 64 for u in names)
+    locks = [dialect.acquire_lock(u, "lease", wait=0) for u in names]  # no database needed
+    try:
+        assert all(lock is not None for lock in locks)
+        assert dialect.acquire_lock(names[2], "lease", wait=0) is None
+    finally:
+        for lock in locks:
+            if lock is not None:
+                lock.release()
+
+
+def test_lock_holder_names_the_connection_and_a_lease_outlives_drop_database(
+    db_url: URL,
+) -> None:
+    dialect = MySQLDialect()
+    url = parse_url(db_url)
+    lock = dialect.acquire_lock(url, "lease", wait=0)
+    assert lock is not None
+    try:
+        holder = dialect.lock_holder(url, "lease")
+        assert holder is not None
+        assert re.fullmatch(r"connection \d+ of root from [\w.:]+(, pid \d+)?", holder)
+        assert dialect.lock_holder(url, "build") is None
+        dialect.drop_database(url)  # ends the sessions using the database, not the lock's
+        assert dialect.lock_holder(url, "lease") == holder
+    finally:
+        lock.release()
+    assert dialect.lock_holder(url, "lease") is None
+
+
+def test_locks_on_an_unreachable_server_name_the_url_without_its_password(
+    db_url: URL,
+) -> None:
+    url = parse_url(db_url.set(password="s3cret", port=1))
+    for attempt in (
+        lambda: MySQLDialect().acquire_lock(url, "lease", wait=0),
+        lambda: MySQLDialect().lock_holder(url, "lease"),
+    ):
+        with pytest.raises(DbrewindError, match=r"Cannot connect .*\*\*\*") as info:
+            attempt()
+        assert "s3cret" not in str(info.value)
+
+
+def test_acquire_lock_takes_a_number_of_seconds(db_url: URL) -> None:
+    with pytest.raises(ConfigurationError, match="seconds to wait"):
+        MySQLDialect().acquire_lock(parse_url(db_url), "lease", wait=-1)
+
+
+def test_list_databases_compares_the_prefix_literally(db_url: URL) -> None:
+    dialect = MySQLDialect()
+    url = parse_url(db_url)
+    siblings = [url.with_database(f"{url.database}_{n}") for n in ("a_1", "aX1", "A_2")]
+    for sibling in siblings:
+        dialect.create_database(sibling)
+    try:
+        assert dialect.list_databases(url, f"{url.database}_a_") == [siblings[0].database]
+        assert dialect.list_databases(url, f"{url.database}_%") == []
+    finally:
+        for sibling in siblings:
+            dialect.drop_database(sibling)

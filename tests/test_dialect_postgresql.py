@@ -1,8 +1,14 @@
 """PostgreSQL-only behaviour of the dialect: partitions, identities, sequences,
-user triggers, TRUNCATE, schemas, a role without superuser rights, databases."""
+user triggers, TRUNCATE, schemas, a role without superuser rights, databases,
+and the lifecycle primitives beyond the conformance tests: installations read
+by name, state, baseline layers, tables created again, advisory locks."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +20,9 @@ from sqlalchemy.engine import URL, Engine
 
 from conftest import SERVER_URLS, drop_database, make_database, require_backend
 from dbrewind import DbrewindError, NotPreparedError, Rewinder, parse_url
-from dbrewind.dialects.postgresql import CREATED_COMMENT, PostgreSQLDialect
+from dbrewind.dialects import Installation, RewindResult
+from dbrewind.dialects.postgresql import CREATED_COMMENT, PostgreSQLDialect, _lock_key
+from dbrewind.exceptions import LockTimeoutError, SchemaChangedError
 
 
 @pytest.fixture
@@ -352,3 +360,575 @@ def test_mark_created_is_what_created_by_dbrewind_reads(db_url: URL) -> None:
             )
         ).scalar()
         assert comment == CREATED_COMMENT
+
+
+# ----------------------------------------------------------------- lifecycle
+def installation(rw: Rewinder) -> Installation:
+    with rw.connection() as conn:
+        return rw.dialect.installation(conn)
+
+
+def push(rw: Rewinder) -> tuple[str, ...]:
+    with rw.connection() as conn:
+        return rw.dialect.push_baseline(conn)
+
+
+def pop(rw: Rewinder, depth: int) -> RewindResult:
+    with rw.connection() as conn:
+        return rw.dialect.pop_baseline(conn, depth)
+
+
+def tracking_tables(engine: Engine) -> list[str]:
+    """The tables in dbrewind's schema (baseline copies among them)."""
+    return [
+        r[0]
+        for r in rows(
+            engine,
+            "SELECT tablename FROM pg_tables WHERE schemaname = "
+            "'dbrewind' ORDER BY tablename COLLATE \"C\"",
+        )
+    ]
+
+
+LONG = "L" + "o" * 62  # 63 characters: PostgreSQL's identifier limit
+AWKWARD = (
+    'CREATE SCHEMA "Sales Dept"',
+    f'CREATE TABLE "Sales Dept"."{LONG}" (id serial PRIMARY KEY, "select" text NOT NULL)',
+    'CREATE TABLE "Sales Dept"."order" '
+    '(id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Item Name" text)',
+    f'INSERT INTO "Sales Dept"."{LONG}" ("select") VALUES (\'seed\')',
+    'INSERT INTO "Sales Dept"."order" ("Item Name") VALUES (\'first\')',
+)
+
+
+def test_installation_compares_awkward_names_by_name(db_url: URL, engine: Engine) -> None:
+    with prepared(db_url, *AWKWARD, schemas=["Sales Dept"]) as rw:
+        long_key, order_key = f"Sales Dept.{LONG}", "Sales Dept.order"
+        found = installation(rw)
+        assert found.intact
+        assert found.tracked == (long_key, order_key)
+        assert found == Installation(installed=True, tracked=(long_key, order_key))
+
+        run(engine, f'INSERT INTO "Sales Dept"."{LONG}" ("select") VALUES (\'x\')')
+        assert installation(rw).dirty == (long_key,)
+        rw.rewind()
+        rw.close()
+        run(
+            engine,
+            f'DROP TABLE "Sales Dept"."{LONG}"',
+            f'CREATE TABLE "Sales Dept"."{LONG}" (id serial PRIMARY KEY, "select" text NOT NULL)',
+            'DROP TABLE "Sales Dept"."order"',
+            'CREATE VIEW "Sales Dept"."order" AS SELECT 1 AS id',  # a name, but not a table
+            'CREATE TABLE "Sales Dept"."New Table" (id int)',
+            "CREATE TABLE public.elsewhere (id int)",  # not in a tracked schema
+        )
+        found = installation(rw)
+        assert found.untracked == (long_key,)
+        assert found.missing == (order_key,)
+        assert found.created == ("Sales Dept.New Table",)
+        assert found.tracked == (long_key, order_key)
+        assert not found.intact
+
+
+def test_layers_and_tables_created_again_with_awkward_names(db_url: URL, engine: Engine) -> None:
+    long_table, order = f'"Sales Dept"."{LONG}"', '"Sales Dept"."order"'
+
+    def both() -> list[list[tuple[Any, ...]]]:
+        return [rows(engine, f"SELECT * FROM {t} ORDER BY id") for t in (long_table, order)]
+
+    with prepared(db_url, *AWKWARD, schemas=["Sales Dept"]) as rw:
+        base = both()
+        run(
+            engine,
+            f"INSERT INTO {long_table} (\"select\") VALUES ('module')",
+            f"INSERT INTO {order} (\"Item Name\") VALUES ('module')",
+        )
+        assert push(rw) == (f"Sales Dept.{LONG}", "Sales Dept.order")
+        layer = both()
+        rw.close()
+        run(engine, f"DROP TABLE {long_table}", AWKWARD[1], f"DELETE FROM {order}")
+        result = rw.rewind()
+        assert result.recreated_tables == (f"Sales Dept.{LONG}",)
+        assert both() == layer
+        run(engine, f"INSERT INTO {order} (\"Item Name\") VALUES ('test')")
+        assert rows(engine, f"SELECT max(id) FROM {order}") == [(3,)]
+        pop(rw, 0)
+        assert both() == base
+        assert installation(rw).intact
+
+
+def test_an_installation_an_older_dbrewind_made_counts_as_not_installed(
+    db_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, "CREATE TABLE t (id int)") as rw:
+        run(engine, "DROP TABLE dbrewind.state, dbrewind.layers, dbrewind.layer_sequences")
+        with rw.connection() as conn:
+            assert not rw.dialect.is_installed(conn)
+            assert rw.dialect.installation(conn) == Installation(installed=False)
+            with pytest.raises(NotPreparedError, match="prepare"):
+                rw.dialect.write_state(conn, {"k": "v"})
+        rw.prepare()  # installs this version again
+        assert installation(rw).intact
+
+
+def test_state_outlives_rewinds_and_layers_and_goes_with_uninstall(
+    db_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, "CREATE TABLE t (id int)") as rw:
+        with rw.connection() as conn:
+            rw.dialect.write_state(conn, {"fingerprint": "f1", "50%_done": "a\\b"})
+            rw.dialect.write_state(conn, {})
+        run(engine, "INSERT INTO t VALUES (1)")
+        push(rw)
+        run(engine, "INSERT INTO t VALUES (2)")
+        rw.rewind()
+        pop(rw, 0)
+        assert dict(installation(rw).state) == {"fingerprint": "f1", "50%_done": "a\\b"}
+        rw.uninstall()
+        assert installation(rw) == Installation(installed=False)
+        with rw.connection() as conn, pytest.raises(NotPreparedError):
+            rw.dialect.write_state(conn, {"k": "v"})
+
+
+CYCLE = (
+    "CREATE TABLE a (id serial PRIMARY KEY, b_id int)",
+    "CREATE TABLE b (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a_id int REFERENCES a)",
+    "ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b",
+    'CREATE TABLE "empty" (id bigserial PRIMARY KEY, note text)',
+    "INSERT INTO a (b_id) VALUES (NULL)",
+    "INSERT INTO b (a_id) VALUES (1)",
+    "UPDATE a SET b_id = 1",
+)
+
+
+def cycle_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: rows(engine, f'SELECT * FROM "{t}" ORDER BY id') for t in ("a", "b", "empty")}
+
+
+def cycle_next_ids(engine: Engine) -> tuple[int, int, int]:
+    """Insert one row into each table (committed) and return the ids they got."""
+    with engine.begin() as conn:
+        a = conn.execute(text("INSERT INTO a (b_id) VALUES (NULL) RETURNING id")).scalar_one()
+        b = conn.execute(text("INSERT INTO b (a_id) VALUES (NULL) RETURNING id")).scalar_one()
+        e = conn.execute(text('INSERT INTO "empty" DEFAULT VALUES RETURNING id')).scalar_one()
+    return a, b, e
+
+
+def test_layers_over_a_foreign_key_cycle_and_an_empty_baseline_pop_back(
+    db_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, *CYCLE) as rw:
+        base = cycle_rows(engine)
+        base_ids = cycle_next_ids(engine)
+        rw.rewind()
+
+        # the module fixture: a second a/b pair pointing at each other, one "empty" row
+        run(
+            engine,
+            "INSERT INTO a (b_id) VALUES (NULL)",
+            "INSERT INTO b (a_id) VALUES (2)",
+            "UPDATE a SET b_id = 2 WHERE id = 2",
+            "INSERT INTO \"empty\" (note) VALUES ('module')",
+        )
+        assert push(rw) == ("public.a", "public.b", "public.empty")
+        layer = cycle_rows(engine)
+        copies = [t for t in tracking_tables(engine) if t.startswith("b_")]
+        assert len(copies) == 5  # a and b from the install, all three for layer 1
+        assert len([c for c in copies if c.endswith("_1") and c.count("_") == 2]) == 3
+        layer_ids = cycle_next_ids(engine)
+        assert layer_ids == (base_ids[0] + 1, base_ids[1] + 1, base_ids[2] + 1)
+
+        # a test inside the layer breaks the cycle and empties everything
+        run(engine, "UPDATE a SET b_id = NULL", "DELETE FROM b", 'DELETE FROM "empty"')
+        rw.rewind()
+        assert cycle_rows(engine) == layer
+        assert cycle_next_ids(engine) == layer_ids
+
+        result = pop(rw, 0)
+        assert set(result.tables) == {"public.a", "public.b", "public.empty"}
+        assert cycle_rows(engine) == base
+        assert base["empty"] == []
+        assert cycle_next_ids(engine) == base_ids
+        rw.rewind()
+        copies = [t for t in tracking_tables(engine) if t.startswith("b_")]
+        assert len(copies) == 2
+        assert all(c.count("_") == 1 for c in copies)  # the layer's copies are gone
+        assert installation(rw).depth == 0
+
+
+def test_pushing_nothing_and_popping_to_the_current_depth_change_no_layer(
+    db_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, "CREATE TABLE t (id serial PRIMARY KEY)") as rw:
+        run(engine, "INSERT INTO t DEFAULT VALUES")
+        assert push(rw) == ("public.t",)
+        assert push(rw) == ()  # nothing dirty since
+        # the baseline copy it made is dbrewind's own DDL: no "!ddl" mark for the next rewind
+        assert rows(engine, "SELECT tbl FROM dbrewind.marks") == []
+        assert installation(rw).depth == 1
+        run(engine, "INSERT INTO t DEFAULT VALUES")
+        result = pop(rw, 1)  # a plain rewind to the layer
+        assert result.tables == ("public.t",)
+        assert rows(engine, "SELECT id FROM t") == [(1,)]
+        assert installation(rw).depth == 1
+        assert pop(rw, 1).clean
+        assert rows(engine, "SELECT tbl FROM dbrewind.marks") == []
+        with pytest.raises(DbrewindError, match="layers 0 to 1"):
+            pop(rw, 2)
+        with pytest.raises(DbrewindError, match="depth=-1"):
+            pop(rw, -1)
+        assert installation(rw).depth == 1
+        pop(rw, 0)
+        assert rows(engine, "SELECT id FROM t") == []
+
+
+def test_a_push_that_fails_midway_leaves_no_layer_behind(db_url: URL, engine: Engine) -> None:
+    setup = ("CREATE TABLE first (id serial PRIMARY KEY)", "CREATE TABLE second (id int)")
+    with prepared(db_url, *setup, lock_timeout=0.3) as rw:
+        run(engine, "INSERT INTO first DEFAULT VALUES", "INSERT INTO second VALUES (1)")
+        copies_before = tracking_tables(engine)
+        with engine.connect() as blocker:
+            blocker.execute(text("LOCK TABLE second IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(LockTimeoutError, match="Pushing a baseline layer onto"):
+                push(rw)
+            blocker.rollback()
+        found = installation(rw)
+        assert (found.depth, found.dirty) == (0, ("public.first", "public.second"))
+        assert tracking_tables(engine) == copies_before
+        rw.rewind()
+        assert rows(engine, "SELECT count(*) FROM first") == [(0,)]
+        assert rows(engine, "SELECT count(*) FROM second") == [(0,)]
+
+
+def test_a_push_killed_midway_leaves_no_layer_behind(db_url: URL, engine: Engine) -> None:
+    setup = ("CREATE TABLE first (id int)", "CREATE TABLE second (id int)")
+    with prepared(db_url, *setup, lock_timeout=None) as rw:
+        run(engine, "INSERT INTO first VALUES (1)", "INSERT INTO second VALUES (1)")
+        errors: list[BaseException] = []
+
+        def pushing() -> None:
+            try:
+                push(rw)
+            except BaseException as exc:
+                errors.append(exc)
+
+        with engine.connect() as blocker:
+            blocker.execute(text("LOCK TABLE second IN ACCESS EXCLUSIVE MODE"))
+            worker = threading.Thread(target=pushing)
+            worker.start()
+            deadline = time.monotonic() + 10
+            killed: list[tuple[Any, ...]] = []
+            while not killed and time.monotonic() < deadline:
+                time.sleep(0.05)
+                killed = rows(
+                    engine,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%push_baseline%'",
+                )
+            worker.join(10)
+            blocker.rollback()
+        assert killed == [(True,)]
+        assert len(errors) == 1
+        assert isinstance(errors[0], DbrewindError)
+    with Rewinder(db_url) as later:
+        found = installation(later)
+        assert (found.depth, found.dirty) == (0, ("public.first", "public.second"))
+        later.rewind()
+        assert rows(engine, "SELECT count(*) FROM first") == [(0,)]
+
+
+def test_the_rollback_sandbox_puts_sequences_back_to_the_current_layer(
+    db_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, "CREATE TABLE t (id serial PRIMARY KEY)") as rw:
+        reset = rw.dialect.sandbox_rollback_sql()
+        assert reset is not None
+
+        def sandboxed_insert() -> int:
+            with engine.connect() as conn:
+                new_id = conn.execute(text("INSERT INTO t DEFAULT VALUES RETURNING id")).scalar()
+                conn.execute(text(reset))
+                conn.rollback()
+            return int(new_id)
+
+        run(engine, "INSERT INTO t DEFAULT VALUES", "INSERT INTO t DEFAULT VALUES")
+        push(rw)
+        assert sandboxed_insert() == 3
+        assert sandboxed_insert() == 3  # the layer's value, not the install's
+        pop(rw, 0)
+        assert sandboxed_insert() == 1
+
+
+# ------------------------------------------ tables dropped and created again
+PARENT_CHILD = (
+    "CREATE TABLE parent (id serial PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE child (id serial PRIMARY KEY, parent_id int NOT NULL REFERENCES parent)",
+    "INSERT INTO parent (name) VALUES ('p1'), ('p2')",
+    "INSERT INTO child (parent_id) VALUES (1)",
+)
+MIGRATE_DOWN_UP = (
+    "DELETE FROM child",
+    "DROP TABLE parent CASCADE",  # takes child's foreign key along
+    "CREATE TABLE parent (id serial PRIMARY KEY, name text NOT NULL)",
+    "ALTER TABLE child ADD FOREIGN KEY (parent_id) REFERENCES parent",
+    "INSERT INTO parent (name) VALUES ('made by the migration test')",
+)
+
+
+def family(engine: Engine) -> list[list[tuple[Any, ...]]]:
+    return [rows(engine, f"SELECT * FROM {t} ORDER BY id") for t in ("parent", "child")]
+
+
+@pytest.mark.parametrize("role", ["superuser", "owner"])
+def test_a_table_created_again_during_a_test_is_tracked_again_and_rewound(
+    role: str, request: pytest.FixtureRequest
+) -> None:
+    """With the event trigger (superuser) and without it (the rewind always compares)."""
+    url: URL = request.getfixturevalue("db_url" if role == "superuser" else "owner_url")
+    engine = create_engine(url)
+    try:
+        with prepared(url, *PARENT_CHILD) as rw:
+            events = rows(engine, "SELECT count(*) FROM pg_event_trigger")
+            assert events == [(1,)] if role == "superuser" else [(0,)]
+            base = family(engine)
+            rw.close()
+            run(engine, *MIGRATE_DOWN_UP)
+            assert installation(rw).untracked == ("public.parent",)
+
+            result = rw.rewind()
+            assert result.recreated_tables == ("public.parent",)
+            assert set(result.tables) == {"public.parent", "public.child"}
+            assert (result.created_tables, result.dropped_tables) == ((), ())
+            assert family(engine) == base
+            assert installation(rw).intact
+            # the new table's own sequence went back to the baseline's value
+            run(engine, "INSERT INTO parent (name) VALUES ('next')")
+            assert rows(engine, "SELECT max(id) FROM parent") == [(3,)]
+            assert rw.dirty_tables() == ["public.parent"]
+            assert rw.rewind().recreated_tables == ()
+            assert family(engine) == base
+    finally:
+        engine.dispose()
+
+
+def test_a_table_created_again_takes_the_sequence_its_new_column_draws_from(
+    db_url: URL, engine: Engine
+) -> None:
+    setup = (
+        "CREATE TABLE item (id serial PRIMARY KEY, name text)",
+        "INSERT INTO item (name) VALUES ('seed')",
+    )
+    with prepared(db_url, *setup) as rw:
+        rw.close()
+        run(
+            engine,
+            "ALTER TABLE item RENAME TO item_old",  # keeps item_id_seq
+            "CREATE TABLE item (id serial PRIMARY KEY, name text)",  # draws from item_id_seq1
+            "INSERT INTO item (name) VALUES ('a'), ('b')",
+        )
+        assert rows(engine, "SELECT pg_get_serial_sequence('item', 'id')") == [
+            ("public.item_id_seq1",)
+        ]
+        result = rw.rewind()
+        assert result.recreated_tables == ("public.item",)
+        assert result.created_tables == ("public.item_old",)  # renamed away: not tracked
+        assert rows(engine, "SELECT * FROM item") == [(1, "seed")]
+        run(engine, "INSERT INTO item (name) VALUES ('next')")
+        assert rows(engine, "SELECT max(id) FROM item") == [(2,)]
+        assert rows(engine, "SELECT last_value FROM item_id_seq") == [(1,)]  # untouched
+
+
+@pytest.mark.parametrize(
+    "new_table",
+    [
+        "CREATE TABLE item (id serial PRIMARY KEY)",  # a column the baseline holds is gone
+        "CREATE TABLE item (id serial PRIMARY KEY, name date)",  # changed type
+        "CREATE TABLE item (id serial PRIMARY KEY, name text, code text NOT NULL)",
+        "CREATE TABLE item (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text)",
+        "CREATE TABLE item (id int PRIMARY KEY, name text)",  # draws from no sequence
+    ],
+)
+def test_a_table_created_again_that_its_baseline_no_longer_fits_is_reported_dropped(
+    new_table: str, db_url: URL, engine: Engine
+) -> None:
+    setup = (
+        "CREATE TABLE item (id serial PRIMARY KEY, name text)",
+        "CREATE TABLE other (id int)",
+        "INSERT INTO item (name) VALUES ('seed')",
+    )
+    with prepared(db_url, *setup) as rw:
+        rw.close()
+        run(engine, "DROP TABLE item", new_table, "INSERT INTO other VALUES (1)")
+        with rw.connection() as conn:
+            result = rw.dialect.rewind(conn)
+        assert result.dropped_tables == ("public.item",)
+        assert (result.recreated_tables, result.created_tables) == ((), ())
+        assert result.tables == ("public.other",)  # the rest is rewound
+        assert rows(engine, "SELECT * FROM other") == []
+        found = installation(rw)
+        assert (found.untracked, found.created) == (("public.item",), ())
+        with pytest.raises(SchemaChangedError, match=r"'public\.item'"):
+            rw.rewind()  # reported again until the schema is resolved
+
+
+def test_a_table_created_again_with_an_extra_nullable_column_fits(
+    db_url: URL, engine: Engine
+) -> None:
+    setup = (
+        "CREATE TABLE item (id serial PRIMARY KEY, name text)",
+        "INSERT INTO item (name) VALUES ('seed')",
+    )
+    with prepared(db_url, *setup) as rw:
+        rw.close()
+        run(
+            engine,
+            "DROP TABLE item",
+            "CREATE TABLE item (id serial PRIMARY KEY, extra int, name text, "
+            "flag boolean NOT NULL DEFAULT false)",
+        )
+        assert rw.rewind().recreated_tables == ("public.item",)
+        assert rows(engine, "SELECT * FROM item") == [(1, None, "seed", False)]
+
+
+def test_a_partitioned_table_created_again_is_tracked_again_partitions_included(
+    db_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, *PARTITIONED) as rw:
+        baseline = rows(engine, "SELECT * FROM measurement ORDER BY id")
+        rw.close()
+        run(
+            engine,
+            # partitions detached keep their trigger; attached again, they are the new parent's
+            "ALTER TABLE measurement DETACH PARTITION measurement_2024",
+            "ALTER TABLE measurement_2024 ALTER COLUMN id DROP DEFAULT",
+            "DROP TABLE measurement",
+            "CREATE TABLE measurement (id bigserial, day date NOT NULL, v int) "
+            "PARTITION BY RANGE (day)",
+            "ALTER TABLE measurement ATTACH PARTITION measurement_2024 "
+            "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+            *PARTITIONED[2:5],
+            "INSERT INTO measurement (day, v) VALUES ('2025-03-03', 7)",
+        )
+        result = rw.rewind()
+        assert result.recreated_tables == ("public.measurement",)
+        assert rows(engine, "SELECT * FROM measurement ORDER BY id") == baseline
+        assert installation(rw).intact
+        run(engine, "INSERT INTO measurement_2025_h2 (day, v) VALUES ('2025-08-08', 8)")
+        assert rw.dirty_tables() == ["public.measurement"]
+        run(engine, "INSERT INTO measurement_2024 (id, day, v) VALUES (99, '2024-08-08', 9)")
+        rw.rewind()
+        assert rows(engine, "SELECT * FROM measurement ORDER BY id") == baseline
+        assert rows(engine, "SELECT count(*) FROM pg_trigger WHERE tgname = 'dbrewind_track'") == [
+            (5,)
+        ]
+
+
+def test_a_table_created_again_inside_a_layer_comes_back_with_the_layer(
+    db_url: URL, engine: Engine
+) -> None:
+    setup = (
+        "CREATE TABLE item (id serial PRIMARY KEY, name text)",
+        "INSERT INTO item (name) VALUES ('seed')",
+    )
+    with prepared(db_url, *setup) as rw:
+        run(engine, "INSERT INTO item (name) VALUES ('module')")
+        push(rw)
+        rw.close()
+        run(engine, "DROP TABLE item", setup[0])
+        assert rw.rewind().recreated_tables == ("public.item",)
+        assert rows(engine, "SELECT * FROM item ORDER BY id") == [(1, "seed"), (2, "module")]
+        run(engine, "INSERT INTO item (name) VALUES ('test')")
+        assert rows(engine, "SELECT max(id) FROM item") == [(3,)]
+        pop(rw, 0)
+        assert rows(engine, "SELECT * FROM item ORDER BY id") == [(1, "seed")]
+        run(engine, "INSERT INTO item (name) VALUES ('after')")
+        assert rows(engine, "SELECT max(id) FROM item") == [(2,)]
+
+
+# ------------------------------------------------------------ locks, listing
+def test_a_lock_is_an_advisory_lock_in_the_maintenance_database_naming_its_holder(
+    db_url: URL,
+) -> None:
+    dialect, url = PostgreSQLDialect(), parse_url(db_url)
+    admin = create_engine(SERVER_URLS["postgresql"])
+    lock = dialect.acquire_lock(url, "lease", wait=0)
+    assert lock is not None
+    try:
+        assert lock.name == f"lease:{url.database}"
+        (held,) = rows(
+            admin,
+            "SELECT l.classid::bigint, l.objsubid, d.datname, a.application_name, a.pid "
+            "FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+            " AND a.application_name LIKE 'dbrewind lock %'"
+            f" AND l.objid::bigint = {_lock_key('lease', url.database)}",
+        )
+        me = f"dbrewind lock {os.getpid()}@{socket.gethostname()}"[:63]
+        assert held[:4] == (0x64627277, 2, "postgres", me)
+        assert dialect.lock_holder(url, "lease") == f"pid {held[4]} on 127.0.0.1, {me}"
+        assert dialect.lock_holder(url, "build") is None
+    finally:
+        lock.release()
+        admin.dispose()
+    assert dialect.lock_holder(url, "lease") is None
+
+
+def test_the_lock_key_is_stable_and_31_bits() -> None:
+    assert _lock_key("lease", "app_test") == _lock_key("lease", "app_test")
+    keys = {_lock_key(p, d) for p in ("lease", "build") for d in ("a_test", "b_test")}
+    assert len(keys) == 4
+    assert all(0 <= k < 2**31 for k in keys)
+
+
+def test_a_refused_server_connection_names_the_server_for_locks_and_listing() -> None:
+    url = parse_url("postgresql+psycopg://postgres@127.0.0.1:1/app_test")
+    dialect = PostgreSQLDialect()
+    with pytest.raises(DbrewindError, match="Cannot connect to the PostgreSQL server"):
+        dialect.acquire_lock(url, "lease", wait=0)
+    with pytest.raises(DbrewindError, match="Cannot connect to the PostgreSQL server"):
+        dialect.lock_holder(url, "lease")
+    with pytest.raises(DbrewindError, match="Cannot connect to the PostgreSQL server"):
+        dialect.list_databases(url, "app_")
+
+
+def test_list_databases_compares_the_prefix_literally() -> None:
+    stem = f"dbrewind_{uuid.uuid4().hex[:8]}"
+    names = [f"{stem}_x_test", f"{stem}_xy_test", f"{stem}_x%_test"]
+    server = parse_url(SERVER_URLS["postgresql"])
+    dialect = PostgreSQLDialect()
+    try:
+        for name in names:
+            dialect.create_database(server.with_database(name))
+        assert dialect.list_databases(server, f"{stem}_x_") == [names[0]]  # "_" is no wildcard
+        assert dialect.list_databases(server, f"{stem}_x%") == [names[2]]  # nor is "%"
+        assert dialect.list_databases(server, f"{stem}_x") == sorted(names)
+        assert dialect.list_databases(server, f"{stem}_z") == []
+    finally:
+        for name in names:
+            dialect.drop_database(server.with_database(name))
+
+
+def test_a_clone_carries_the_state_and_the_layers(
+    db_url: URL, spare_url: URL, engine: Engine
+) -> None:
+    with prepared(db_url, "CREATE TABLE t (id serial PRIMARY KEY, n int)") as rw:
+        run(engine, "INSERT INTO t (n) VALUES (1)")
+        push(rw)
+        with rw.connection() as conn:
+            rw.dialect.write_state(conn, {"fingerprint": "f1"})
+    engine.dispose()  # the template must have no session left
+    PostgreSQLDialect().create_database(parse_url(spare_url), template=parse_url(db_url))
+    clone_engine = create_engine(spare_url)
+    try:
+        with Rewinder(spare_url) as clone:
+            found = installation(clone)
+            assert found.intact
+            assert (dict(found.state), found.depth) == ({"fingerprint": "f1"}, 1)
+            run(clone_engine, "INSERT INTO t (n) VALUES (2)")
+            clone.rewind()
+            assert rows(clone_engine, "SELECT * FROM t") == [(1, 1)]
+            pop(clone, 0)
+            assert rows(clone_engine, "SELECT * FROM t") == []
+        assert rows(engine, "SELECT * FROM t") == [(1, 1)]  # the template keeps its layer
+    finally:
+        clone_engine.dispose()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sqlite3
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from dbrewind import (
     SchemaChangedError,
     parse_url,
 )
+from dbrewind.dialects import Installation
 from dbrewind.dialects.sqlite import SQLiteDialect
 
 LONG_A = "a" * 55 + "_first"
@@ -471,7 +476,7 @@ def test_recreated_table_gets_tracking_back_and_its_baseline_rows(
     assert rewinder.dirty_tables() == ["user"]
 
 
-def test_a_table_recreated_with_other_columns_raises_schema_changed(
+def test_a_table_recreated_with_other_columns_is_reported_dropped_and_the_rest_rewound(
     rewinder: Rewinder, engine: Engine
 ) -> None:
     rewinder.prepare(shop_setup)
@@ -480,12 +485,65 @@ def test_a_table_recreated_with_other_columns_raises_schema_changed(
         """INSERT INTO "Order" ("Customer Name") VALUES ('new')""",
         'DROP TABLE "user"',
         'CREATE TABLE "user" (only_column TEXT)',
+        """INSERT INTO "user" VALUES ('left by the test')""",
     )
+    with rewinder.connection() as conn:
+        result = rewinder.dialect.rewind(conn)
+    assert result.dropped_tables == ("user",)
+    assert result.tables == ("Order",)
+    assert result.recreated_tables == ()
+    assert rows(engine, 'SELECT count(*) FROM "Order"') == [(3,)]
+    # the unfit table is left as the test made it, untracked, and reported on every rewind
+    assert rows(engine, 'SELECT * FROM "user"') == [("left by the test",)]
+    with rewinder.connection() as conn:
+        assert rewinder.dialect.installation(conn).untracked == ("user",)
     with pytest.raises(SchemaChangedError, match=r"'user'.*prepare the database again"):
         rewinder.rewind()
-    # the failed rewind rolled back as a whole: "Order" still holds the new row and its mark
-    assert rows(engine, 'SELECT count(*) FROM "Order"') == [(4,)]
-    assert rewinder.dirty_tables() == ["Order"]
+    assert rewinder.dirty_tables() == []
+
+
+def test_a_recreated_table_whose_rows_break_a_constraint_is_left_untouched(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    run(
+        engine,
+        'DROP TABLE "user"',
+        # the same columns, but one more that the baseline rows leave NULL
+        'CREATE TABLE "user" (id INTEGER PRIMARY KEY, order_id INTEGER, note TEXT, '
+        "must TEXT NOT NULL)",
+        """INSERT INTO "user" VALUES (7, 1, 'kept', 'x')""",
+    )
+    with rewinder.connection() as conn:
+        result = rewinder.dialect.rewind(conn)
+    assert result.dropped_tables == ("user",)
+    # the DELETE before the failed INSERT was rolled back with it
+    assert rows(engine, 'SELECT * FROM "user"') == [(7, 1, "kept", "x")]
+    assert (
+        rows(engine, "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'user'")
+        == []
+    )
+
+
+def test_a_recreated_table_gets_its_autoincrement_counter_as_it_is_declared_now(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)  # "Order" has AUTOINCREMENT (counter at 3), "user" has not
+    run(
+        engine,
+        'DROP TABLE "Order"',
+        'CREATE TABLE "Order" (id INTEGER PRIMARY KEY, "Customer Name" TEXT)',
+        """INSERT INTO "Order" VALUES (50, 'x')""",
+        'DROP TABLE "user"',
+        'CREATE TABLE "user" (id INTEGER PRIMARY KEY AUTOINCREMENT, order_id INTEGER, note TEXT)',
+        """INSERT INTO "user" VALUES (40, 1, 'x')""",
+    )
+    result = rewinder.rewind()
+    assert result.recreated_tables == ("Order", "user")
+    # no counter for the table that lost AUTOINCREMENT; the new one starts after the rows
+    assert rows(engine, "SELECT name, seq FROM sqlite_sequence") == []
+    run(engine, """INSERT INTO "user" (note) VALUES ('next')""")
+    assert rows(engine, """SELECT id FROM "user" WHERE note = 'next'""") == [(3,)]
 
 
 # ----------------------------------------------------------------- installation
@@ -694,3 +752,552 @@ def test_capabilities_describe_sqlite() -> None:
     assert not caps.concurrent_writers
     assert not caps.select_for_update
     assert caps.returning == (sqlite3.sqlite_version_info >= (3, 35, 0))
+
+
+# ------------------------------------------------------------------- lifecycle
+def installation_of(rewinder: Rewinder) -> Any:
+    with rewinder.connection() as conn:
+        return rewinder.dialect.installation(conn)
+
+
+def push(rewinder: Rewinder) -> tuple[str, ...]:
+    with rewinder.connection() as conn:
+        return rewinder.dialect.push_baseline(conn)
+
+
+def pop(rewinder: Rewinder, depth: int) -> RewindResult:
+    with rewinder.connection() as conn:
+        return rewinder.dialect.pop_baseline(conn, depth)
+
+
+def test_state_values_stay_text_and_the_schema_version_is_not_state(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    values = {"count": "123", "padded": "007", "float": "1e3", "empty": "", "null": "NULL"}
+    with rewinder.connection() as conn:
+        rewinder.dialect.write_state(conn, values)
+        rewinder.dialect.write_state(conn, {})  # nothing to write is fine
+    assert dict(installation_of(rewinder).state) == values
+    assert rows(engine, "SELECT DISTINCT typeof(value) FROM dbrewind_lifecycle") == [("text",)]
+    result, statements = count_statements(rewinder)  # writing state is no DDL, no write
+    assert result.clean
+    assert statements == 1
+
+
+def test_state_is_removed_by_uninstall_and_needs_tracking(rewinder: Rewinder) -> None:
+    with rewinder.connection() as conn, pytest.raises(NotPreparedError, match="prepare"):
+        rewinder.dialect.write_state(conn, {"a": "b"})
+    rewinder.prepare(shop_setup)
+    with rewinder.connection() as conn:
+        rewinder.dialect.write_state(conn, {"a": "b"})
+    rewinder.uninstall()
+    assert installation_of(rewinder) == Installation(installed=False)
+    with rewinder.connection() as conn, pytest.raises(NotPreparedError, match="prepare"):
+        rewinder.dialect.write_state(conn, {"a": "b"})
+
+
+def test_an_installation_older_than_layers_and_state_reads_as_installed_without_them(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    run(engine, "DROP TABLE dbrewind_lifecycle", "DROP TABLE dbrewind_layers")
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('new')""")
+    found = installation_of(rewinder)
+    assert found.installed
+    assert found.intact
+    assert (dict(found.state), found.depth, found.dirty) == ({}, 0, ("Order",))
+    with rewinder.connection() as conn:
+        with pytest.raises(NotPreparedError, match=r"older dbrewind.*'dbrewind_lifecycle'"):
+            rewinder.dialect.write_state(conn, {"a": "b"})
+        with pytest.raises(NotPreparedError, match=r"older dbrewind.*'dbrewind_layers'"):
+            rewinder.dialect.push_baseline(conn)
+    assert pop(rewinder, 0).tables == ("Order",)  # depth 0 is a plain rewind
+
+
+def test_lifecycle_methods_before_install_raise_not_prepared(rewinder: Rewinder) -> None:
+    dialect = SQLiteDialect()
+    with rewinder.connection() as conn:
+        with pytest.raises(NotPreparedError, match=r"Rewinder\.prepare"):
+            dialect.push_baseline(conn)
+        with pytest.raises(NotPreparedError, match=r"Rewinder\.prepare"):
+            dialect.pop_baseline(conn, 0)
+
+
+def test_installation_compares_tables_by_name(rewinder: Rewinder, engine: Engine) -> None:
+    rewinder.prepare(shop_setup)
+    run(
+        engine,
+        'DROP TABLE "user"',
+        'CREATE TABLE "user" (id INTEGER PRIMARY KEY, order_id INTEGER, note TEXT)',
+        "DROP TABLE empty_log",
+        'CREATE TABLE "Empty Log" (id INTEGER PRIMARY KEY)',
+        'INSERT INTO "Order" ("Customer Name") VALUES (\'dirty\')',
+    )
+    found = installation_of(rewinder)
+    assert found.tracked == ("Order", "empty_log", "user")
+    assert found.untracked == ("user",)
+    assert found.missing == ("empty_log",)
+    assert found.created == ("Empty Log",)
+    assert found.dirty == ("Order",)
+    # reading it changed nothing: the next rewind still sees all of it
+    with rewinder.connection() as conn:
+        result = rewinder.dialect.rewind(conn)
+    assert (result.recreated_tables, result.dropped_tables) == (("user",), ("empty_log",))
+    assert result.created_tables == ("Empty Log",)
+
+
+AWKWARD = ("Mixed Case", "order", "it's", 'say "hi"', LONG_A, LONG_B)
+
+
+def awkward_setup(conn: Connection) -> None:
+    for name in AWKWARD:
+        quoted = '"' + name.replace('"', '""') + '"'
+        conn.exec_driver_sql(
+            f'CREATE TABLE {quoted} (id INTEGER PRIMARY KEY AUTOINCREMENT, "group" TEXT)'
+        )
+        conn.exec_driver_sql(f"INSERT INTO {quoted} (\"group\") VALUES ('seed')")
+    conn.exec_driver_sql('CREATE TABLE "k v" ("key" TEXT PRIMARY KEY, "value" TEXT) WITHOUT ROWID')
+    conn.exec_driver_sql("""CREATE TABLE tags (label TEXT)""")
+    conn.exec_driver_sql("""INSERT INTO "k v" VALUES ('a', 'seed')""")
+
+
+def awkward_snapshot(engine: Engine) -> list[Any]:
+    found: list[Any] = []
+    for name in AWKWARD:
+        quoted = '"' + name.replace('"', '""') + '"'
+        found.append(rows(engine, f"SELECT * FROM {quoted} ORDER BY id"))
+    found.append(rows(engine, 'SELECT * FROM "k v" ORDER BY "key"'))
+    found.append(rows(engine, "SELECT rowid, label FROM tags ORDER BY rowid"))
+    found.append(rows(engine, "SELECT name, seq FROM sqlite_sequence ORDER BY name"))
+    return found
+
+
+def test_layers_work_on_awkward_names_without_rowid_tables_and_rowids(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(awkward_setup)
+    base = awkward_snapshot(engine)
+    for name in AWKWARD:
+        quoted = '"' + name.replace('"', '""') + '"'
+        run(engine, f"INSERT INTO {quoted} (\"group\") VALUES ('layer')")
+    run(
+        engine,
+        """INSERT INTO "k v" VALUES ('b', 'layer')""",
+        "INSERT INTO tags VALUES ('a'), ('b'), ('c')",
+        "DELETE FROM tags WHERE label = 'b'",  # a gap in the rowids
+    )
+    assert push(rewinder) == tuple(sorted([*AWKWARD, "k v", "tags"]))
+    layer = awkward_snapshot(engine)
+    for name in AWKWARD:
+        quoted = '"' + name.replace('"', '""') + '"'
+        run(engine, f"DELETE FROM {quoted}", f"INSERT INTO {quoted} (\"group\") VALUES ('test')")
+    run(engine, """UPDATE "k v" SET "value" = 'test'""", "DELETE FROM tags")
+    rewinder.rewind()
+    assert awkward_snapshot(engine) == layer
+    run(engine, "INSERT INTO tags VALUES ('next')")
+    assert rows(engine, "SELECT rowid FROM tags WHERE label = 'next'") == [(4,)]
+    assert pop(rewinder, 0).tables == tuple(sorted([*AWKWARD, "k v", "tags"]))
+    assert awkward_snapshot(engine) == base
+    assert not [name for _, name in own_objects(engine) if name.startswith("dbrewind_b1_")]
+
+
+def test_layers_on_a_foreign_key_cycle_with_foreign_keys_on(db_url: URL, engine: Engine) -> None:
+    def setup(conn: Connection) -> None:
+        conn.exec_driver_sql(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id) "
+            "ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED)"
+        )
+        conn.exec_driver_sql(
+            "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id) "
+            "ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED)"
+        )
+        conn.exec_driver_sql("INSERT INTO a VALUES (1, 1)")
+        conn.exec_driver_sql("INSERT INTO b VALUES (1, 1)")
+
+    fk_engine = create_engine(db_url)
+    event.listen(
+        fk_engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA foreign_keys = ON")
+    )
+    with Rewinder(db_url, engine=fk_engine) as rewinder:
+        rewinder.prepare(setup)
+        run(fk_engine, "INSERT INTO a VALUES (2, 2)", "INSERT INTO b VALUES (2, 2)")
+        assert push(rewinder) == ("a", "b")
+        # a test deletes a parent: the cascade empties the cycle
+        run(fk_engine, "DELETE FROM a WHERE id = 1")
+        assert rows(engine, "SELECT * FROM b ORDER BY id") == [(2, 2)]
+        rewinder.rewind()
+        assert rows(engine, "SELECT * FROM a ORDER BY id") == [(1, 1), (2, 2)]
+        assert rows(engine, "SELECT * FROM b ORDER BY id") == [(1, 1), (2, 2)]
+        # only a is dirty: popping it must not cascade into b, which the layer holds
+        run(fk_engine, "UPDATE a SET b_id = 1 WHERE id = 2")
+        result = pop(rewinder, 0)
+        assert result.tables == ("a", "b")
+        assert rows(engine, "SELECT * FROM a") == [(1, 1)]
+        assert rows(engine, "SELECT * FROM b") == [(1, 1)]
+        assert rows(engine, "PRAGMA foreign_key_check") == []
+        with rewinder.connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    fk_engine.dispose()
+
+
+def test_a_layer_over_a_table_whose_baseline_was_empty(rewinder: Rewinder, engine: Engine) -> None:
+    rewinder.prepare(shop_setup)  # empty_log: no rows, no counter yet
+    run(engine, "INSERT INTO empty_log (msg) VALUES ('a'), ('b')")
+    assert push(rewinder) == ("empty_log",)
+    run(engine, "DELETE FROM empty_log", "INSERT INTO empty_log (msg) VALUES ('test')")
+    rewinder.rewind()
+    assert rows(engine, "SELECT * FROM empty_log") == [(1, "a"), (2, "b")]
+    run(engine, "INSERT INTO empty_log (msg) VALUES ('c')")
+    assert rows(engine, "SELECT id FROM empty_log WHERE msg = 'c'") == [(3,)]
+    pop(rewinder, 0)
+    assert rows(engine, "SELECT count(*) FROM empty_log") == [(0,)]
+    run(engine, "INSERT INTO empty_log (msg) VALUES ('first')")
+    assert rows(engine, "SELECT id FROM empty_log") == [(1,)]
+
+
+def test_popping_several_layers_that_hold_one_table_gives_back_the_lowest(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    base = rows(engine, 'SELECT * FROM "Order" ORDER BY id')
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('layer 1')""")
+    assert push(rewinder) == ("Order",)
+    first = rows(engine, 'SELECT * FROM "Order" ORDER BY id')
+    for depth in (2, 3):
+        run(engine, f"""INSERT INTO "Order" ("Customer Name") VALUES ('layer {depth}')""")
+        assert push(rewinder) == ("Order",)
+    assert installation_of(rewinder).depth == 3
+    assert pop(rewinder, 1).tables == ("Order",)
+    assert rows(engine, 'SELECT * FROM "Order" ORDER BY id') == first
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('layer 2 again')""")
+    push(rewinder)
+    assert pop(rewinder, 0).tables == ("Order",)
+    assert rows(engine, 'SELECT * FROM "Order" ORDER BY id') == base
+    assert not [n for _, n in own_objects(engine) if re.match(r"dbrewind_b\d", n)]
+
+
+def test_a_layer_that_emptied_a_table_pops_back_to_its_rows(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    base = rows(engine, 'SELECT * FROM "Order" ORDER BY id')
+    run(engine, 'DELETE FROM "Order"')
+    assert push(rewinder) == ("Order",)  # an empty capture: no copy, no DDL
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('test')""")
+    rewinder.rewind()
+    assert rows(engine, 'SELECT count(*) FROM "Order"') == [(0,)]
+    assert pop(rewinder, 0).tables == ("Order",)  # not marked, but its layer is popped
+    assert rows(engine, 'SELECT * FROM "Order" ORDER BY id') == base
+
+
+def test_push_and_pop_leave_the_next_clean_rewind_at_a_single_query(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('layer')""")
+    push(rewinder)  # its copy is DDL of dbrewind's own
+    result, statements = count_statements(rewinder)
+    assert (result.clean, statements) == (True, 1)
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('test')""")
+    pop(rewinder, 0)
+    result, statements = count_statements(rewinder)
+    assert (result.clean, statements) == (True, 1)
+
+
+def test_pushes_and_pops_are_idempotent_and_checked(rewinder: Rewinder, engine: Engine) -> None:
+    rewinder.prepare(shop_setup)
+    fresh = own_objects(engine)
+    assert push(rewinder) == ()
+    assert push(rewinder) == ()
+    assert pop(rewinder, 0).clean
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('one')""")
+    assert push(rewinder) == ("Order",)
+    assert push(rewinder) == ()
+    with pytest.raises(ConfigurationError, match=r"depth 2: it has 1 layer.*from 0 to 1"):
+        pop(rewinder, 2)
+    with pytest.raises(ConfigurationError, match="depth -1"):
+        pop(rewinder, -1)
+    assert installation_of(rewinder).depth == 1
+    assert pop(rewinder, 1).clean  # the current depth: a plain rewind
+    assert pop(rewinder, 0).tables == ("Order",)
+    assert pop(rewinder, 0).clean
+    assert own_objects(engine) == fresh
+    assert rows(engine, 'SELECT count(*) FROM "Order"') == [(3,)]
+
+
+def test_install_and_uninstall_remove_layers_and_their_copies(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    fresh = own_objects(engine)
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('one')""")
+    push(rewinder)
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('two')""")
+    push(rewinder)
+    assert [n for _, n in own_objects(engine) if n.startswith(("dbrewind_b1_", "dbrewind_b2_"))]
+    rewinder.install()  # the rows as they are become depth 0
+    assert own_objects(engine) == fresh
+    assert installation_of(rewinder).depth == 0
+    rewinder.uninstall()
+    assert own_objects(engine) == [("table", "dbrewind_meta")]
+
+
+def test_a_failed_push_leaves_the_previous_state(
+    rewinder: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbrewind.dialects import sqlite as module
+
+    rewinder.prepare(shop_setup)
+    before = own_objects(engine)
+    run(
+        engine,
+        """INSERT INTO "Order" ("Customer Name") VALUES ('one')""",
+        "INSERT INTO empty_log (msg) VALUES ('one')",
+    )
+    real = module._capture_baseline
+    calls: list[str] = []
+
+    def fail_second(conn: Connection, table: Any, *args: Any) -> Any:
+        calls.append(table.name)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+        return real(conn, table, *args)
+
+    monkeypatch.setattr(module, "_capture_baseline", fail_second)
+    with pytest.raises(sqlite3.OperationalError, match="simulated"):
+        push(rewinder)
+    monkeypatch.undo()
+    assert own_objects(engine) == before
+    found = installation_of(rewinder)
+    assert (found.depth, found.dirty) == (0, ("Order", "empty_log"))
+    assert push(rewinder) == ("Order", "empty_log")
+
+
+def test_a_failed_pop_leaves_the_layers(rewinder: Rewinder, engine: Engine) -> None:
+    rewinder.prepare(shop_setup)
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('one')""")
+    push(rewinder)
+    # the layer's copy no longer fits the table: the pop cannot put the baseline back
+    run(engine, 'ALTER TABLE "Order" DROP COLUMN "Customer Name"')
+    with pytest.raises(SchemaChangedError, match="'Order'"):
+        pop(rewinder, 0)
+    assert installation_of(rewinder).depth == 1
+    run(engine, """ALTER TABLE "Order" ADD COLUMN "Customer Name" TEXT""")
+    assert pop(rewinder, 0).tables == ("Order",)
+    assert rows(engine, 'SELECT count(*) FROM "Order"') == [(3,)]
+
+
+def test_push_captures_a_table_recreated_since_the_last_rewind(
+    rewinder: Rewinder, engine: Engine
+) -> None:
+    rewinder.prepare(shop_setup)
+    run(
+        engine,
+        'DROP TABLE "user"',
+        'CREATE TABLE "user" (id INTEGER PRIMARY KEY, order_id INTEGER, note TEXT)',
+        """INSERT INTO "user" VALUES (5, 1, 'migrated')""",
+        "CREATE TABLE scratch (x INTEGER)",
+    )
+    assert push(rewinder) == ("user",)
+    run(engine, """UPDATE "user" SET note = 'test'""")
+    assert rewinder.dirty_tables() == ["user"]  # tracked again
+    with rewinder.connection() as conn:
+        result = rewinder.dialect.rewind(conn)
+    assert result.created_tables == ("scratch",)  # still reported after the push
+    assert rows(engine, 'SELECT * FROM "user"') == [(5, 1, "migrated")]
+    pop(rewinder, 0)
+    assert rows(engine, 'SELECT * FROM "user" ORDER BY id') == [(1, 1, "first"), (2, 2, "second")]
+
+
+def test_a_clone_carries_layers_and_state(
+    rewinder: Rewinder, engine: Engine, tmp_path: Path
+) -> None:
+    rewinder.prepare(shop_setup)
+    run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('layer')""")
+    push(rewinder)
+    with rewinder.connection() as conn:
+        rewinder.dialect.write_state(conn, {"fingerprint": "f00"})
+    rewinder.close()
+    clone_url = parse_url(f"sqlite:///{tmp_path / 'clone_test.db'}")
+    SQLiteDialect().create_database(clone_url, template=rewinder.url)
+    with Rewinder(clone_url) as clone:
+        found = installation_of(clone)
+        assert (found.depth, dict(found.state), found.intact) == (1, {"fingerprint": "f00"}, True)
+        pop(clone, 0)
+        clone_engine = create_engine(clone_url.url)
+        assert rows(clone_engine, 'SELECT count(*) FROM "Order"') == [(3,)]
+        clone_engine.dispose()
+    assert rows(engine, 'SELECT count(*) FROM "Order"') == [(4,)]  # the template keeps its own
+
+
+def test_layers_and_state_on_a_shared_in_memory_database() -> None:
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    with Rewinder("sqlite://", engine=engine) as rewinder:
+        rewinder.prepare(shop_setup)
+        run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('layer')""")
+        assert push(rewinder) == ("Order",)
+        with rewinder.connection() as conn:
+            rewinder.dialect.write_state(conn, {"holder": "me"})
+        found = installation_of(rewinder)
+        assert (found.depth, dict(found.state), found.intact) == (1, {"holder": "me"}, True)
+        run(engine, """INSERT INTO "Order" ("Customer Name") VALUES ('test')""")
+        rewinder.rewind()
+        assert rows(engine, 'SELECT count(*) FROM "Order"') == [(4,)]
+        assert pop(rewinder, 0).tables == ("Order",)
+        assert rows(engine, 'SELECT count(*) FROM "Order"') == [(3,)]
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------ locks
+def test_lock_files_sit_beside_the_database_and_name_their_holder(tmp_path: Path) -> None:
+    dialect = SQLiteDialect()
+    url = parse_url(f"sqlite:///{tmp_path / 'app_test.db'}")
+    lock = dialect.acquire_lock(url, "lease", wait=0)
+    assert lock is not None
+    try:
+        path = tmp_path / "app_test.db-dbrewind-lease.lock"
+        assert lock.name == str(path)
+        me = f"{os.getpid()}@{socket.gethostname()}"
+        assert path.read_text() == me
+        assert dialect.lock_holder(url, "lease") == f"dbrewind {me}, lock file {path}"
+        assert dialect.lock_holder(url, "build") is None
+    finally:
+        lock.release()
+    assert dialect.lock_holder(url, "lease") is None
+    assert path.exists()  # never deleted
+    assert path.read_text() == ""
+
+
+def test_drop_database_leaves_lock_files_and_a_held_lock_holds(tmp_path: Path) -> None:
+    dialect = SQLiteDialect()
+    url = parse_url(f"sqlite:///{tmp_path / 'app_test.db'}")
+    dialect.create_database(url)
+    lock = dialect.acquire_lock(url, "build", wait=0)
+    assert lock is not None
+    try:
+        dialect.drop_database(url)
+        assert sorted(os.listdir(tmp_path)) == ["app_test.db-dbrewind-build.lock"]
+        dialect.create_database(url)
+        assert dialect.acquire_lock(url, "build", wait=0) is None
+    finally:
+        lock.release()
+
+
+def test_locks_fall_back_to_the_temporary_directory_when_the_database_directory_is_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locks_tmp = tmp_path / "tmp"
+    locks_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(locks_tmp))
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root ignores the mode: refuse as the kernel would
+        real_open = os.open
+
+        def refusing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if os.path.dirname(os.fspath(path)) == str(read_only) and flags & os.O_CREAT:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
+    dialect = SQLiteDialect()
+    url = parse_url(f"sqlite:///{read_only / 'app_test.db'}")
+    try:
+        lock = dialect.acquire_lock(url, "lease", wait=0)
+        assert lock is not None
+        try:
+            assert os.listdir(read_only) == []
+            assert Path(lock.name).parent == locks_tmp / "dbrewind-locks"
+            assert dialect.acquire_lock(url, "lease", wait=0) is None
+            holder = dialect.lock_holder(url, "lease")
+            assert holder is not None
+            assert f"{os.getpid()}@" in holder
+            other = dialect.acquire_lock(url, "build", wait=0)
+            assert other is not None
+            assert other.name != lock.name
+            other.release()
+        finally:
+            lock.release()
+        assert dialect.lock_holder(url, "lease") is None
+    finally:
+        read_only.chmod(0o755)
+
+
+def test_lock_file_names_are_safe_for_any_purpose(tmp_path: Path) -> None:
+    dialect = SQLiteDialect()
+    url = parse_url(f"sqlite:///{tmp_path / 'app_test.db'}")
+    odd = dialect.acquire_lock(url, "../x y", wait=0)
+    similar = dialect.acquire_lock(url, "../x_y", wait=0)
+    assert odd is not None
+    assert similar is not None
+    try:
+        assert os.path.dirname(odd.name) == str(tmp_path)
+        assert odd.name != similar.name
+    finally:
+        odd.release()
+        similar.release()
+
+
+def test_an_in_memory_database_lock_is_always_granted() -> None:
+    dialect = SQLiteDialect()
+    memory = parse_url("sqlite://")
+    first = dialect.acquire_lock(memory, "lease", wait=0)
+    second = dialect.acquire_lock(memory, "lease", wait=0)
+    assert first is not None
+    assert second is not None
+    assert dialect.lock_holder(memory, "lease") is None
+    first.release()
+    second.release()
+
+
+def test_a_lock_wait_of_zero_tries_once(tmp_path: Path) -> None:
+    dialect = SQLiteDialect()
+    url = parse_url(f"sqlite:///{tmp_path / 'app_test.db'}")
+    held = dialect.acquire_lock(url, "build", wait=0)
+    assert held is not None
+    started = time.monotonic()
+    try:
+        assert dialect.acquire_lock(url, "build", wait=0) is None
+        assert time.monotonic() - started < 0.04
+    finally:
+        held.release()
+
+
+# ---------------------------------------------------------------- list databases
+def test_list_databases_leaves_out_companions_locks_and_other_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialect = SQLiteDialect()
+    for name in ("app_test_tmpl_a.db", "app_test_tmpl_b.db", "other_test.db"):
+        dialect.create_database(parse_url(f"sqlite:///{tmp_path / name}"))
+    (tmp_path / "app_test_tmpl_empty.db").write_bytes(b"")  # an empty file is a database
+    (tmp_path / "app_test_tmpl_notes.txt").write_text("not a database")
+    (tmp_path / "app_test_tmpl_dir").mkdir()
+    for suffix in ("-wal", "-shm", "-journal"):
+        (tmp_path / f"app_test_tmpl_a.db{suffix}").write_bytes(b"")
+    url = parse_url(f"sqlite:///{tmp_path / 'app_test.db'}")
+    lock = dialect.acquire_lock(
+        parse_url(f"sqlite:///{tmp_path / 'app_test_tmpl_a.db'}"), "x", wait=0
+    )
+    assert lock is not None
+    lock.release()
+    expected = [str(tmp_path / n) for n in ("app_test_tmpl_a.db", "app_test_tmpl_b.db")]
+    expected.insert(2, str(tmp_path / "app_test_tmpl_empty.db"))
+    assert dialect.list_databases(url, "app_test_tmpl_") == sorted(expected)
+    # the form of url.database: relative stays relative, a file: URI stays one
+    monkeypatch.chdir(tmp_path)
+    assert dialect.list_databases(parse_url("sqlite:///app_test.db"), "app_test_tmpl_b") == [
+        "app_test_tmpl_b.db"
+    ]
+    uri = parse_url(f"sqlite:///file:{tmp_path / 'app_test.db'}?mode=rwc&uri=true")
+    assert uri.database == f"file:{tmp_path / 'app_test.db'}"  # the query is the URL's
+    assert dialect.list_databases(uri, "app_test_tmpl_b") == [
+        f"file:{tmp_path / 'app_test_tmpl_b.db'}"
+    ]
+    assert dialect.list_databases(parse_url(f"sqlite:///{tmp_path / 'no' / 'x.db'}"), "") == []
+    assert dialect.list_databases(parse_url("sqlite://"), "") == []

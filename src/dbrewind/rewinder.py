@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -30,6 +31,7 @@ from ._url import DatabaseURL, parse_url
 from .dialects import Dialect, RewindResult, SchemaInfo, get_dialect
 from .exceptions import (
     ConfigurationError,
+    DbrewindError,
     NotPreparedError,
     SchemaChangedError,
     UnsafeDatabaseError,
@@ -229,12 +231,21 @@ class Rewinder:
             self.create()
         with self.connection() as conn:
             if self.dialect.is_installed(conn):
-                self.dialect.rewind(conn)
+                self._undo_installation(conn)
                 self.dialect.uninstall(conn)
         for step in _as_steps(setup):
             with self.engine.begin() as conn:
                 step(conn)
         return self.install()
+
+    def _undo_installation(self, conn: Connection) -> None:
+        """Rewind an earlier installation to its own baseline, below any layer a killed
+        run left; what it cannot put back (a table that is gone) is left to the setup."""
+        try:
+            self.dialect.pop_baseline(conn, 0)
+        except DbrewindError:
+            with contextlib.suppress(DbrewindError):  # an older layout without layers
+                self.dialect.rewind(conn)
 
     async def aprepare(
         self,
@@ -297,12 +308,16 @@ class Rewinder:
             self.dialect.mark_dirty(conn, keys)
         return keys
 
-    def rewind(self) -> RewindResult:
+    def rewind(self, *, raise_on_dropped: bool = True) -> RewindResult:
         """Put the dirty tables back to the baseline; one round trip when none is dirty.
 
         Tables a test created are reported in the result (and dropped when
-        ``drop_created_tables``); a baseline table the test dropped raises
-        :class:`SchemaChangedError` after everything else has been rewound.
+        ``drop_created_tables``); a table dropped and created again under its
+        name is tracked again and rewound (``recreated_tables``; PostgreSQL and
+        SQLite). A baseline table the test dropped (or altered so that its
+        baseline rows no longer fit) raises :class:`SchemaChangedError` after
+        everything else has been rewound, or with ``raise_on_dropped=False`` is
+        only reported in ``dropped_tables``.
 
         MySQL/MariaDB: the ``ALTER TABLE .. AUTO_INCREMENT`` of a table with
         baseline rows may still be running when this returns, on a second
@@ -332,12 +347,14 @@ class Rewinder:
             for key, count in result.deleted.items():
                 if count > self.truncate_threshold:
                     self._truncate.add(key)
-        if result.dropped_tables:
+        if result.dropped_tables and raise_on_dropped:
             names = ", ".join(repr(t) for t in result.dropped_tables)
             raise SchemaChangedError(
-                f"Table(s) {names} of the baseline were dropped in {self.url.display()} during "
-                "the test, so they cannot be rewound. Recreate them in the test's teardown, "
-                "or prepare the database again (Rewinder.prepare / pytest --dbrewind-rebuild)."
+                f"Table(s) {names} of the baseline were dropped (or altered so that their "
+                f"baseline rows no longer fit) in {self.url.display()}, so they cannot be "
+                "rewound; everything else was. Create them again before the rewind (in the "
+                "test's teardown): dbrewind then restores their rows and tracks them again. "
+                "Or prepare the database again (Rewinder.prepare())."
             )
         return result
 

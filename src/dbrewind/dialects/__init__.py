@@ -5,12 +5,23 @@ from __future__ import annotations
 import importlib
 
 from .._url import Backend
-from .base import Capabilities, Dialect, ForeignKey, RewindResult, SchemaInfo, Table
+from .base import (
+    Capabilities,
+    Dialect,
+    ForeignKey,
+    Installation,
+    Lock,
+    RewindResult,
+    SchemaInfo,
+    Table,
+)
 
 __all__ = [
     "Capabilities",
     "Dialect",
     "ForeignKey",
+    "Installation",
+    "Lock",
     "RewindResult",
     "SchemaInfo",
     "Table",

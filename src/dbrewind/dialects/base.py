@@ -39,6 +39,8 @@ __all__ = [
     "Capabilities",
     "Dialect",
     "ForeignKey",
+    "Installation",
+    "Lock",
     "RewindResult",
     "SchemaInfo",
     "Table",
@@ -46,6 +48,54 @@ __all__ = [
     "server_connection",
     "short_name",
 ]
+
+
+@dataclass(frozen=True)
+class Installation:
+    """What dbrewind's tracking in a database covers, against the database as it is now.
+
+    Tables are compared by name (never by OID or internal id): a table that was
+    dropped and created again under its name is :attr:`untracked`, not gone.
+    """
+
+    installed: bool
+    """Tracking objects (marks, baseline, rewind routine) are present."""
+    state: Mapping[str, str] = field(default_factory=dict)
+    """Key/value state recorded with the installation (:meth:`Dialect.write_state`)."""
+    tracked: tuple[str, ...] = ()
+    """Keys of the tables in the installation's baseline, sorted."""
+    untracked: tuple[str, ...] = ()
+    """Tracked keys whose table exists by name but lost its tracking triggers
+    (it was dropped and created again), sorted."""
+    missing: tuple[str, ...] = ()
+    """Tracked keys for which no table of that name exists any more, sorted."""
+    created: tuple[str, ...] = ()
+    """User tables that exist but are not tracked (created after the install), sorted."""
+    dirty: tuple[str, ...] = ()
+    """Tracked tables with committed writes since the last rewind or push, sorted
+    (on MySQL/MariaDB with the tables their FK cascades reach)."""
+    depth: int = 0
+    """Baseline layers pushed (:meth:`Dialect.push_baseline`) above the install's own."""
+
+    @property
+    def intact(self) -> bool:
+        """Installed, and it covers exactly the user tables there are, each still tracked."""
+        return self.installed and not (self.untracked or self.missing or self.created)
+
+
+class Lock(ABC):
+    """A server-wide named lock held on a connection (or file) of its own.
+
+    It is released by :meth:`release` or by the death of the process that holds
+    it (the server drops the session; the kernel drops the file lock), so a
+    crashed run never leaves it behind.
+    """
+
+    name: str
+
+    @abstractmethod
+    def release(self) -> None:
+        """Release the lock and close what holds it; idempotent."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +195,10 @@ class RewindResult:
     """Tables that exist now but not in the baseline (created by the test)."""
     dropped_tables: tuple[str, ...] = ()
     """Tables of the baseline that no longer exist (dropped by the test)."""
+    recreated_tables: tuple[str, ...] = ()
+    """Tables of the baseline that were dropped and created again under the same name:
+    their tracking is back and their baseline rows were restored (they are in
+    :attr:`tables` too)."""
     seconds: float = 0.0
     """Wall time the rewind took, filled in by :class:`dbrewind.Rewinder`."""
 
@@ -228,6 +282,12 @@ class Dialect(ABC):
 
     name: ClassVar[Backend]
     capabilities: ClassVar[Capabilities]
+    name_limit: ClassVar[int] = 63
+    """Longest database name the server accepts (SQLite: a file name, kept well below 255)."""
+    sees_recreated_tables: ClassVar[bool] = True
+    """Every :meth:`rewind` notices a tracked table that was dropped and created again, and
+    tracks it again (PostgreSQL, SQLite). Where not (MySQL), :meth:`schema_stamp` tells
+    when to look and :meth:`retrack` mends it."""
 
     def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
         #: PostgreSQL: schemas whose tables are the user's (default: ``public``).
@@ -299,6 +359,19 @@ class Dialect(ABC):
         """
         return None
 
+    def restore_counters(self, conn: Connection) -> None:
+        """Put back every tracked counter that moved without a mark (at the end of a run).
+
+        A write that was rolled back marks nothing but may still have moved a
+        counter: PostgreSQL sequences never roll back, and a MySQL/MariaDB
+        insert uses up its ``AUTO_INCREMENT`` value. Per test that is left as
+        it is (the sandbox's trade-off); once a run ends, the database goes back
+        to its baseline counters too. By default: the :meth:`sandbox_rollback_sql`.
+        """
+        sql = self.sandbox_rollback_sql()
+        if sql is not None:
+            conn.exec_driver_sql(sql)
+
     @abstractmethod
     def tracked_tables(self, conn: Connection) -> list[str]:
         """Keys of the tables the current installation tracks (its baseline's tables)."""
@@ -331,3 +404,91 @@ class Dialect(ABC):
     @abstractmethod
     def mark_created(self, conn: Connection) -> None:
         """Record on the connected database that dbrewind created it (and may write to it)."""
+
+    # ------------------------------------------------------------- lifecycle
+    # What the one lifecycle (dbrewind.provision) needs to trust nothing a
+    # previous run left: read the installation by name, record state with it,
+    # stack baselines for fixture scopes, and lease databases across processes.
+
+    def installation(self, conn: Connection) -> Installation:
+        """What is installed here and how it matches the database now, by table name.
+
+        Read-only, a few catalog queries. ``Installation(installed=False)`` when
+        there is no (complete) installation.
+        """
+        raise NotImplementedError
+
+    def write_state(self, conn: Connection, values: Mapping[str, str]) -> None:
+        """Record ``values`` (upserted by key) in the installation's state; committed.
+
+        The state belongs to the installation: :meth:`install` starts it empty,
+        :meth:`uninstall` removes it, and a clone made from a template carries
+        the template's. Raises :class:`~dbrewind.exceptions.NotPreparedError`
+        when tracking is not installed.
+        """
+        raise NotImplementedError
+
+    def push_baseline(self, conn: Connection) -> tuple[str, ...]:
+        """Make what the dirty tables hold now their baseline, one layer above the current.
+
+        For rows a fixture of a wider scope committed: every dirty table's
+        current rows and its sequence / counter values become its baseline;
+        its previous baseline is kept at the new depth; its marks are cleared.
+        Stored in the database (a crashed run's layers are found by the next
+        one). Returns the keys captured, sorted; ``()`` when nothing was dirty,
+        and then no layer is added (:attr:`Installation.depth` is unchanged).
+        """
+        raise NotImplementedError
+
+    def pop_baseline(
+        self, conn: Connection, depth: int, *, reset_sequences: bool = True
+    ) -> RewindResult:
+        """Drop the layers above ``depth`` and rewind to the baseline of layer ``depth``.
+
+        Every table captured in a dropped layer gets the baseline it had at
+        ``depth`` back (rows, sequences / counters), and every dirty table is
+        rewound as :meth:`rewind` does; the result lists them all.
+        ``0 <= depth <=`` the current depth; ``depth`` equal to the current one
+        is a plain rewind.
+        """
+        raise NotImplementedError
+
+    def acquire_lock(self, url: DatabaseURL, purpose: str, *, wait: float) -> Lock | None:
+        """Take the lock named ``purpose`` for the database of ``url``, server-wide.
+
+        PostgreSQL: an advisory lock on the server's maintenance database;
+        MySQL/MariaDB: ``GET_LOCK``; SQLite: ``flock`` on a file beside the
+        database file. Held on a connection (or file) of its own, so dbrewind's
+        other connections may be closed, killed or reconnected meanwhile.
+        ``wait``: seconds to wait for it (0: try once). ``None`` when another
+        session holds it (and still does after ``wait``). Locks of the same
+        ``purpose`` on two databases, and of two purposes on one, are independent.
+        """
+        raise NotImplementedError
+
+    def lock_holder(self, url: DatabaseURL, purpose: str) -> str | None:
+        """Who holds the lock (e.g. ``"pid 4242 on 10.0.0.5, dbrewind 4242@ci-3"``), or None."""
+        raise NotImplementedError
+
+    def schema_stamp(self, conn: Connection) -> str | None:
+        """A cheap stamp that changes when a table is dropped, created or recreated.
+
+        Only where rewinds do not notice recreated tables themselves
+        (:attr:`sees_recreated_tables` is False); None elsewhere, or when the
+        server cannot say.
+        """
+        return None
+
+    def retrack(self, conn: Connection, keys: Sequence[str]) -> RewindResult:
+        """Give the tracked tables ``keys`` (dropped and created again under their names)
+        their tracking back, and rewind them to their baseline. By default the rewind
+        does both (see :attr:`sees_recreated_tables`)."""
+        return self.rewind(conn)
+
+    def list_databases(self, url: DatabaseURL, prefix: str) -> list[str]:
+        """Names of the databases beside ``url``'s whose name starts with ``prefix``, sorted.
+
+        SQLite: database file paths in the directory of ``url``'s file whose
+        file name starts with ``prefix`` (companion and lock files left out).
+        """
+        raise NotImplementedError

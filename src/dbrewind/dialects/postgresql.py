@@ -22,29 +22,57 @@ Everything dbrewind installs lives in its own schema, ``dbrewind``:
     being queued for the statement's end, which makes tracking nearly free;
     a statement that then fails takes its mark along when it rolls back.
 ``dbrewind.tables``
-    One row per tracked table: delete order, precomputed delete / restore
-    SQL, the tables referencing it.
+    One row per tracked table, found by its qualified name (``target``) and
+    its oid (``relid``, to notice it was dropped and created again): delete
+    order, precomputed delete / restore SQL, the tables referencing it.
+``dbrewind.table_sql``
+    What only a push and a table created again need, kept out of the
+    rewind's way (it reads ``dbrewind.tables`` on every call): per tracked
+    table its kind, restored columns, copy SQL, and the ``CREATE TRIGGER``
+    statements that track it, exactly as the install ran them.
 ``dbrewind.sequences``
-    The baseline value of each sequence a tracked table draws from.
-``dbrewind."b_<n>"``
-    Baseline copies of the tables that held rows when tracking was installed.
-``dbrewind.rewind(truncate text[], reset_sequences boolean)``
+    The baseline value of each sequence a tracked table draws from, with the
+    column that draws from it (a table created again owns new sequences).
+``dbrewind."b_<n>"``, ``dbrewind."b_<n>_<depth>"``
+    Baseline copies of the tables that held rows when tracking was
+    installed, and when a baseline layer was pushed.
+``dbrewind.state(key text, value text)``
+    Key/value state recorded with the installation (``write_state``).
+``dbrewind.layers``, ``dbrewind.layer_sequences``
+    Baseline layers: per depth and table, the restore SQL and the sequence
+    values the table had below the layer, and the layer's own copy.
+``dbrewind.rewind(truncate text[], reset_sequences boolean, ..)``
     Reads the marks and puts the dirty tables back, all in the one statement
     that calls it. It runs with ``session_replication_role = replica`` (no FK
     checks, no user triggers) when the role may set it, and otherwise deletes
-    children first, taking along the tables that reference a dirty one.
+    children first, taking along the tables that reference a dirty one. A
+    tracked table dropped and created again under its name is tracked again
+    (``dbrewind.track_again``) and rewound, or reported dropped when its
+    baseline rows no longer fit.
+``dbrewind.push_baseline(..)``, ``dbrewind.pop_baseline(..)``
+    Push a baseline layer (the dirty tables' rows become their baseline) and
+    pop layers again (then rewind); each runs as one statement.
+``dbrewind.reset_moved_sequences()``
+    Puts back every tracked sequence that moved (the rollback sandbox).
 ``dbrewind_ddl`` (event trigger, superuser only)
     Marks DDL that creates, drops or renames tables, so the rewind compares
     the table list with the baseline's only after such DDL. Without it, the
     rewind compares on every call (a catalog query).
+
+Locks (:meth:`PostgreSQLDialect.acquire_lock`) are session-level advisory
+locks ``pg_try_advisory_lock(ns, key)`` held on a connection of their own to
+the server's ``postgres`` database; nothing is installed for them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import NullPool, create_engine, event, text
@@ -58,6 +86,8 @@ from .base import (
     Capabilities,
     Dialect,
     ForeignKey,
+    Installation,
+    Lock,
     RewindResult,
     SchemaInfo,
     Table,
@@ -79,7 +109,10 @@ _EVENT_TRIGGER = "dbrewind_ddl"
 _SEEN_PREFIX = "dbrewind.seen_"
 """Transaction-local settings ``dbrewind.seen_<n>``: table n was marked in this transaction."""
 _DDL_MARK = "!ddl"
+"""The mark the event trigger leaves after DDL; marks starting with ``!`` are not tables."""
 _EXTERNAL = "!external"
+_OWN_DDL = "dbrewind.own_ddl"
+"""Transaction-local setting: the DDL running now is dbrewind's own (no ``!ddl`` mark)."""
 _DDL_TAGS = (
     "CREATE TABLE",
     "CREATE TABLE AS",
@@ -95,6 +128,11 @@ _UNDEFINED = {"42P01", "42883", "3F000"}  # undefined table / function / schema
 _FK_VIOLATION = "23503"
 _LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 _OBJECT_IN_USE = "55006"
+
+_LOCK_NAMESPACE = 0x64627277  # "dbrw": the first int4 of every dbrewind advisory lock
+"""``classid`` of dbrewind's advisory locks (``pg_try_advisory_lock(ns, key)``)."""
+_LOCK_POLL = 0.05
+"""Seconds between two tries of a lock that another session holds."""
 
 
 def _lit(value: str) -> str:
@@ -158,6 +196,30 @@ def _run_script(conn: Connection, sql: str) -> None:
         cursor.close()
 
 
+def _lock_key(purpose: str, database: str) -> int:
+    """The second int4 of the advisory lock ``purpose`` on ``database``: stable, 31 bits."""
+    digest = hashlib.sha1(f"{purpose}:{database}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+class _AdvisoryLock(Lock):
+    """A session-level advisory lock, held by the open connection in ``stack``."""
+
+    def __init__(self, name: str, stack: ExitStack) -> None:
+        self.name = name
+        self._stack: ExitStack | None = stack
+
+    def __repr__(self) -> str:
+        state = "held" if self._stack is not None else "released"
+        return f"<PostgreSQL advisory lock {self.name!r}, {state}>"
+
+    def release(self) -> None:
+        """Close the connection: the server drops the session's advisory locks with it."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
+
+
 _REPLICA_INFO = "dbrewind_replica_role"
 
 
@@ -218,6 +280,9 @@ _DDL_FUNCTION = f"""
 CREATE FUNCTION {TRACKING_SCHEMA}.mark_ddl() RETURNS event_trigger
 LANGUAGE plpgsql AS $ddl$
 BEGIN
+    IF coalesce(current_setting({_lit(_OWN_DDL)}, true), '') <> '' THEN
+        RETURN;  -- a baseline copy that push_baseline / pop_baseline makes or drops
+    END IF;
     INSERT INTO {TRACKING_SCHEMA}.marks (tbl)
     SELECT {_lit(_DDL_MARK)}
     WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks WHERE tbl = {_lit(_DDL_MARK)});
@@ -238,6 +303,12 @@ def _rewind_function(schemas: Sequence[str], always_compare: bool) -> str:
     (dbrewind's own connection, which no user code shares), so later rewinds
     reuse their plans; otherwise the role is set for the statement only and
     restored.
+
+    The table list is compared by name: a tracked table whose name now
+    points at another table (dropped and created again) is ``back``: it is
+    tracked again by ``track_again`` and rewound with the dirty tables, or,
+    when its baseline rows no longer fit, reported ``dropped`` like a table
+    that is gone. Either way it is never reported ``created``.
     """
     s = TRACKING_SCHEMA
     if always_compare:
@@ -260,8 +331,11 @@ DECLARE
     marked text[];
     dirty text[];
     grown text[];
-    gone text[] := '{{}}';
-    born text[] := '{{}}';
+    changed text[];
+    gone text[];
+    born text[];
+    back text[];
+    back_oids oid[];
     trunc text[];
     kept text[];
     old_role text;
@@ -270,19 +344,50 @@ DECLARE
 BEGIN
     SELECT array_agg(DISTINCT m.tbl) INTO marked FROM {s}.marks m;
     {quick_exit}
+    -- Initialised here, not in DECLARE: nothing dirty costs no more than the check above.
     marked := coalesce(marked, '{{}}');
+    gone := '{{}}';
+    born := '{{}}';
+    back := '{{}}';
+    back_oids := '{{}}';
 
     IF {compare} THEN
-        SELECT coalesce(array_agg(k.key ORDER BY k.key), '{{}}') INTO gone
-        FROM {s}.tables k
-        WHERE to_regclass(k.target) IS DISTINCT FROM k.relid;
+        -- The same two queries as when tables are only ever dropped or created...
+        SELECT array_agg(k.key ORDER BY k.key) INTO changed
+        FROM {s}.tables k WHERE to_regclass(k.target) IS DISTINCT FROM k.relid;
         SELECT coalesce(array_agg(nm.nspname || '.' || c.relname ORDER BY 1), '{{}}') INTO born
         FROM pg_class c JOIN pg_namespace nm ON nm.oid = c.relnamespace
         WHERE nm.nspname = ANY({_text_array(schemas)})
           AND c.relkind IN ('r', 'p') AND NOT c.relispartition
           AND NOT EXISTS (SELECT 1 FROM {s}.tables k WHERE k.relid = c.oid);
+        IF changed IS NOT NULL THEN
+            -- ...then, by name: gone when no table has the name any more, back when
+            -- another table has it (not created, then); a tracked table renamed away
+            -- is created under its new name.
+            SELECT coalesce(array_agg(k.key ORDER BY k.key) FILTER (WHERE c.oid IS NULL), '{{}}'),
+                   coalesce(array_agg(k.key ORDER BY k.key) FILTER (WHERE c.oid IS NOT NULL),
+                            '{{}}'),
+                   coalesce(array_agg(c.oid ORDER BY k.key) FILTER (WHERE c.oid IS NOT NULL),
+                            '{{}}')
+            INTO gone, back, back_oids
+            FROM {s}.tables k
+            LEFT JOIN pg_class c ON c.oid = to_regclass(k.target) AND c.relkind IN ('r', 'p')
+            WHERE k.key = ANY(changed);
+            SELECT coalesce(array_agg(x.key ORDER BY x.key), '{{}}') INTO born FROM (
+                SELECT nm.nspname || '.' || c.relname AS key
+                FROM pg_class c JOIN pg_namespace nm ON nm.oid = c.relnamespace
+                WHERE nm.nspname = ANY({_text_array(schemas)})
+                  AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                  AND NOT c.oid = ANY(back_oids)
+                  AND NOT EXISTS (SELECT 1 FROM {s}.tables k
+                                  WHERE k.relid = c.oid AND NOT k.key = ANY(changed))
+            ) x;
+        END IF;
     END IF;
 
+    IF cardinality(back) > 0 THEN  -- rewound like a dirty table
+        marked := marked || back;
+    END IF;
     SELECT array_agg(k.key) INTO dirty
     FROM {s}.tables k WHERE k.key = ANY(marked) AND NOT k.key = ANY(gone);
 
@@ -312,6 +417,22 @@ BEGIN
                 dirty := grown;
             END LOOP;
             SET CONSTRAINTS ALL DEFERRED;
+        END IF;
+
+        -- Tables created again under their name: tracking back first, each on its own,
+        -- so one whose baseline no longer fits is reported and the rest still rewound.
+        IF cardinality(back) > 0 THEN
+            FOR t IN SELECT b.key, b.oid FROM unnest(back, back_oids) AS b(key, oid) LOOP
+                BEGIN
+                    PERFORM {s}.track_again(t.key, t.oid);
+                EXCEPTION
+                    WHEN lock_not_available OR query_canceled THEN RAISE;
+                    WHEN OTHERS THEN
+                        gone := gone || t.key;
+                        back := array_remove(back, t.key);
+                        dirty := array_remove(dirty, t.key);
+                END;
+            END LOOP;
         END IF;
 
         -- TRUNCATE only tables whose referencing tables are all truncated with them.
@@ -366,16 +487,204 @@ BEGIN
     WHERE (m.tbl = ANY(marked) OR m.tbl = ANY(dirty))
       AND NOT (m.tbl = {_lit(_DDL_MARK)} AND cardinality(gone) + cardinality(born) > 0);
 
-    FOR t IN SELECT unnest(gone) AS key LOOP
-        table_key := t.key; rows_deleted := 0; outcome := 'dropped';
-        RETURN NEXT;
-    END LOOP;
-    FOR t IN SELECT unnest(born) AS key LOOP
-        table_key := t.key; rows_deleted := 0; outcome := 'created';
-        RETURN NEXT;
-    END LOOP;
+    IF cardinality(gone) + cardinality(born) + cardinality(back) > 0 THEN
+        RETURN QUERY
+            SELECT g.key, 0::bigint, 'dropped' FROM unnest(gone) AS g(key)
+            UNION ALL
+            SELECT b.key, 0::bigint, 'created' FROM unnest(born) AS b(key)
+            UNION ALL
+            SELECT r.key, 0::bigint, 'recreated' FROM unnest(back) AS r(key);
+    END IF;
 END
 $rewind$;
+"""
+
+
+_LIFECYCLE_FUNCTIONS = f"""
+CREATE FUNCTION {TRACKING_SCHEMA}.track_again(table_key text, new_relid oid) RETURNS void
+LANGUAGE plpgsql AS $again$
+-- The tracked table table_key was dropped and created again as new_relid:
+-- give it its tracking triggers back and point its baseline at it, or raise
+-- (the caller reports it dropped) when the baseline rows no longer fit it.
+DECLARE
+    t record;
+    q record;
+    stmt text;
+    kind "char";
+    candidates oid[];
+    chosen oid;
+BEGIN
+    SELECT k.target, k.restore_sql, x.kind, x.columns, x.track_sql INTO STRICT t
+    FROM {TRACKING_SCHEMA}.tables k JOIN {TRACKING_SCHEMA}.table_sql x ON x.key = k.key
+    WHERE k.key = table_key;
+    SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = new_relid;
+    IF kind IS DISTINCT FROM t.kind THEN
+        RAISE EXCEPTION 'dbrewind: % was created again as another kind of relation', t.target;
+    END IF;
+    IF t.restore_sql IS NOT NULL AND EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = new_relid AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
+          AND NOT a.attname::text = ANY(t.columns)
+    ) THEN
+        RAISE EXCEPTION 'dbrewind: % has a NOT NULL column its baseline rows lack', t.target;
+    END IF;
+    -- Partitions attached again may still carry their trigger.
+    FOR q IN SELECT tg.tgrelid::regclass AS rel FROM pg_trigger tg
+             WHERE tg.tgname = {_lit(_TRIGGER)}
+               AND (tg.tgrelid = new_relid
+                    OR tg.tgrelid IN (SELECT p.relid FROM pg_partition_tree(new_relid) p)) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', {_lit(_TRIGGER)}, q.rel);
+    END LOOP;
+    FOREACH stmt IN ARRAY t.track_sql LOOP
+        EXECUTE stmt;
+    END LOOP;
+    IF t.restore_sql IS NOT NULL THEN  -- parsed and planned, inserts nothing: columns and types
+        EXECUTE t.restore_sql || ' LIMIT 0';
+    END IF;
+    -- The sequences the new table's columns draw from (a new table owns new sequences).
+    FOR q IN SELECT * FROM {TRACKING_SCHEMA}.sequences s WHERE s.key = table_key LOOP
+        SELECT array_agg(DISTINCT r.seqid) INTO candidates
+        FROM (
+            SELECT d.objid AS seqid
+            FROM pg_depend d
+            JOIN pg_attribute a ON a.attrelid = new_relid AND a.attnum = d.refobjsubid
+            WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+              AND d.deptype IN ('a', 'i') AND d.refobjid = new_relid AND a.attname = q.col
+            UNION
+            SELECT d.refobjid
+            FROM pg_attrdef ad
+            JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+            JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                            AND d.refclassid = 'pg_class'::regclass
+            WHERE ad.adrelid = new_relid AND a.attname = q.col
+        ) r
+        JOIN pg_class sc ON sc.oid = r.seqid AND sc.relkind = 'S';
+        chosen := CASE
+            WHEN q.seq::oid = ANY(candidates) THEN q.seq::oid
+            WHEN to_regclass(q.seq_name)::oid = ANY(candidates) THEN to_regclass(q.seq_name)::oid
+            WHEN cardinality(candidates) = 1 THEN candidates[1]
+        END;
+        IF chosen IS NULL THEN
+            RAISE EXCEPTION 'dbrewind: column % of % draws from no sequence now', q.col, t.target;
+        END IF;
+        UPDATE {TRACKING_SCHEMA}.sequences s
+        SET seq = chosen::regclass,
+            seq_name = (SELECT format('%I.%I', sn.nspname, sc.relname)
+                        FROM pg_class sc JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+                        WHERE sc.oid = chosen)
+        WHERE s.ref = q.ref;
+    END LOOP;
+    UPDATE {TRACKING_SCHEMA}.tables k SET relid = new_relid WHERE k.key = table_key;
+END
+$again$;
+
+CREATE FUNCTION {TRACKING_SCHEMA}.push_baseline(lock_timeout text DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $push$
+-- The dirty tables' rows and sequence values become their baseline, one layer up.
+DECLARE
+    captured text[];
+    stale text;
+    layer integer;
+    t record;
+    q record;
+    has_rows boolean;
+    copy_name text;
+    last_value bigint;
+    is_called boolean;
+BEGIN
+    IF lock_timeout IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', lock_timeout, true);
+    END IF;
+    LOCK TABLE {TRACKING_SCHEMA}.layers IN SHARE ROW EXCLUSIVE MODE;  -- one push or pop at a time
+    PERFORM set_config({_lit(_OWN_DDL)}, 'on', true);
+    SELECT array_agg(k.key ORDER BY k.key) INTO captured FROM {TRACKING_SCHEMA}.tables k
+    WHERE EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks m WHERE m.tbl = k.key);
+    IF captured IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(k.key, ', ' ORDER BY k.key) INTO stale FROM {TRACKING_SCHEMA}.tables k
+    WHERE k.key = ANY(captured) AND to_regclass(k.target) IS DISTINCT FROM k.relid;
+    IF stale IS NOT NULL THEN
+        RAISE EXCEPTION 'dbrewind cannot push a baseline layer: table(s) % were dropped or '
+            'created again since the last rewind. Rewind first (Rewinder.rewind()), or '
+            'install tracking again.', stale;
+    END IF;
+    SELECT coalesce(max(l.depth), 0) + 1 INTO layer FROM {TRACKING_SCHEMA}.layers l;
+    FOR t IN SELECT k.key, k.ord, k.truncate_target, k.restore_sql, x.copy_sql, x.restore_head
+             FROM {TRACKING_SCHEMA}.tables k JOIN {TRACKING_SCHEMA}.table_sql x ON x.key = k.key
+             WHERE k.key = ANY(captured) ORDER BY k.ord LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', t.truncate_target) INTO has_rows;
+        copy_name := NULL;
+        IF has_rows THEN
+            copy_name := format('{TRACKING_SCHEMA}.%I', 'b_' || t.ord || '_' || layer);
+            EXECUTE format('CREATE TABLE %s AS %s', copy_name, t.copy_sql);
+        END IF;
+        INSERT INTO {TRACKING_SCHEMA}.layers (depth, key, restore_sql, copy_table)
+        VALUES (layer, t.key, t.restore_sql, copy_name);
+        INSERT INTO {TRACKING_SCHEMA}.layer_sequences (depth, ref, value, called)
+        SELECT layer, s.ref, s.value, s.called FROM {TRACKING_SCHEMA}.sequences s
+        WHERE s.key = t.key;
+        UPDATE {TRACKING_SCHEMA}.tables k SET restore_sql = t.restore_head || copy_name
+        WHERE k.key = t.key;
+        FOR q IN SELECT s.ref, s.seq FROM {TRACKING_SCHEMA}.sequences s WHERE s.key = t.key LOOP
+            EXECUTE format('SELECT last_value, is_called FROM %s', q.seq)
+            INTO last_value, is_called;
+            UPDATE {TRACKING_SCHEMA}.sequences s SET value = last_value, called = is_called
+            WHERE s.ref = q.ref;
+        END LOOP;
+        RETURN NEXT t.key;
+    END LOOP;
+    DELETE FROM {TRACKING_SCHEMA}.marks m WHERE m.tbl = ANY(captured);
+    PERFORM set_config({_lit(_OWN_DDL)}, '', true);
+END
+$push$;
+
+CREATE FUNCTION {TRACKING_SCHEMA}.pop_baseline(
+    to_depth integer,
+    truncate text[] DEFAULT '{{}}',
+    reset_sequences boolean DEFAULT true,
+    lock_timeout text DEFAULT NULL
+)
+RETURNS TABLE (table_key text, rows_deleted bigint, outcome text)
+LANGUAGE plpgsql AS $pop$
+-- Layers above to_depth go, highest first: each table gets back the baseline
+-- it had below the layer and is marked dirty; then one rewind puts them back.
+#variable_conflict use_column
+DECLARE
+    top integer;
+    l record;
+BEGIN
+    IF lock_timeout IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', lock_timeout, true);
+    END IF;
+    LOCK TABLE {TRACKING_SCHEMA}.layers IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM set_config({_lit(_OWN_DDL)}, 'on', true);
+    SELECT coalesce(max(x.depth), 0) INTO top FROM {TRACKING_SCHEMA}.layers x;
+    IF to_depth IS NULL OR to_depth < 0 OR to_depth > top THEN
+        RAISE EXCEPTION 'dbrewind cannot pop to baseline layer %: the database has layers 0 to %. '
+            'Pass a depth in that range (Installation.depth is the current one).', to_depth, top;
+    END IF;
+    FOR l IN SELECT x.* FROM {TRACKING_SCHEMA}.layers x
+             WHERE x.depth > to_depth ORDER BY x.depth DESC, x.key LOOP
+        UPDATE {TRACKING_SCHEMA}.tables k SET restore_sql = l.restore_sql WHERE k.key = l.key;
+        UPDATE {TRACKING_SCHEMA}.sequences s SET value = p.value, called = p.called
+        FROM {TRACKING_SCHEMA}.layer_sequences p
+        WHERE p.depth = l.depth AND p.ref = s.ref AND s.key = l.key;
+        IF l.copy_table IS NOT NULL THEN
+            EXECUTE 'DROP TABLE IF EXISTS ' || l.copy_table;
+        END IF;
+        INSERT INTO {TRACKING_SCHEMA}.marks (tbl)
+        SELECT l.key WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks m WHERE m.tbl = l.key);
+    END LOOP;
+    DELETE FROM {TRACKING_SCHEMA}.layer_sequences p WHERE p.depth > to_depth;
+    DELETE FROM {TRACKING_SCHEMA}.layers x WHERE x.depth > to_depth;
+    PERFORM set_config({_lit(_OWN_DDL)}, '', true);
+    RETURN QUERY SELECT r.table_key, r.rows_deleted, r.outcome
+                 FROM {TRACKING_SCHEMA}.rewind(truncate, reset_sequences, false, lock_timeout) r;
+END
+$pop$;
 """
 
 
@@ -452,11 +761,39 @@ _ON_DELETE = {
     "d": "SET DEFAULT",
 }
 
+_SEQUENCE_COLUMNS_SQL = text(
+    """
+    SELECT r.relid, sn.nspname, s.relname, a.attname
+    FROM (
+        SELECT d.refobjid AS relid, d.objid AS seqid, d.refobjsubid AS attnum
+        FROM pg_depend d
+        WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+          AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(CAST(:oids AS oid[]))
+        UNION
+        SELECT ad.adrelid, d.refobjid, ad.adnum
+        FROM pg_attrdef ad
+        JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                        AND d.refclassid = 'pg_class'::regclass
+        WHERE ad.adrelid = ANY(CAST(:oids AS oid[]))
+    ) r
+    JOIN pg_class s ON s.oid = r.seqid AND s.relkind = 'S'
+    JOIN pg_namespace sn ON sn.oid = s.relnamespace
+    JOIN pg_attribute a ON a.attrelid = r.relid AND a.attnum = r.attnum
+    ORDER BY r.relid, sn.nspname, s.relname, r.attnum
+    """
+)
+"""Which column of a tracked table draws from each of its sequences (the first, if several)."""
+
 _REWIND_RAW = (
     f"SELECT table_key, rows_deleted, outcome "
     f"FROM {TRACKING_SCHEMA}.rewind(CAST(%s AS text[]), %s, %s, %s)"
 )
 """The rewind call in the driver's own (``format``) parameter style."""
+_POP_RAW = (
+    f"SELECT table_key, rows_deleted, outcome "
+    f"FROM {TRACKING_SCHEMA}.pop_baseline(%s, CAST(%s AS text[]), %s, %s)"
+)
+_PUSH_SQL = text(f"SELECT k FROM {TRACKING_SCHEMA}.push_baseline(:lock_timeout) AS k")
 _DIRTY_SQL = text(
     f"SELECT DISTINCT tbl FROM {TRACKING_SCHEMA}.marks WHERE tbl NOT LIKE '!%' ORDER BY tbl"
 )
@@ -466,10 +803,84 @@ _MARK_SQL = text(
     f"SELECT DISTINCT k FROM unnest(CAST(:keys AS text[])) AS k "
     f"WHERE NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks m WHERE m.tbl = k)"
 )
+_STATE_SQL = text(
+    f"INSERT INTO {TRACKING_SCHEMA}.state (key, value) "
+    "SELECT k, v FROM unnest(CAST(:keys AS text[]), CAST(:values AS text[])) AS u(k, v) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
+_INSTALLED_OBJECTS = (
+    *(
+        f"to_regclass('{TRACKING_SCHEMA}.{name}')"
+        for name in (
+            "marks",
+            "tables",
+            "table_sql",
+            "sequences",
+            "state",
+            "layers",
+            "layer_sequences",
+        )
+    ),
+    *(
+        f"to_regprocedure('{TRACKING_SCHEMA}.{signature}')"
+        for signature in (
+            "mark()",
+            "rewind(text[], boolean, boolean, text)",
+            "track_again(text, oid)",
+            "push_baseline(text)",
+            "pop_baseline(integer, text[], boolean, text)",
+            "reset_moved_sequences()",
+        )
+    ),
+)
 _INSTALLED_SQL = text(
-    f"SELECT to_regprocedure('{TRACKING_SCHEMA}.rewind(text[], boolean, boolean, text)') "
-    "IS NOT NULL "
-    f"AND to_regclass('{TRACKING_SCHEMA}.marks') IS NOT NULL"
+    "SELECT " + " AND ".join(f"{probe} IS NOT NULL" for probe in _INSTALLED_OBJECTS)
+)
+"""Every object of this version's installation exists (an older dbrewind's lacks some)."""
+_INSTALLATION_SQL = text(
+    f"""
+    WITH k AS (
+        SELECT k.key, c.oid
+        FROM {TRACKING_SCHEMA}.tables k
+        LEFT JOIN pg_class c ON c.oid = to_regclass(k.target) AND c.relkind IN ('r', 'p')
+    )
+    SELECT
+        (SELECT coalesce(array_agg(s.key ORDER BY s.key), '{{}}') FROM {TRACKING_SCHEMA}.state s),
+        (SELECT coalesce(array_agg(s.value ORDER BY s.key), '{{}}')
+         FROM {TRACKING_SCHEMA}.state s),
+        (SELECT coalesce(array_agg(k.key), '{{}}') FROM k),
+        (SELECT coalesce(array_agg(k.key), '{{}}') FROM k
+         WHERE k.oid IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM pg_trigger tg
+             WHERE tg.tgrelid = k.oid AND tg.tgname = {_lit(_TRIGGER)}
+               AND tg.tgfoid = '{TRACKING_SCHEMA}.mark()'::regprocedure)),
+        (SELECT coalesce(array_agg(k.key), '{{}}') FROM k WHERE k.oid IS NULL),
+        (SELECT coalesce(array_agg(u.key), '{{}}') FROM (
+             SELECT n.nspname || '.' || c.relname AS key
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = ANY(CAST(:schemas AS text[]))
+               AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+         ) u WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.key = u.key)),
+        (SELECT coalesce(array_agg(DISTINCT m.tbl), '{{}}') FROM {TRACKING_SCHEMA}.marks m
+         WHERE EXISTS (SELECT 1 FROM k WHERE k.key = m.tbl)),
+        (SELECT coalesce(max(l.depth), 0) FROM {TRACKING_SCHEMA}.layers l)
+    """
+)
+"""Everything :meth:`PostgreSQLDialect.installation` reports, by table name, in one query."""
+_LOCK_HOLDER_SQL = text(
+    """
+    SELECT l.pid,
+           CASE WHEN a.client_port = -1 THEN 'a local socket' ELSE host(a.client_addr) END,
+           a.application_name
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = CAST(:ns AS oid) AND l.objid = CAST(:key AS oid)
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+    ORDER BY l.pid
+    """
+)
+_LIST_DATABASES_SQL = text(
+    "SELECT datname FROM pg_database WHERE starts_with(datname::text, CAST(:prefix AS text))"
 )
 
 
@@ -616,12 +1027,17 @@ class PostgreSQLDialect(Dialect):
                 non_empty = {order[i] for (i,) in conn.exec_driver_sql(probe)}
             seq_names = sorted({q for k in order for q in schema.tables[k].sequences})
             seq_values: dict[str, tuple[int, bool]] = {}
+            seq_columns: dict[tuple[int, str], str] = {}
             if seq_names:
                 probe = " UNION ALL ".join(
                     f"SELECT {i}, last_value, is_called FROM {q}" for i, q in enumerate(seq_names)
                 )
                 for i, last, called in conn.exec_driver_sql(probe):
                     seq_values[seq_names[i]] = (int(last), bool(called))
+                for relid, seq_schema, seq_name, column in conn.execute(
+                    _SEQUENCE_COLUMNS_SQL, {"oids": all_oids}
+                ):
+                    seq_columns.setdefault((relid, _qualified(seq_schema, seq_name)), column)
 
             script = [self._drop_script()]
             script.append(
@@ -639,11 +1055,37 @@ CREATE TABLE {s}.tables (
     delete_sql text NOT NULL,
     restore_sql text
 );
+CREATE TABLE {s}.table_sql (
+    key text PRIMARY KEY,
+    kind "char" NOT NULL,
+    columns text[] NOT NULL,
+    copy_sql text NOT NULL,
+    restore_head text NOT NULL,
+    track_sql text[] NOT NULL
+);
 CREATE TABLE {s}.sequences (
+    ref integer PRIMARY KEY,
     key text NOT NULL,
+    col text,
     seq regclass NOT NULL,
+    seq_name text NOT NULL,
     value bigint NOT NULL,
     called boolean NOT NULL
+);
+CREATE TABLE {s}.state (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE {s}.layers (
+    depth integer NOT NULL,
+    key text NOT NULL,
+    restore_sql text,
+    copy_table text,
+    PRIMARY KEY (depth, key)
+);
+CREATE TABLE {s}.layer_sequences (
+    depth integer NOT NULL,
+    ref integer NOT NULL,
+    value bigint NOT NULL,
+    called boolean NOT NULL,
+    PRIMARY KEY (depth, ref)
 );
 GRANT USAGE ON SCHEMA {s} TO PUBLIC;
 GRANT SELECT, INSERT ON {s}.marks TO PUBLIC;
@@ -656,9 +1098,11 @@ LANGUAGE sql AS $reset$
     WHERE pg_sequence_last_value(q.seq)
           IS DISTINCT FROM (CASE WHEN q.called THEN q.value END);
 $reset$;
+{_LIFECYCLE_FUNCTIONS}
 """
             )
             rows: list[str] = []
+            sql_rows: list[str] = []
             seq_rows: list[str] = []
             for ord_, key in enumerate(order):
                 table = schema.tables[key]
@@ -666,27 +1110,31 @@ $reset$;
                 target = self._target(table)
                 only = "" if kind == "p" else "ONLY "
                 seen = _lit(f"{_SEEN_PREFIX}{ord_}")
-                for tracked in (target, *table.partitions):
-                    script.append(
-                        f"CREATE TRIGGER {_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
-                        f"ON {tracked} FOR EACH STATEMENT "
-                        f"WHEN (coalesce(current_setting({seen}, true), '') = '') "
-                        f"EXECUTE FUNCTION {s}.mark({_lit(key)}, {seen});"
-                    )
-                restore_sql = None
+                track_sql = [
+                    f"CREATE TRIGGER {_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
+                    f"ON {tracked} FOR EACH STATEMENT "
+                    f"WHEN (coalesce(current_setting({seen}, true), '') = '') "
+                    f"EXECUTE FUNCTION {s}.mark({_lit(key)}, {seen})"
+                    for tracked in (target, *table.partitions)
+                ]
+                script.extend(f"{statement};" for statement in track_sql)
                 cols = ", ".join(_ident(c) for c in table.columns)
+                overriding = " OVERRIDING SYSTEM VALUE" if table.identity_always else ""
+                copy_sql = f"SELECT {cols} FROM {only}{target}"
+                restore_head = f"INSERT INTO {target} ({cols}){overriding} SELECT {cols} FROM "
+                restore_sql = None
                 if key in non_empty:
                     copy = f'{s}."b_{ord_}"'
-                    script.append(f"CREATE TABLE {copy} AS SELECT {cols} FROM {only}{target};")
-                    overriding = " OVERRIDING SYSTEM VALUE" if table.identity_always else ""
-                    restore_sql = (
-                        f"INSERT INTO {target} ({cols}){overriding} SELECT {cols} FROM {copy}"
+                    script.append(f"CREATE TABLE {copy} AS {copy_sql};")
+                    restore_sql = restore_head + copy
+                for q in table.sequences:
+                    column = seq_columns.get((oid, q))
+                    value, called = seq_values[q]
+                    seq_rows.append(
+                        f"({len(seq_rows)}, {_lit(key)}, "
+                        f"{'NULL' if column is None else _lit(column)}, {_lit(q)}::regclass, "
+                        f"{_lit(q)}, {value}, {'true' if called else 'false'})"
                     )
-                seq_rows.extend(
-                    f"({_lit(key)}, {_lit(q)}::regclass, {seq_values[q][0]}, "
-                    f"{'true' if seq_values[q][1] else 'false'})"
-                    for q in table.sequences
-                )
                 delete_sql = f"DELETE FROM {only}{target}"
                 referenced_by = sorted(schema.referencing(key))
                 if key in external:
@@ -707,8 +1155,23 @@ $reset$;
                     )
                     + ")"
                 )
+                sql_rows.append(
+                    "("
+                    + ", ".join(
+                        [
+                            _lit(key),
+                            _lit(kind),
+                            _text_array(table.columns),
+                            _lit(copy_sql),
+                            _lit(restore_head),
+                            _text_array(track_sql),
+                        ]
+                    )
+                    + ")"
+                )
             if rows:
                 script.append(f"INSERT INTO {s}.tables VALUES\n" + ",\n".join(rows) + ";")
+                script.append(f"INSERT INTO {s}.table_sql VALUES\n" + ",\n".join(sql_rows) + ";")
             if seq_rows:
                 script.append(f"INSERT INTO {s}.sequences VALUES\n" + ",\n".join(seq_rows) + ";")
             script.append(_rewind_function(self.user_schemas, not superuser))
@@ -730,7 +1193,11 @@ $reset$;
             _run_script(conn, self._drop_script())
 
     def is_installed(self, conn: Connection) -> bool:
-        """Whether the ``dbrewind`` schema with its marks table and rewind function exists."""
+        """Whether every object of this version's installation exists.
+
+        An installation an older dbrewind made (without the state or layer
+        tables, say) counts as not installed, so it is installed again.
+        """
         return bool(conn.execute(_INSTALLED_SQL).scalar())
 
     def dirty_tables(self, conn: Connection) -> list[str]:
@@ -770,28 +1237,50 @@ $reset$;
         had work to do (FK checks and user triggers off on it), which saves
         re-planning on every later rewind; the role is reset when the
         connection goes back to its pool. Give it dbrewind's own connection.
+
+        A tracked table dropped and created again under its name gets its
+        tracking back and is rewound (:attr:`RewindResult.recreated_tables`),
+        or is reported in :attr:`RewindResult.dropped_tables` when its
+        baseline rows no longer fit it (a column they need is gone, or
+        changed type, or a new ``NOT NULL`` column has no default).
         """
         keep = self.keep_replica
         if keep:
             _reset_role_on_checkin(conn)
-        # Straight on the driver's cursor: this runs after every test, and the
-        # SQLAlchemy statement layer would double the cost of the one round trip.
+        return self._call_rewinding(
+            conn, _REWIND_RAW, (sorted(truncate), reset_sequences, keep, self._lock_timeout_ms())
+        )
+
+    def _lock_timeout_ms(self) -> str | None:
+        if self.lock_timeout is None:
+            return None
+        return f"{max(1, round(self.lock_timeout * 1000))}ms"
+
+    def _call_rewinding(
+        self,
+        conn: Connection,
+        sql: str,
+        params: tuple[object, ...],
+        doing: str = "Rewinding",
+    ) -> RewindResult:
+        """Run a function returning rewind rows, straight on the driver's cursor.
+
+        The rewind runs after every test, and the SQLAlchemy statement layer
+        would double the cost of its one round trip.
+        """
         raw = conn.connection.dbapi_connection
         assert raw is not None
         try:
             cursor = raw.cursor()
             try:
-                timeout = None
-                if self.lock_timeout is not None:
-                    timeout = f"{max(1, round(self.lock_timeout * 1000))}ms"
-                cursor.execute(_REWIND_RAW, (sorted(truncate), reset_sequences, keep, timeout))
+                cursor.execute(sql, params)
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
         except conn.dialect.loaded_dbapi.Error as exc:
             if getattr(raw, "closed", False):
                 conn.invalidate(exc)
-            raise self._translate(exc, conn) from exc
+            raise self._translate(exc, conn, doing) from exc
         if not rows:
             return RewindResult()
         tables: list[str] = []
@@ -799,11 +1288,14 @@ $reset$;
         truncated: set[str] = set()
         created: list[str] = []
         dropped: list[str] = []
+        recreated: list[str] = []
         for key, count, outcome in rows:
             if outcome == "created":
                 created.append(key)
             elif outcome == "dropped":
                 dropped.append(key)
+            elif outcome == "recreated":
+                recreated.append(key)  # its rows came back in a 'deleted' row of its own
             else:
                 tables.append(key)
                 deleted[key] = int(count)
@@ -815,14 +1307,94 @@ $reset$;
             truncated=frozenset(truncated),
             created_tables=tuple(created),
             dropped_tables=tuple(dropped),
+            recreated_tables=tuple(recreated),
         )
 
     def sandbox_rollback_sql(self) -> str | None:
         """Put back every tracked sequence that moved (``setval`` outlives the rollback)."""
         return f"SELECT {TRACKING_SCHEMA}.reset_moved_sequences()"
 
-    def _translate(self, exc: BaseException, conn: Connection) -> DbrewindError:
-        """A dbrewind error for a SQLAlchemy ``DBAPIError`` or a bare driver error."""
+    # ------------------------------------------------------------- lifecycle
+    def installation(self, conn: Connection) -> Installation:
+        """Two catalog queries: is every object there, then one query for all the rest.
+
+        Tracked tables are found by their qualified names (``to_regclass``),
+        never by the oids recorded at install: ``missing`` when no table has
+        the name, ``untracked`` when the table of that name has no
+        ``dbrewind_track`` trigger (it was dropped and created again);
+        ``created`` are the tables of the user schemas that are not tracked.
+        """
+        try:
+            if not conn.execute(_INSTALLED_SQL).scalar():
+                return Installation(installed=False)
+            row = conn.execute(_INSTALLATION_SQL, {"schemas": list(self.user_schemas)}).one()
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+        keys, values, tracked, untracked, missing, created, dirty, depth = row
+        return Installation(
+            installed=True,
+            state=dict(zip(keys, values, strict=True)),
+            tracked=tuple(sorted(tracked)),
+            untracked=tuple(sorted(untracked)),
+            missing=tuple(sorted(missing)),
+            created=tuple(sorted(created)),
+            dirty=tuple(sorted(dirty)),
+            depth=int(depth),
+        )
+
+    def write_state(self, conn: Connection, values: Mapping[str, str]) -> None:
+        """One upsert into ``dbrewind.state``, committed."""
+        try:
+            conn.execute(_STATE_SQL, {"keys": list(values), "values": list(values.values())})
+            if conn.in_transaction():
+                conn.commit()
+        except DBAPIError as exc:
+            raise self._translate(exc, conn) from exc
+
+    def push_baseline(self, conn: Connection) -> tuple[str, ...]:
+        """One ``SELECT`` of ``dbrewind.push_baseline()``, a single statement (all or nothing).
+
+        Per dirty table, ``dbrewind.layers`` keeps its restore SQL and
+        ``dbrewind.layer_sequences`` its sequence values at the new depth;
+        its rows are copied into ``dbrewind."b_<n>_<depth>"`` (no copy when
+        it is empty), which its restore SQL then reads; ``dbrewind.sequences``
+        takes its sequences' current values; its marks are cleared.
+        """
+        try:
+            keys = [
+                row[0] for row in conn.execute(_PUSH_SQL, {"lock_timeout": self._lock_timeout_ms()})
+            ]
+            if conn.in_transaction():
+                conn.commit()
+        except DBAPIError as exc:
+            raise self._translate(exc, conn, "Pushing a baseline layer onto") from exc
+        return tuple(sorted(keys))
+
+    def pop_baseline(
+        self, conn: Connection, depth: int, *, reset_sequences: bool = True
+    ) -> RewindResult:
+        """One ``SELECT`` of ``dbrewind.pop_baseline(depth)``: the layers go and the rewind
+        runs in the same statement (all or nothing)."""
+        if depth < 0:
+            raise DbrewindError(
+                f"pop_baseline(depth={depth}) on "
+                f"{conn.engine.url.render_as_string(hide_password=True)}: the "
+                "depth is a layer number, 0 (the installation's baseline) or more."
+            )
+        return self._call_rewinding(
+            conn,
+            _POP_RAW,
+            (depth, [], reset_sequences, self._lock_timeout_ms()),
+            "Popping baseline layers of",
+        )
+
+    def _translate(
+        self, exc: BaseException, conn: Connection, doing: str = "Rewinding"
+    ) -> DbrewindError:
+        """A dbrewind error for a SQLAlchemy ``DBAPIError`` or a bare driver error.
+
+        ``doing`` starts the sentence of a lock timeout (e.g. "Pushing a baseline layer onto").
+        """
         orig = exc.orig if isinstance(exc, DBAPIError) else exc
         state = _driver_state(orig) if orig is not None else None
         where = conn.engine.url.render_as_string(hide_password=True)
@@ -834,8 +1406,8 @@ $reset$;
             )
         if state == _LOCK_NOT_AVAILABLE:
             return LockTimeoutError(
-                f"Rewinding {where} waited {describe_wait(self.lock_timeout)} for a lock that "
-                f"another session holds ({first}); the rewind changed nothing. "
+                f"{doing} {where} waited {describe_wait(self.lock_timeout)} for a lock that "
+                f"another session holds ({first}); nothing was changed. "
                 f"{_open_transactions(conn)} {LOCK_ADVICE}"
             )
         if state == _FK_VIOLATION:
@@ -849,18 +1421,84 @@ $reset$;
         return DbrewindError(f"dbrewind failed on {where}: {first}")
 
     # ---------------------------------------------------------------- databases
-    def _server(self, url: DatabaseURL) -> Engine:
+    def _server(self, url: DatabaseURL, application_name: str = "dbrewind") -> Engine:
         server = url.with_database("postgres")
         return create_engine(
             server.sync_url(),
             isolation_level="AUTOCOMMIT",
             poolclass=NullPool,
-            connect_args={"application_name": "dbrewind"},
+            connect_args={"application_name": application_name},
         )
 
-    def _server_connection(self, url: DatabaseURL) -> AbstractContextManager[Connection]:
+    def _server_connection(
+        self, url: DatabaseURL, application_name: str = "dbrewind"
+    ) -> AbstractContextManager[Connection]:
         server = "PostgreSQL server (through its 'postgres' database)"
-        return server_connection(self._server(url), server, url)
+        return server_connection(self._server(url, application_name), server, url)
+
+    # -------------------------------------------------------------------- locks
+    def acquire_lock(self, url: DatabaseURL, purpose: str, *, wait: float) -> Lock | None:
+        """``pg_try_advisory_lock(ns, key)`` on a connection of its own to ``postgres``.
+
+        ``ns`` is dbrewind's constant, ``key`` a stable 31-bit hash of
+        ``purpose:database``. The connection's ``application_name`` is
+        ``dbrewind lock <pid>@<host>`` (what :meth:`lock_holder` shows); it is
+        detached from any pool and held until :meth:`Lock.release`, or until
+        the process dies and the server ends its session. Tries every
+        50 ms until ``wait`` seconds have passed.
+        """
+        key = _lock_key(purpose, url.database)
+        holder = f"dbrewind lock {os.getpid()}@{socket.gethostname()}"
+        stack = ExitStack()
+        try:
+            conn = stack.enter_context(self._server_connection(url, holder))
+            conn.connection.detach()  # never back to a pool: closed by release()
+            deadline = time.monotonic() + max(0.0, wait)
+            while True:
+                taken = conn.exec_driver_sql(
+                    f"SELECT pg_try_advisory_lock({_LOCK_NAMESPACE}, {key})"
+                ).scalar()
+                if taken:
+                    return _AdvisoryLock(f"{purpose}:{url.database}", stack)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    stack.close()
+                    return None
+                time.sleep(min(_LOCK_POLL, left))
+        except DBAPIError as exc:
+            stack.close()
+            raise DbrewindError(
+                f"Cannot take dbrewind's {purpose!r} lock for {url.display()}: "
+                f"{(str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]}"
+            ) from exc
+        except BaseException:
+            stack.close()
+            raise
+
+    def lock_holder(self, url: DatabaseURL, purpose: str) -> str | None:
+        """The session holding the lock, from ``pg_locks`` and ``pg_stat_activity``.
+
+        E.g. ``"pid 4242 on 10.0.0.5, dbrewind lock 4242@ci-3"`` (``on a local
+        socket`` for a Unix-socket session); a role that may not see another
+        role's sessions gets what it may see, at least ``"pid 4242"``.
+        """
+        key = _lock_key(purpose, url.database)
+        with self._server_connection(url) as conn:
+            row = conn.execute(_LOCK_HOLDER_SQL, {"ns": _LOCK_NAMESPACE, "key": key}).first()
+        if row is None:
+            return None
+        pid, where, application = row  # both NULL when the role may not see the session
+        return (
+            f"pid {pid}"
+            + (f" on {where}" if where else "")
+            + (f", {application}" if application else "")
+        )
+
+    def list_databases(self, url: DatabaseURL, prefix: str) -> list[str]:
+        """Names in ``pg_database`` starting with ``prefix`` (compared literally), sorted."""
+        with self._server_connection(url) as conn:
+            names = [row[0] for row in conn.execute(_LIST_DATABASES_SQL, {"prefix": prefix})]
+        return sorted(names)
 
     def database_exists(self, url: DatabaseURL) -> bool:
         """Look the name up in ``pg_database`` from the server's ``postgres`` database."""

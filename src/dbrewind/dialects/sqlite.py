@@ -20,11 +20,26 @@ Objects dbrewind adds to the database (all prefixed ``dbrewind_``):
   same ``rowid`` and the next implicit id is what it was).
 * ``dbrewind_tables``: the tracked tables, their baseline copy, the
   ``INSERT`` that restores it and the table's ``sqlite_sequence`` value
-  (``AUTOINCREMENT`` counter) at install time.
-* ``dbrewind_state``: the ``PRAGMA schema_version`` after install, so a rewind
-  can tell cheaply whether any DDL ran since.
+  (``AUTOINCREMENT`` counter) of the baseline in force.
+* ``dbrewind_state``: the ``PRAGMA schema_version`` after install (and after
+  each rewind or push that saw DDL), so a rewind can tell cheaply whether any
+  DDL ran since.
+* ``dbrewind_lifecycle(key, value)``: the text key/value state the lifecycle
+  records with the installation (:meth:`SQLiteDialect.write_state`); no
+  trigger watches it, so writing it dirties nothing.
+* ``dbrewind_layers``: one row per table captured by a baseline layer
+  (:meth:`SQLiteDialect.push_baseline`): its depth, the layer's own copy
+  ``dbrewind_b<depth>_*`` of the table's rows, and the registry entry
+  (copy, restore ``INSERT``, counter) that was in force below it, which
+  :meth:`SQLiteDialect.pop_baseline` puts back.
 * ``dbrewind_meta``: the mark saying dbrewind created the database (kept by
   :meth:`SQLiteDialect.uninstall`).
+
+Beside the database file (never inside it, never deleted, and left alone by
+:meth:`SQLiteDialect.drop_database`): ``<file>-dbrewind-<purpose>.lock``, the
+files :meth:`SQLiteDialect.acquire_lock` takes an exclusive ``flock`` on, each
+holding ``<pid>@<host>`` of its holder; when that directory cannot be written,
+``dbrewind-locks/<hash>.lock`` in the system's temporary directory instead.
 
 A rewind runs in one ``BEGIN IMMEDIATE ... COMMIT`` on dbrewind's own
 connection with ``PRAGMA foreign_keys`` switched off for its duration (the
@@ -36,22 +51,28 @@ cut during a rewind can cost the test database, never the application's
 data, and the application's own connections keep their setting. The user's
 own triggers on the tables being rewound are dropped and recreated inside
 the same transaction, so they do not fire on the rewind's deletes and
-re-inserts either.
+re-inserts either. Pushing and popping a baseline layer run the same way,
+each in one transaction, so a crash leaves the layers as they were.
 
 An in-memory database lives only as long as its connection: dbrewind must
 share the application's connection (a ``StaticPool`` engine given to
-:class:`dbrewind.Rewinder` as ``engine=``). It always exists and cannot be
-dropped or cloned.
+:class:`dbrewind.Rewinder` as ``engine=``). It always exists, cannot be
+dropped or cloned, and is private to its process: its locks are always granted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import socket
 import sqlite3
-from collections.abc import Iterator, Sequence
+import sys
+import tempfile
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from sqlalchemy.engine import Connection, CursorResult
@@ -70,6 +91,8 @@ from .base import (
     Capabilities,
     Dialect,
     ForeignKey,
+    Installation,
+    Lock,
     RewindResult,
     SchemaInfo,
     Table,
@@ -78,22 +101,40 @@ from .base import (
     short_name,
 )
 
+if sys.platform != "win32":
+    import fcntl
+
 __all__ = ["SQLiteDialect"]
 
 MARKS = "dbrewind_marks"
 REGISTRY = "dbrewind_tables"
 STATE = "dbrewind_state"
+LIFECYCLE = "dbrewind_lifecycle"
+LAYERS = "dbrewind_layers"
 META = "dbrewind_meta"
 BASELINE_PREFIX = "dbrewind_b_"
 TRIGGER_PREFIXES = {"INSERT": "dbrewind_i_", "UPDATE": "dbrewind_u_", "DELETE": "dbrewind_d_"}
 
-_OWN_TABLE_GLOBS = (MARKS, REGISTRY, STATE, BASELINE_PREFIX + "*")
+_OWN_TABLE_GLOBS = (
+    MARKS,
+    REGISTRY,
+    STATE,
+    LIFECYCLE,
+    LAYERS,
+    BASELINE_PREFIX + "*",
+    "dbrewind_b[0-9]*",  # the copies of baseline layers: dbrewind_b<depth>_*
+)
 _OWN_TRIGGER_GLOBS = tuple(prefix + "*" for prefix in TRIGGER_PREFIXES.values())
 _SCHEMA_VERSION_KEY = "schema_version"
 _ROWID_NAMES = ("rowid", "oid", "_rowid_")
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 _WITHOUT_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
 _COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+_LOCK_FILE = re.compile(r"-dbrewind-\w+\.lock\Z")
+_LOCK_POLL = 0.05
+"""Seconds between two tries of a lock another process holds."""
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_RECREATED_SAVEPOINT = "dbrewind_recreated"
 _MARK_CREATED = (
     f'CREATE TABLE IF NOT EXISTS "{META}" (key TEXT PRIMARY KEY, value TEXT)',
     f"INSERT OR REPLACE INTO \"{META}\" (key, value) VALUES ('created_by', 'dbrewind')",
@@ -192,6 +233,15 @@ class SQLiteDialect(Dialect):
             conn.exec_driver_sql(
                 f"CREATE TABLE {quote(conn, STATE)} (key TEXT PRIMARY KEY, value INTEGER)"
             )
+            # TEXT affinity: a value such as '007' is kept as written, never made a number
+            conn.exec_driver_sql(
+                f"CREATE TABLE {quote(conn, LIFECYCLE)} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            conn.exec_driver_sql(
+                f"CREATE TABLE {quote(conn, LAYERS)} (depth INTEGER NOT NULL, "
+                "tbl TEXT NOT NULL, layer_copy TEXT, baseline TEXT, restore_sql TEXT, "
+                "seq INTEGER, PRIMARY KEY (depth, tbl))"
+            )
             sequences = _sequences(conn)
             for table in schema.tables.values():
                 info = raw.get(table.name)
@@ -217,7 +267,10 @@ class SQLiteDialect(Dialect):
             _store_schema_version(conn)
 
     def uninstall(self, conn: Connection) -> None:
-        """Drop triggers, marks, registry and baseline copies; keep the creation mark."""
+        """Drop triggers, marks, registry, state, layers and baseline copies.
+
+        Keeps the creation mark ``dbrewind_meta``.
+        """
         with _transaction(conn, "remove tracking from"):
             _drop_own_objects(conn)
 
@@ -270,11 +323,25 @@ class SQLiteDialect(Dialect):
 
         A tracked table that was dropped and created again (its tracking
         triggers are gone) gets its triggers back and is rewound like a dirty
-        table; tables that appeared or vanished are reported in the result.
+        table, and is listed in ``recreated_tables``; when its baseline rows no
+        longer fit it (its columns changed) it is left as it is, untracked, and
+        listed in ``dropped_tables`` while the other tables are rewound.
+        Tables that appeared or vanished are reported in the result.
         """
         del truncate  # no TRUNCATE in SQLite; DELETE is what it would do anyway
         if self._nothing_to_do(conn):
             return RewindResult()
+        with self._write_transaction(conn, "rewind"):
+            return _rewind_locked(conn, reset_sequences=reset_sequences)
+
+    @contextmanager
+    def _write_transaction(self, conn: Connection, action: str) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` .. ``COMMIT`` with foreign keys and ``synchronous`` off.
+
+        The busy timeout is :attr:`lock_timeout` meanwhile. The pragmas cannot
+        change inside a transaction, so they are switched around it and put
+        back afterwards, whatever happens.
+        """
         foreign_keys, synchronous, busy = conn.exec_driver_sql(
             "SELECT f.foreign_keys, s.synchronous, b.timeout FROM pragma_foreign_keys AS f, "
             "pragma_synchronous AS s, pragma_busy_timeout AS b"
@@ -289,8 +356,8 @@ class SQLiteDialect(Dialect):
         if wait != busy:
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait)}")
         try:
-            with _transaction(conn, "rewind", lock_timeout=wait / 1000):
-                return _rewind_locked(conn, reset_sequences=reset_sequences)
+            with _transaction(conn, action, lock_timeout=wait / 1000):
+                yield
         finally:
             if foreign_keys:
                 conn.exec_driver_sql("PRAGMA foreign_keys = ON")
@@ -311,6 +378,193 @@ class SQLiteDialect(Dialect):
         except DBAPIError as exc:
             raise _not_prepared(conn) from exc
         return not row[0] and row[1] == row[2]
+
+    # ---------------------------------------------------------------- lifecycle
+    def installation(self, conn: Connection) -> Installation:
+        """The registry, marks, layers and state, against the tables there are now, by name.
+
+        An installation made before ``dbrewind_lifecycle`` and
+        ``dbrewind_layers`` existed reads as installed with empty state and
+        no layers (so the lifecycle rewinds and reinstalls it).
+        """
+        own = {
+            row[0]
+            for row in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'dbrewind_*'"
+            )
+        }
+        if not {MARKS, REGISTRY, STATE} <= own:
+            return Installation(installed=False)
+        tracked = sorted(
+            row[0] for row in conn.exec_driver_sql(f"SELECT tbl FROM {quote(conn, REGISTRY)}")
+        )
+        current = _user_tables(conn)
+        state: dict[str, str] = {}
+        if LIFECYCLE in own:
+            rows = conn.exec_driver_sql(f"SELECT key, value FROM {quote(conn, LIFECYCLE)}")
+            state = {str(key): str(value) for key, value in rows}
+        depth = _layer_depth(conn) if LAYERS in own else 0
+        return Installation(
+            installed=True,
+            state=state,
+            tracked=tuple(tracked),
+            untracked=tuple(sorted(_untracked(conn, [n for n in tracked if n in current]))),
+            missing=tuple(n for n in tracked if n not in current),
+            created=tuple(sorted(set(current) - set(tracked))),
+            dirty=tuple(sorted(_marks(conn))),
+            depth=depth,
+        )
+
+    def write_state(self, conn: Connection, values: Mapping[str, str]) -> None:
+        """Upsert ``values`` into ``dbrewind_lifecycle`` in one committed transaction."""
+        _require(conn, LIFECYCLE)
+        if not values:
+            return
+        with _transaction(conn, "record state in"):
+            conn.exec_driver_sql(
+                f"INSERT INTO {quote(conn, LIFECYCLE)} (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [(key, value) for key, value in values.items()],
+            )
+
+    def push_baseline(self, conn: Connection) -> tuple[str, ...]:
+        """Copy the dirty tables' rows into a new layer ``dbrewind_b<depth>_*``, in one transaction.
+
+        Each captured table's registry entry moves to ``dbrewind_layers`` at
+        the new depth and the registry points at the new copy and at the
+        table's ``sqlite_sequence`` value now; its mark is cleared. A tracked
+        table that was dropped and created again since the last rewind (its
+        writes went unseen) gets its triggers back and is captured too.
+        """
+        if self._nothing_to_do(conn):
+            return ()
+        _require(conn, LAYERS)
+        with self._write_transaction(conn, "push a baseline layer in"):
+            return _push_locked(conn)
+
+    def pop_baseline(
+        self, conn: Connection, depth: int, *, reset_sequences: bool = True
+    ) -> RewindResult:
+        """Put back the registry entries the layers above ``depth`` replaced, then rewind.
+
+        Highest layer first, each layer's copies are dropped and the entries
+        it kept return to ``dbrewind_tables``; then every table of the dropped
+        layers and every dirty table is rewound, all in one transaction.
+        """
+        current = self._depth(conn)
+        if not 0 <= depth <= current:
+            raise ConfigurationError(
+                f"Cannot pop the baseline layers of {_display(conn)} down to depth {depth}: "
+                f"it has {current} layer(s) above the install's own baseline (depth 0). "
+                f"Give a depth from 0 to {current}."
+            )
+        if depth == current:
+            return self.rewind(conn, reset_sequences=reset_sequences)
+        with self._write_transaction(conn, "pop baseline layers of"):
+            popped = _pop_layers(conn, depth)
+            return _rewind_locked(conn, reset_sequences=reset_sequences, also=popped)
+
+    def _depth(self, conn: Connection) -> int:
+        """Layers pushed; 0 for an installation older than ``dbrewind_layers``."""
+        if _table_exists(conn, LAYERS):
+            return _layer_depth(conn)
+        if not self.is_installed(conn):
+            raise _not_prepared(conn)
+        return 0
+
+    def acquire_lock(self, url: DatabaseURL, purpose: str, *, wait: float) -> Lock | None:
+        """An exclusive ``flock`` on ``<file>-dbrewind-<purpose>.lock``, tried until ``wait``.
+
+        The lock file is beside the database file, or under
+        ``<tmp>/dbrewind-locks/`` when that directory cannot be written (see
+        the module docstring); it is never deleted. ``flock`` locks belong to
+        the open file, so two acquisitions in one process exclude each other
+        too. An in-memory database is private to its process: its lock is
+        always granted.
+        """
+        if url.is_memory:
+            return _PrivateLock(f"{purpose} lock of {url.display()} (private to this process)")
+        if sys.platform == "win32":
+            raise _no_flock(url, purpose)
+        path, fd = _open_lock_file(url, purpose)
+        try:
+            deadline = time.monotonic() + max(wait, 0.0)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        os.close(fd)
+                        return None
+                    time.sleep(min(_LOCK_POLL, remaining))
+        except OSError as exc:
+            os.close(fd)
+            raise DbrewindError(
+                f"Cannot take the {purpose!r} lock of {url.display()} on {path!r}: "
+                f"{exc.strerror or exc}. File locks need a local file system that supports "
+                "flock; keep the database (or TMPDIR) on one."
+            ) from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        with suppress(OSError):  # who holds it is a courtesy for messages
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}".encode(), 0)
+        return _FileLock(path, fd)
+
+    def lock_holder(self, url: DatabaseURL, purpose: str) -> str | None:
+        """``"dbrewind <pid>@<host>, lock file <path>"`` while someone holds it, else None.
+
+        Nobody holds it when a shared ``flock`` can be taken (and at once
+        released); an in-memory database's lock never blocks anyone.
+        """
+        if url.is_memory:
+            return None
+        if sys.platform == "win32":
+            raise _no_flock(url, purpose)
+        for path in _lock_paths(url, purpose):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    who = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+                    return f"dbrewind {who or '(name not written yet)'}, lock file {path}"
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        return None
+
+    def list_databases(self, url: DatabaseURL, prefix: str) -> list[str]:
+        """SQLite files in the directory of ``url``'s file whose name starts with ``prefix``.
+
+        In the form of ``url.database`` (its directory joined with the file
+        name), sorted. ``-wal``/``-shm``/``-journal`` companions, dbrewind's
+        lock files and files that are not SQLite databases are left out; an
+        in-memory database has no siblings.
+        """
+        if url.is_memory:
+            return []
+        directory = os.path.dirname(_file_path(url))
+        try:
+            names = os.listdir(directory or os.curdir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = []
+        for name in names:
+            if not name.startswith(prefix) or name.endswith(_COMPANION_SUFFIXES):
+                continue
+            if _LOCK_FILE.search(name):
+                continue
+            path = os.path.join(directory, name)
+            if _is_sqlite_file(path):
+                found.append(_sibling_database(url, path))
+        return sorted(found)
 
     # ---------------------------------------------------------------- databases
     def database_exists(self, url: DatabaseURL) -> bool:
@@ -354,7 +608,11 @@ class SQLiteDialect(Dialect):
             ) from exc
 
     def drop_database(self, url: DatabaseURL) -> None:
-        """Remove the database file and its ``-wal``, ``-shm`` and ``-journal`` companions."""
+        """Remove the database file and its ``-wal``, ``-shm`` and ``-journal`` companions.
+
+        Lock files stay: deleting one another process holds would let a third
+        lock a new file of that name while the holder still runs.
+        """
         if url.is_memory:
             raise ConfigurationError(
                 f"Cannot drop the in-memory database {url.display()}: it disappears when its "
@@ -386,6 +644,18 @@ def _not_prepared(conn: Connection) -> NotPreparedError:
     return NotPreparedError(
         f"dbrewind tracking is not installed in {_display(conn)}. "
         "Call Rewinder.prepare() (or install()) once before tests run."
+    )
+
+
+def _require(conn: Connection, table: str) -> None:
+    """Raise :class:`NotPreparedError` unless tracking, with ``table``, is installed."""
+    if _table_exists(conn, table):
+        return
+    if not _table_exists(conn, REGISTRY):
+        raise _not_prepared(conn)
+    raise NotPreparedError(
+        f"The dbrewind tracking in {_display(conn)} was installed by an older dbrewind, "
+        f"without {table!r}. Install it again (Rewinder.prepare() or install())."
     )
 
 
@@ -492,8 +762,13 @@ def _rowid_name(columns: Sequence[str]) -> str | None:
     return next((n for n in _ROWID_NAMES if n not in taken), None)
 
 
-def _capture_baseline(conn: Connection, table: Table, info: _RawTable) -> tuple[str | None, str]:
-    """Copy the table's rows when it has any; return (copy name, restore INSERT or '')."""
+def _capture_baseline(
+    conn: Connection, table: Table, info: _RawTable, prefix: str = BASELINE_PREFIX
+) -> tuple[str | None, str]:
+    """Copy the table's rows when it has any; return (copy name, restore INSERT or '').
+
+    The copy is named ``prefix`` + the table's name (shortened, with a hash).
+    """
     q_table = quote(conn, table.name)
     if conn.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {q_table})").scalar() == 0:
         return None, ""
@@ -507,7 +782,8 @@ def _capture_baseline(conn: Connection, table: Table, info: _RawTable) -> tuple[
     if rowid is not None:
         select.insert(0, f"{rowid} AS {quote(conn, 'dbrewind_rowid')}")
         insert.insert(0, rowid)
-    copy = short_name(BASELINE_PREFIX, table.name)
+    copy = short_name(prefix, table.name)
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(conn, copy)}")
     conn.exec_driver_sql(
         f"CREATE TABLE {quote(conn, copy)} AS SELECT {', '.join(select)} FROM {q_table}"
     )
@@ -548,8 +824,14 @@ def _registry(conn: Connection, *, marked_only: bool) -> dict[str, _Tracked]:
     }
 
 
-def _rewind_locked(conn: Connection, *, reset_sequences: bool) -> RewindResult:
-    """The rewind proper, inside ``BEGIN IMMEDIATE`` with foreign keys off."""
+def _rewind_locked(
+    conn: Connection, *, reset_sequences: bool, also: Collection[str] = ()
+) -> RewindResult:
+    """The rewind proper, inside ``BEGIN IMMEDIATE`` with foreign keys off.
+
+    ``also``: tracked tables to rewind although they are not marked (those of
+    popped layers).
+    """
     version_row = conn.exec_driver_sql(
         f"SELECT schema_version, (SELECT value FROM {quote(conn, STATE)} WHERE key = ?) "
         "FROM pragma_schema_version",
@@ -557,34 +839,41 @@ def _rewind_locked(conn: Connection, *, reset_sequences: bool) -> RewindResult:
     ).one()
     created: list[str] = []
     dropped: list[str] = []
+    recreated: list[str] = []
+    current: dict[str, _RawTable] = {}
     if version_row[0] == version_row[1]:
         # No DDL since install: every marked table is a tracked table that still exists.
         registry = _registry(conn, marked_only=True)
+        if also:
+            everything = _registry(conn, marked_only=False)
+            registry.update((name, everything[name]) for name in also if name in everything)
         to_rewind = sorted(registry)
     else:
         _flag_user_triggers(conn)
         registry = _registry(conn, marked_only=False)
-        dirty = set(_marks(conn))
+        dirty = set(_marks(conn)) | set(also)
         current = _user_tables(conn)
         created = sorted(set(current) - set(registry))
         dropped = sorted(set(registry) - set(current))
-        for name in _untracked(conn, [n for n in registry if n in current]):
-            _create_triggers(conn, name)
-            dirty.add(name)
+        recreated = _untracked(conn, [n for n in registry if n in current])
+        dirty.update(recreated)
         to_rewind = sorted(n for n in dirty if n in registry and n not in dropped)
     user_triggers = _user_triggers(conn, [n for n in to_rewind if registry[n].user_triggers])
     for trigger_name, _sql in user_triggers:
         conn.exec_driver_sql(f"DROP TRIGGER {quote(conn, trigger_name)}")
     deleted: dict[str, int] = {}
+    unfit: list[str] = []
     for name in to_rewind:
         entry = registry[name]
-        q_table = quote(conn, name)
+        if name in recreated:
+            count = _restore_recreated(conn, entry, current[name], reset_sequences)
+            if count is None:
+                unfit.append(name)
+            else:
+                deleted[name] = count
+            continue
         try:
-            deleted[name] = conn.exec_driver_sql(f"DELETE FROM {q_table}").rowcount
-            if entry.restore is not None:
-                conn.exec_driver_sql(entry.restore)
-            if reset_sequences and entry.auto_increment:
-                _restore_sequence(conn, name, entry.seq)
+            deleted[name] = _restore_table(conn, entry, reset_sequences=reset_sequences)
         except DBAPIError as exc:
             raise SchemaChangedError(
                 f"Could not put table {name!r} of {_display(conn)} back to its baseline: "
@@ -594,14 +883,140 @@ def _rewind_locked(conn: Connection, *, reset_sequences: bool) -> RewindResult:
     for _name, sql in user_triggers:
         conn.exec_driver_sql(sql)
     conn.exec_driver_sql(f"DELETE FROM {quote(conn, MARKS)}")
-    if not created and not dropped:
+    if not created and not dropped and not unfit:
         _store_schema_version(conn)
     return RewindResult(
-        tables=tuple(to_rewind),
+        tables=tuple(n for n in to_rewind if n not in unfit),
         deleted=deleted,
         created_tables=tuple(created),
-        dropped_tables=tuple(dropped),
+        dropped_tables=tuple(sorted([*dropped, *unfit])),
+        recreated_tables=tuple(n for n in recreated if n not in unfit),
     )
+
+
+def _restore_table(conn: Connection, entry: _Tracked, *, reset_sequences: bool) -> int:
+    """Empty the table, insert its baseline rows, put its counter back; rows deleted."""
+    deleted: int = conn.exec_driver_sql(f"DELETE FROM {quote(conn, entry.name)}").rowcount
+    if entry.restore is not None:
+        conn.exec_driver_sql(entry.restore)
+    if reset_sequences and entry.auto_increment:
+        _restore_sequence(conn, entry.name, entry.seq)
+    return deleted
+
+
+def _restore_recreated(
+    conn: Connection, entry: _Tracked, info: _RawTable, reset_sequences: bool
+) -> int | None:
+    """Track a table created again under its name and restore its baseline rows.
+
+    Returns the rows deleted, or None (and changes nothing) when the baseline
+    rows do not fit the table as it is now.
+    """
+    savepoint = quote(conn, _RECREATED_SAVEPOINT)
+    conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
+    try:
+        entry = _retrack(conn, entry, info)
+        deleted = _restore_table(conn, entry, reset_sequences=reset_sequences)
+    except DBAPIError:
+        conn.exec_driver_sql(f"ROLLBACK TO {savepoint}")
+        conn.exec_driver_sql(f"RELEASE {savepoint}")
+        return None
+    conn.exec_driver_sql(f"RELEASE {savepoint}")
+    return deleted
+
+
+def _retrack(conn: Connection, entry: _Tracked, info: _RawTable) -> _Tracked:
+    """Give a recreated table its triggers back and record whether it has AUTOINCREMENT now."""
+    _create_triggers(conn, entry.name)
+    auto_increment = bool(_AUTOINCREMENT.search(info.sql))
+    if auto_increment == entry.auto_increment:
+        return entry
+    conn.exec_driver_sql(
+        f"UPDATE {quote(conn, REGISTRY)} SET auto_increment = ? WHERE tbl = ?",
+        (int(auto_increment), entry.name),
+    )
+    return replace(entry, auto_increment=auto_increment)
+
+
+def _columns(conn: Connection, table: str) -> tuple[str, ...]:
+    """The columns a baseline restore inserts (generated and hidden ones left out)."""
+    rows = conn.exec_driver_sql(
+        "SELECT name FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid", (table,)
+    )
+    return tuple(row[0] for row in rows)
+
+
+def _layer_depth(conn: Connection) -> int:
+    depth = conn.exec_driver_sql(f"SELECT max(depth) FROM {quote(conn, LAYERS)}").scalar()
+    return int(depth or 0)
+
+
+def _push_locked(conn: Connection) -> tuple[str, ...]:
+    """The push proper, inside ``BEGIN IMMEDIATE``: capture the dirty tables in a new layer."""
+    version, stored = conn.exec_driver_sql(
+        f"SELECT schema_version, (SELECT value FROM {quote(conn, STATE)} WHERE key = ?) "
+        "FROM pragma_schema_version",
+        (_SCHEMA_VERSION_KEY,),
+    ).one()
+    registry = _registry(conn, marked_only=False)
+    current = _user_tables(conn)
+    # a marked table that is gone cannot be captured; the next rewind reports it
+    capture = {n for n in _marks(conn) if n in registry and n in current}
+    created: list[str] = []
+    dropped: list[str] = []
+    if version != stored:
+        _flag_user_triggers(conn)
+        created = sorted(set(current) - set(registry))
+        dropped = sorted(set(registry) - set(current))
+        for name in _untracked(conn, [n for n in registry if n in current]):
+            _retrack(conn, registry[name], current[name])
+            capture.add(name)
+    captured = tuple(sorted(capture))
+    if captured:
+        depth = _layer_depth(conn) + 1
+        prefix = f"{BASELINE_PREFIX[:-1]}{depth}_"
+        sequences = _sequences(conn)
+        layers, q_registry = quote(conn, LAYERS), quote(conn, REGISTRY)
+        for name in captured:
+            table = Table(key=name, name=name, columns=_columns(conn, name))
+            copy, restore = _capture_baseline(conn, table, current[name], prefix)
+            conn.exec_driver_sql(
+                f"INSERT INTO {layers} (depth, tbl, layer_copy, baseline, restore_sql, seq) "
+                f"SELECT ?, tbl, ?, baseline, restore_sql, seq FROM {q_registry} WHERE tbl = ?",
+                (depth, copy, name),
+            )
+            conn.exec_driver_sql(
+                f"UPDATE {q_registry} SET baseline = ?, restore_sql = ?, seq = ? WHERE tbl = ?",
+                (copy, restore, sequences.get(name), name),
+            )
+        marks = ", ".join("?" for _ in captured)
+        conn.exec_driver_sql(f"DELETE FROM {quote(conn, MARKS)} WHERE tbl IN ({marks})", captured)
+    if not created and not dropped:
+        _store_schema_version(conn)  # the layer's copies are DDL of dbrewind's own
+    return captured
+
+
+def _pop_layers(conn: Connection, depth: int) -> frozenset[str]:
+    """Drop the layers above ``depth``, highest first, putting back the entries they kept.
+
+    Returns the tables they held; inside ``BEGIN IMMEDIATE``.
+    """
+    layers = quote(conn, LAYERS)
+    rows = conn.exec_driver_sql(
+        f"SELECT tbl, layer_copy, baseline, restore_sql, seq FROM {layers} "
+        "WHERE depth > ? ORDER BY depth DESC",
+        (depth,),
+    ).all()
+    for name, copy, baseline, restore, seq in rows:
+        if copy is not None:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(conn, copy)}")
+        conn.exec_driver_sql(
+            f"UPDATE {quote(conn, REGISTRY)} SET baseline = ?, restore_sql = ?, seq = ? "
+            "WHERE tbl = ?",
+            (baseline, restore, seq, name),
+        )
+    conn.exec_driver_sql(f"DELETE FROM {layers} WHERE depth > ?", (depth,))
+    return frozenset(row[0] for row in rows)
 
 
 def _marks(conn: Connection) -> list[str]:
@@ -700,3 +1115,95 @@ def _remove_files(path: str) -> None:
     for candidate in (path, *(path + suffix for suffix in _COMPANION_SUFFIXES)):
         with suppress(FileNotFoundError):
             os.remove(candidate)
+
+
+def _is_sqlite_file(path: str) -> bool:
+    """A regular file that is empty or starts with SQLite's header."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError:  # a directory, unreadable, or gone meanwhile
+        return False
+    return head in (b"", _SQLITE_HEADER)
+
+
+def _sibling_database(url: DatabaseURL, path: str) -> str:
+    """``path`` written as ``url.database`` names its file (``file:`` URIs stay URIs)."""
+    return f"file:{path}" if url.database.startswith("file:") else path
+
+
+# ------------------------------------------------------------------------ locks
+class _FileLock(Lock):
+    """An exclusive ``flock`` held on an open lock file until :meth:`release`."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.name = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            with suppress(OSError):
+                os.ftruncate(fd, 0)  # nobody's name in it while nobody holds it
+            fcntl.flock(fd, fcntl.LOCK_UN)  # a forked child may share the open file
+        finally:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        state = "released" if self._fd is None else "held"
+        return f"<SQLite lock {self.name!r}, {state}>"
+
+
+class _PrivateLock(Lock):
+    """The lock of an in-memory database: nobody else can reach it, so it is always held."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"<SQLite lock {self.name!r}>"
+
+
+def _lock_paths(url: DatabaseURL, purpose: str) -> tuple[str, str]:
+    """(the lock file beside the database file, the one in the temporary directory)."""
+    real = os.path.realpath(_file_path(url))
+    tag = re.sub(r"\W", "_", purpose, flags=re.ASCII)[:40]
+    if tag != purpose:  # keep purposes that differ only in odd characters apart
+        tag += "_" + hashlib.sha1(purpose.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{real}\0{purpose}".encode()).hexdigest()[:32]
+    fallback = os.path.join(tempfile.gettempdir(), "dbrewind-locks", f"{digest}.lock")
+    return f"{real}-dbrewind-{tag}.lock", fallback
+
+
+def _no_flock(url: DatabaseURL, purpose: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Cannot use the {purpose!r} lock of {url.display()}: SQLite's locks are flock locks "
+        "on files, which Windows lacks. Run dbrewind's lifecycle on Linux or macOS."
+    )
+
+
+def _open_lock_file(url: DatabaseURL, purpose: str) -> tuple[str, int]:
+    """Open (creating) the lock file: beside the database, else in the temporary directory."""
+    beside, fallback = _lock_paths(url, purpose)
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    with suppress(OSError):  # as create_database would; a failure shows in os.open
+        os.makedirs(os.path.dirname(beside), exist_ok=True)
+    try:
+        return beside, os.open(beside, flags, 0o666)
+    except OSError as exc:
+        first = exc
+    try:
+        os.makedirs(os.path.dirname(fallback), exist_ok=True)
+        return fallback, os.open(fallback, flags, 0o666)
+    except OSError as exc:
+        raise DbrewindError(
+            f"Cannot create the {purpose!r} lock file of {url.display()}: neither {beside!r} "
+            f"({first.strerror or first}) nor {fallback!r} ({exc.strerror or exc}) can be "
+            "written. Make the database's directory writable, or point TMPDIR at a "
+            "writable directory."
+        ) from exc
