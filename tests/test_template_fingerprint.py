@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import dbrewind._template as template
+import dbrewind.provision.fingerprint as fingerprints
 
 
 def test_the_fingerprint_follows_dbrewinds_dialect_code(
@@ -15,10 +15,30 @@ def test_the_fingerprint_follows_dbrewinds_dialect_code(
     dialects = tmp_path / "dialects"
     dialects.mkdir()
     (dialects / "postgresql.py").write_text("TRIGGER = 'AFTER'\n")
-    monkeypatch.setattr(template, "__file__", str(tmp_path / "_template.py"))
+    monkeypatch.setattr(fingerprints, "_DIALECTS", dialects)
 
-    before = template.fingerprint([], extra=["postgresql"])
-    assert template.fingerprint([], extra=["postgresql"]) == before
+    (dialects / "base.py").write_text("class Dialect: ...\n")
+    (dialects / "mysql.py").write_text("TRIGGER = 'AFTER'\n")
+
+    before = fingerprints.fingerprint([], backend="postgresql")
+    assert fingerprints.fingerprint([], backend="postgresql") == before
+    (dialects / "mysql.py").write_text("TRIGGER = 'BEFORE'\n")
+    assert fingerprints.fingerprint([], backend="postgresql") == before  # not its dialect
     (dialects / "postgresql.py").write_text("TRIGGER = 'BEFORE'\n")
 
-    assert template.fingerprint([], extra=["postgresql"]) != before
+    assert fingerprints.fingerprint([], backend="postgresql") != before
+
+
+def test_files_enter_the_fingerprint_by_their_path_inside_the_root(tmp_path: Path) -> None:
+    for checkout in ("a", "b"):
+        models = tmp_path / checkout / "models"
+        models.mkdir(parents=True)
+        (models / "user.py").write_text("x = 1\n")
+    first = fingerprints.fingerprint([], paths=[tmp_path / "a" / "models"], root=tmp_path / "a")
+    moved = fingerprints.fingerprint([], paths=[tmp_path / "b" / "models"], root=tmp_path / "b")
+    assert first == moved  # a moved checkout reuses its templates
+    (tmp_path / "b" / "models" / "user.py").write_text("x = 2\n")
+    assert (
+        fingerprints.fingerprint([], paths=[tmp_path / "b" / "models"], root=tmp_path / "b")
+        != first
+    )

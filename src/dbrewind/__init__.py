@@ -1,29 +1,50 @@
 """dbrewind: every test gets a database in a known state, by the fastest correct means.
 
 The public names live here; see the README for the strategies and the pytest plugin.
+They are imported on first use, so ``import dbrewind`` (which pytest does for the
+plugin in every run) costs nothing until a database is asked for.
 """
 
 from __future__ import annotations
 
-from ._url import DatabaseURL, parse_url
-from .dialects import Capabilities, ForeignKey, RewindResult, SchemaInfo, Table
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     ConfigurationError,
     DataLoadError,
     DbrewindError,
+    DbrewindLeakWarning,
+    DbrewindWarning,
     DriverNotInstalledError,
     LeakError,
     LockTimeoutError,
     NotPreparedError,
+    SafetyNetWarning,
     SandboxBrokenError,
     SandboxError,
     SchemaChangedError,
     UnsafeDatabaseError,
     VerificationError,
 )
-from .rewinder import Rewinder
+
+if TYPE_CHECKING:
+    from ._url import DatabaseURL, parse_url
+    from .dialects import Capabilities, ForeignKey, RewindResult, SchemaInfo, Table
+    from .rewinder import Rewinder
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "DatabaseURL": "._url",
+    "parse_url": "._url",
+    "Capabilities": ".dialects",
+    "ForeignKey": ".dialects",
+    "RewindResult": ".dialects",
+    "SchemaInfo": ".dialects",
+    "Table": ".dialects",
+    "Rewinder": ".rewinder",
+}
 
 __all__ = [
     "Capabilities",
@@ -31,6 +52,8 @@ __all__ = [
     "DataLoadError",
     "DatabaseURL",
     "DbrewindError",
+    "DbrewindLeakWarning",
+    "DbrewindWarning",
     "DriverNotInstalledError",
     "ForeignKey",
     "LeakError",
@@ -38,6 +61,7 @@ __all__ = [
     "NotPreparedError",
     "RewindResult",
     "Rewinder",
+    "SafetyNetWarning",
     "SandboxBrokenError",
     "SandboxError",
     "SchemaChangedError",
@@ -48,3 +72,16 @@ __all__ = [
     "__version__",
     "parse_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dbrewind' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

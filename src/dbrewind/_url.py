@@ -6,29 +6,18 @@ import importlib.util
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from ._backends import Backend, backend_named
 from .exceptions import ConfigurationError, DriverNotInstalledError
-
-Backend = Literal["sqlite", "postgresql", "mysql"]
 
 __all__ = [
     "Backend",
     "DatabaseURL",
     "parse_url",
 ]
-
-# scheme -> backend
-_BACKENDS: dict[str, Backend] = {
-    "sqlite": "sqlite",
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-}
 
 # driver name -> (python module, extra that installs it, is_async)
 _DRIVERS: dict[str, tuple[str, str, bool]] = {
@@ -199,7 +188,7 @@ def parse_url(url: str | URL | DatabaseURL) -> DatabaseURL:
             ) from exc
     else:
         parsed = url
-    backend = _BACKENDS.get(parsed.get_backend_name())
+    backend = backend_named(parsed.get_backend_name())
     if backend is None:
         raise ConfigurationError(
             f"Unsupported database '{parsed.get_backend_name()}' in "

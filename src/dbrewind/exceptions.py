@@ -19,6 +19,13 @@ says what to do next::
      +-- VerificationError           the database differs from its baseline
      +-- DataLoadError               a test-data file is missing, malformed or
                                      does not match the database
+
+Warnings derive from :class:`DbrewindWarning`::
+
+    DbrewindWarning
+     +-- DbrewindLeakWarning         a test committed writes outside its sandbox
+     +-- SafetyNetWarning            a database runs without tracking (not a test
+                                     database, or another run holds it)
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ __all__ = [
     "ConfigurationError",
     "DataLoadError",
     "DbrewindError",
+    "DbrewindLeakWarning",
+    "DbrewindWarning",
     "DriverNotInstalledError",
     "LeakError",
     "LockTimeoutError",
     "NotPreparedError",
+    "SafetyNetWarning",
     "SandboxBrokenError",
     "SandboxError",
     "SchemaChangedError",
@@ -91,4 +101,21 @@ class DataLoadError(DbrewindError):
     """A test-data file (``.sql``, ``.json``, ``.csv``) could not be loaded.
 
     The message names the file, and the line, table or column at fault.
+    """
+
+
+class DbrewindWarning(UserWarning):
+    """Base class of every warning dbrewind gives."""
+
+
+class DbrewindLeakWarning(DbrewindWarning):
+    """A test committed writes outside its sandbox; dbrewind rewound them."""
+
+
+class SafetyNetWarning(DbrewindWarning):
+    """A database is used without dbrewind's tracking: escaped writes are not cleaned there.
+
+    Given once per database: it is not provably a test database (rollback
+    sandboxes still run on it, writing nothing lasting), or another live run
+    holds it. The message says how to turn the safety net on.
     """

@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from ._template import fingerprint, metadata_fingerprint
 from .exceptions import ConfigurationError
+from .provision.fingerprint import fingerprint, metadata_fingerprint
 
 __all__ = [
     "AlembicSetup",

@@ -1,20 +1,25 @@
-"""Prepared templates: the schema fingerprint, template names and a cross-process file lock.
+"""Fingerprints: what decides that a prepared template (or an installation) is still right.
 
-A prepared template is a database that holds the result of the user's setup
-(schema, reference rows) with dbrewind's tracking installed. Test databases
-are cloned from it; it is kept between runs and reused while the fingerprint
-of what built it is unchanged.
+* :func:`fingerprint` — the schema fingerprint of a setup: its callables'
+  own fingerprints (or source and the metadata they refer to), the files it
+  depends on, and dbrewind's dialect code. A template is reused exactly while
+  it is unchanged.
+* :func:`tracking_version` — the version of the tracking objects one dialect
+  installs, from its code. An installation made by another dbrewind is
+  reinstalled.
+* :func:`schema_digest` — the tracked tables, their columns and foreign keys,
+  by name: what the baseline was captured from.
+
+File paths enter a fingerprint relative to the directory given, so a moved
+checkout reuses its templates.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import inspect
 import os
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +27,22 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Dialect as SADialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .exceptions import ConfigurationError
+from .._url import Backend
+from ..dialects import SchemaInfo
+from ..exceptions import ConfigurationError
 
 __all__ = [
     "FINGERPRINT_VERSION",
-    "file_lock",
     "fingerprint",
     "metadata_fingerprint",
-    "template_name",
-    "worker_name",
+    "schema_digest",
+    "tracking_version",
 ]
 
-FINGERPRINT_VERSION = "1"
+FINGERPRINT_VERSION = "2"
 """Bumped when the layout of prepared templates changes, so old ones are rebuilt."""
+
+_DIALECTS = Path(__file__).resolve().parent.parent / "dialects"
 
 
 def metadata_fingerprint(metadata: MetaData, dialect: SADialect | None = None) -> str:
@@ -95,24 +103,25 @@ def fingerprint(
     setups: Iterable[Any],
     *,
     paths: Sequence[str | os.PathLike[str]] = (),
+    root: str | os.PathLike[str] | None = None,
     extra: Iterable[str] = (),
     dialect: SADialect | None = None,
+    backend: Backend | None = None,
 ) -> str:
     """The schema fingerprint: a hex digest of everything that decides what setup builds.
 
     It covers each setup callable (its ``dbrewind_fingerprint()`` when it has
     one, as the helpers in :mod:`dbrewind.setup` do; else its source code and
     the SQLAlchemy metadata it refers to), the contents of ``paths`` (files, or
-    directories read recursively: migrations, SQL files, models) and ``extra``
-    strings (the backend, dbrewind's layout version), and dbrewind's own
-    dialect code, which decides the tracking objects installed in a template.
+    directories read recursively: migrations, SQL files, models; named by
+    their path relative to ``root``, or to the path itself), ``extra`` strings
+    (the database's name), and with ``backend`` the :func:`tracking_version`
+    of its dialect, which decides the tracking objects a template carries.
     """
     digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
-    # The tracking objects a template carries come from the dialect code: a
-    # dbrewind upgrade that changes them must not reuse an old template.
-    for file in _files(Path(__file__).with_name("dialects")):
-        if file.suffix == ".py":
-            digest.update(b"\0tracking\0" + file.name.encode() + b"\0" + file.read_bytes())
+    if backend is not None:
+        # a dbrewind upgrade that changes the tracking objects must not reuse an old template
+        digest.update(b"\0tracking\0" + backend.encode() + tracking_version(backend).encode())
     for item in extra:
         digest.update(b"\0extra\0" + item.encode())
     for setup in setups:
@@ -120,9 +129,17 @@ def fingerprint(
         for part in _callable_parts(setup, dialect):
             digest.update(part)
     for path in paths:
+        base = Path(root) if root is not None else Path(path)
         for file in _files(Path(path)):
-            digest.update(b"\0file\0" + str(file).encode() + b"\0" + file.read_bytes())
+            digest.update(b"\0file\0" + _relative(file, base).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
+
+
+def _relative(file: Path, base: Path) -> str:
+    try:
+        return file.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return file.name
 
 
 def _files(path: Path) -> list[Path]:
@@ -140,53 +157,25 @@ def _files(path: Path) -> list[Path]:
     )
 
 
-def template_name(database: str, fp: str, limit: int = 63) -> str:
-    """``<database>_tmpl_<fingerprint8>``, shortened (with a hash) to fit ``limit``."""
-    suffix = f"_tmpl_{fp[:8]}"
-    return _fit(database, suffix, limit)
+def tracking_version(backend: Backend) -> str:
+    """A digest of the code that decides which tracking objects ``backend`` gets.
 
-
-def worker_name(database: str, worker: str, limit: int = 63) -> str:
-    """``<database>_<worker>`` (``app_test_gw0``), shortened (with a hash) to fit ``limit``."""
-    return _fit(database, f"_{worker}", limit)
-
-
-def _fit(database: str, suffix: str, limit: int) -> str:
-    if len(database) + len(suffix) <= limit:
-        return database + suffix
-    digest = hashlib.sha1(database.encode()).hexdigest()[:6]
-    room = limit - len(suffix) - len(digest) - 1
-    return f"{database[:room]}_{digest}{suffix}"
-
-
-@contextmanager
-def file_lock(path: str | os.PathLike[str], *, timeout: float = 600.0) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) across processes.
-
-    Uses ``fcntl.flock``: the lock goes away with the process, so a crashed
-    run never leaves a stale lock. Raises :class:`ConfigurationError` when
-    the lock is not obtained within ``timeout`` seconds.
+    Its dialect module and the interface it implements, with any ``.sql`` file
+    beside them named after the backend.
     """
-    lock_path = Path(path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ConfigurationError(
-                        f"Timed out after {timeout:.0f}s waiting for the lock {str(lock_path)!r} "
-                        "held by another test process preparing the database. If no other "
-                        "run is active, delete that file."
-                    ) from None
-                time.sleep(0.02)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
+    for file in _files(_DIALECTS):
+        if file.name == "base.py" or file.stem == backend or backend in file.parts:
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def schema_digest(schema: SchemaInfo) -> str:
+    """A digest of the tables (by key), their columns in order, and their foreign keys."""
+    digest = hashlib.sha256()
+    for key in sorted(schema.tables):
+        table = schema.tables[key]
+        digest.update(repr((key, table.columns)).encode())
+    for fk in sorted(schema.foreign_keys, key=lambda f: (f.child, f.parent, f.name)):
+        digest.update(repr((fk.child, fk.parent, fk.name, fk.on_delete)).encode())
+    return digest.hexdigest()[:16]

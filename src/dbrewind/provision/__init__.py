@@ -1,0 +1,31 @@
+"""The one test-database lifecycle, used by every entry point.
+
+The pytest plugin, :mod:`dbrewind.unittest`, :mod:`dbrewind.peewee`,
+:mod:`dbrewind.peewee_async`, ``clean_db_urls`` suites and the CLI all get
+their databases here; none keeps a registry of its own. See
+:mod:`.lifecycle` for the modes (clone, in place, adopt), leases, checks
+and baseline layers; :mod:`.naming` for template and clone names;
+:mod:`.fingerprint` for what decides a template is still right;
+:mod:`.engines` and :mod:`.setups` for the one engine factory and the one
+reading of setups.
+"""
+
+from __future__ import annotations
+
+from .engines import make_async_engine, make_engine
+from .lifecycle import Database, Target, acquire, databases, find, identity, release_all
+from .setups import SetupCallable, as_steps
+
+__all__ = [
+    "Database",
+    "SetupCallable",
+    "Target",
+    "acquire",
+    "as_steps",
+    "databases",
+    "find",
+    "identity",
+    "make_async_engine",
+    "make_engine",
+    "release_all",
+]

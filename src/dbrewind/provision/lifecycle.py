@@ -1,0 +1,787 @@
+"""The lifecycle of a test database, the same for every entry point.
+
+An entry point (the pytest plugin, the unittest classes, the peewee and
+peewee-async sandboxes, a ``clean_db_urls`` suite, the CLI) describes what it
+needs as a :class:`Target` and calls :func:`acquire`; it gets the process's
+one :class:`Database` for it, ready:
+
+``clone`` (the plugin, ``dbrewind.unittest`` with ``database_url``)
+    The setup runs once into a template ``<name>_tmpl_<fingerprint8>``, built
+    under a server-wide lock and kept while the fingerprint holds. This
+    process works on a clone of it: ``<name>`` (``<name>_gw0`` under xdist),
+    or the next free slot (``<name>_r1``...) when another live run holds that
+    one. A clone left by an earlier run is reused after checking it against
+    the template (fingerprint, tracking version, tables and columns by name)
+    and rewinding what that run left; anything else gets a fresh clone.
+``in place`` (``dbrewind.unittest`` with an ``engine``)
+    The database the engine names: what an earlier run left is rewound, the
+    setup runs in place, and the baseline is captured after it.
+``adopt`` (the peewee sandboxes, ``clean_db_urls``, a setup-less unittest class)
+    The database as the user's own setup left it: its state at first use is
+    the baseline.
+
+Whatever the mode, nothing a previous run left is trusted: the installed
+tracking (its version, the tables it covers by name, the digest of their
+columns) is compared with the database as it is, and re-prepared where it
+differs. Every database this process works on is *leased* for the process's
+life (:meth:`dbrewind.dialects.Dialect.acquire_lock`; the lease dies with the
+process). Rows a wider fixture scope commits become a baseline layer
+(:meth:`Database.push_layer`) rewound when that scope ends. At the end,
+:meth:`Database.release` rewinds to the base baseline and records a clean
+release, so the next run can tell a crashed run's leftovers (rewound) from
+what its own setup wrote (kept as the new baseline).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from .._context import notify
+from .._url import DatabaseURL, parse_url
+from ..dialects import Dialect, Installation, Lock, RewindResult, get_dialect
+from ..exceptions import (
+    DbrewindError,
+    SafetyNetWarning,
+    SchemaChangedError,
+    UnsafeDatabaseError,
+)
+from ..rewinder import ALLOW_ENV, Rewinder
+from .engines import make_async_engine, make_engine
+from .fingerprint import fingerprint, schema_digest, tracking_version
+from .naming import MAX_SLOTS, clone_candidates, sibling, stem, template_name, template_prefix
+from .setups import SetupCallable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "Database",
+    "Target",
+    "acquire",
+    "databases",
+    "find",
+    "identity",
+    "release_all",
+]
+
+logger = logging.getLogger("dbrewind")
+
+# Keys of the state recorded with an installation (Dialect.write_state).
+VERSION = "version"
+SCHEMA = "schema"
+FINGERPRINT = "fingerprint"
+ORIGIN = "origin"
+HOLDER = "holder"
+CLEAN = "clean"
+COMPLETE = "complete"
+BUILT = "built"
+
+BUILD_WAIT = 900.0
+"""Seconds a process waits for another one building the same template."""
+TEMPLATES_KEPT = 3
+"""Templates of one test database kept on its server (the newest, by build time)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an entry point needs: which database, built how."""
+
+    url: DatabaseURL
+    """The test database as configured (the plugin's derived ``<name>_test`` included)."""
+    setups: tuple[SetupCallable, ...] | None = None
+    """The schema setup; ``None``: the database is adopted as the user's setup left it."""
+    clone: bool = False
+    """Build a template from ``setups`` and work on a clone of it (else: in place)."""
+    worker: str | None = None
+    """The pytest-xdist worker id (``gw0``): clones get it in their name."""
+    rebuild: bool = False
+    """Rebuild the template although its fingerprint is unchanged."""
+    fingerprint_paths: tuple[Path, ...] = ()
+    fingerprint_root: Path | None = None
+    schemas: tuple[str, ...] = ()
+    """PostgreSQL schemas to track (default ``public``)."""
+    allow: bool = False
+    """Allow a database whose name does not say test (see :class:`~dbrewind.Rewinder`)."""
+    lock_timeout: float | None = 10.0
+    engine: Engine | None = field(default=None, compare=False)
+    """An engine on ``url`` to share: required for an in-memory SQLite database."""
+    origin: str = ""
+    """The entry point asking (``pytest``, ``unittest``, ``peewee``, ``clean_db_urls``...)."""
+
+    @property
+    def mode(self) -> str:
+        if self.setups is None:
+            return "adopt"
+        return "clone" if self.clone and not self.url.is_memory else "in place"
+
+
+def identity(url: DatabaseURL) -> tuple[str, str, int | None, str]:
+    """The full identity of a database: backend, host, port, name (SQLite: the resolved file)."""
+    if url.backend == "sqlite":
+        if url.is_memory:
+            return ("sqlite", "", None, ":memory:")
+        path = url.database
+        if path.startswith("file:"):
+            path = path[len("file:") :].split("?", 1)[0]
+        return ("sqlite", "", None, str(Path(path).expanduser().resolve()))
+    return (url.backend, url.url.host or "localhost", url.url.port, url.database)
+
+
+def holder_name() -> str:
+    """This process, as the holder of a lease: ``<pid>@<host>``."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+class Database:
+    """One test database this process works on, with its lease, baseline layers and engines.
+
+    Made by :func:`acquire`. ``rewinder`` is None when the safety net is off
+    for it (:attr:`safety_net`): a database that is not provably a test
+    database, or one another run holds; then only rollback sandboxes may use it.
+    """
+
+    def __init__(self, target: Target, url: DatabaseURL) -> None:
+        self.target = target
+        self.url = url
+        self.rewinder: Rewinder | None = None
+        self.template: DatabaseURL | None = None
+        self.fingerprint = ""
+        self.lease: Lock | None = None
+        self.built_template = False
+        self.cloned = False
+        self.prepare_seconds = 0.0
+        self.reclones = 0
+        self.notes: list[str] = []
+        """What the lifecycle did that a user should hear of (slots, reinstalls...)."""
+        self.released = False
+        self._state: dict[str, str] = {}
+        self._layers: list[tuple[object, int | None]] = []
+        self._depth = 0
+        self._engine: Engine | None = None
+        self._async_engine: AsyncEngine | None = None
+        self._lock = threading.RLock()
+        self._sandboxes = 0
+        self._stamp: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.display()!r}, {self.target.mode})"
+
+    @property
+    def safety_net(self) -> bool:
+        """Whether this database is tracked and cleaned (else: rollback sandboxes only)."""
+        return self.rewinder is not None
+
+    @property
+    def in_sandbox(self) -> bool:
+        """A sandbox spanning several tests (a unittest class's) is open on it: its owner
+        rewinds when it ends, and nobody else may meanwhile."""
+        return self._sandboxes > 0
+
+    def enter_sandbox(self) -> None:
+        """A sandbox that outlives single tests starts on this database (see :attr:`in_sandbox`)."""
+        with self._lock:
+            self._sandboxes += 1
+
+    def leave_sandbox(self) -> None:
+        """That sandbox ended."""
+        with self._lock:
+            self._sandboxes = max(0, self._sandboxes - 1)
+
+    # ---------------------------------------------------------------- engines
+    @property
+    def engine(self) -> Engine:
+        """A sync engine on the database (the target's own when it gave one)."""
+        if self._engine is None:
+            given = self.target.engine
+            if given is not None and identity(parse_url(given.url)) == identity(self.url):
+                self._engine = given
+            else:
+                self._engine = make_engine(self.url)
+        return self._engine
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """An unpooled async engine on the database: usable from any event loop."""
+        if self._async_engine is None:
+            self._async_engine = make_async_engine(self.url)
+        return self._async_engine
+
+    def dispose_engines(self) -> None:
+        """Close the pooled connections of the engines made here (they reconnect on use)."""
+        if self._engine is not None and self._engine is not self.target.engine:
+            self._engine.dispose()
+        if self._async_engine is not None:
+            # NullPool keeps no connection, so nothing awaits closing
+            self._async_engine.sync_engine.dispose()
+
+    # ------------------------------------------------------------------ state
+    def _write_state(self, **values: str) -> None:
+        assert self.rewinder is not None
+        self._state.update(values)
+        with self.rewinder.connection() as conn:
+            self.rewinder.dialect.write_state(conn, self._state)
+
+    def _install(self) -> None:
+        """Install tracking on the database as it is now (the new base baseline)."""
+        assert self.rewinder is not None
+        schema = self.rewinder.install()
+        self._state[SCHEMA] = schema_digest(schema)
+        self._state[VERSION] = tracking_version(self.url.backend)
+        self._write_state()
+        self._layers = [(owner, None) for owner, _depth in self._layers]
+        self._depth = 0
+
+    def _installation(self) -> tuple[Installation, str]:
+        assert self.rewinder is not None
+        with self.rewinder.connection() as conn:
+            found = self.rewinder.dialect.installation(conn)
+            digest = schema_digest(self.rewinder.dialect.inspect(conn)) if found.installed else ""
+        return found, digest
+
+    def _matches(self, found: Installation, digest: str) -> bool:
+        state = found.state
+        return (
+            found.intact
+            and state.get(VERSION) == tracking_version(self.url.backend)
+            and state.get(SCHEMA) == digest
+        )
+
+    # -------------------------------------------------------------- per test
+    def after_test(self, *, check_schema: bool = False) -> RewindResult:
+        """Put the database back to its innermost baseline after a test.
+
+        A table the test created is dropped; one it dropped and created again is
+        tracked again and rewound. A baseline table it dropped cannot be rewound:
+        a clone is then made again from its template (counted in
+        :attr:`reclones`); an adopted database raises
+        :class:`~dbrewind.exceptions.SchemaChangedError` saying what to do.
+
+        ``check_schema``: the test may have changed the schema (it committed
+        for real). Where a rewind does not see recreated tables by itself
+        (MySQL), a cheap stamp of the table list is compared before the rewind,
+        and the installation looked at only when the stamp moved.
+        """
+        if self.rewinder is None:
+            return RewindResult()
+        with self._lock:
+            dialect = self.rewinder.dialect
+            watch = check_schema and not dialect.sees_recreated_tables
+            moved = False
+            if watch:
+                with self.rewinder.connection() as conn:
+                    moved = dialect.schema_stamp(conn) != self._stamp
+            try:
+                result = self.rewinder.rewind(raise_on_dropped=False)
+            except SchemaChangedError as exc:  # MySQL: a table's columns changed under it
+                if self.template is None:
+                    raise
+                self._remake(f"a table changed its columns ({exc})")
+                return RewindResult()
+            if result.dropped_tables:
+                self._schema_lost(result)
+            elif moved:
+                result = self._mend(result)
+            if watch and (moved or result.truncated or result.created_tables):
+                self._restamp()
+            return result
+
+    def _restamp(self) -> None:
+        """Remember the schema stamp as it is now (where rewinds need one)."""
+        assert self.rewinder is not None
+        if self.rewinder.dialect.sees_recreated_tables:
+            return
+        with self.rewinder.connection() as conn:
+            self._stamp = self.rewinder.dialect.schema_stamp(conn)
+
+    def _mend(self, result: RewindResult) -> RewindResult:
+        """The schema moved during the test: give recreated tables their tracking back."""
+        assert self.rewinder is not None
+        with self.rewinder.connection() as conn:
+            found = self.rewinder.dialect.installation(conn)
+        if found.missing:
+            self._schema_lost(RewindResult(dropped_tables=found.missing))
+            return result
+        if not found.untracked:
+            return result
+        if self.template is not None:
+            names = ", ".join(repr(t) for t in found.untracked)
+            self._remake(f"table(s) {names} were dropped and created again")
+            return result
+        with self.rewinder.connection() as conn:
+            mended = self.rewinder.dialect.retrack(conn, found.untracked)
+        return RewindResult(
+            tables=tuple(sorted({*result.tables, *mended.tables})),
+            deleted={**result.deleted, **mended.deleted},
+            truncated=result.truncated | mended.truncated,
+            created_tables=result.created_tables,
+            recreated_tables=mended.recreated_tables,
+            seconds=result.seconds,
+        )
+
+    def _remake(self, what: str) -> None:
+        assert self.template is not None
+        self._reclone()
+        self.notes.append(
+            f"{what} in {self.url.database!r}; dbrewind made the database again from its "
+            f"template {self.template.database!r}"
+        )
+
+    def _schema_lost(self, result: RewindResult) -> None:
+        names = ", ".join(repr(t) for t in result.dropped_tables)
+        if self.template is not None:
+            self._remake(f"table(s) {names} were dropped or altered")
+            return
+        raise SchemaChangedError(
+            f"Table(s) {names} of the baseline were dropped (or changed so that their baseline "
+            f"rows no longer fit) in {self.url.display()}; dbrewind rewound everything else. "
+            "Create them again before the test ends (in its teardown or a fixture's "
+            "finalizer): dbrewind then restores their rows and tracks them again. The next run "
+            "re-captures the baseline from what the setup leaves."
+        )
+
+    # ---------------------------------------------------------------- layers
+    def refresh(self, owner: object) -> tuple[str, ...]:
+        """After a wider-scoped fixture was set up: keep what it committed for its scope.
+
+        Committed rows become a baseline layer owned by ``owner`` (popped by
+        :meth:`pop_layer`). Tables it created, dropped or recreated make dbrewind
+        track the schema as it now is (a new base baseline). Returns the tables
+        captured in the layer.
+        """
+        if self.rewinder is None or self.released:
+            return ()
+        with self._lock:
+            found, digest = self._installation()
+            if not self._matches(found, digest):
+                if self._depth:
+                    self.notes.append(
+                        f"a fixture ({owner!r}) changed the schema of {self.url.database!r} "
+                        "while the rows of a wider-scoped fixture were kept as a layer; "
+                        "dbrewind tracks the schema as it is now, with those rows in its baseline"
+                    )
+                self._install()
+                self._restamp()
+                self._layers.append((owner, None))
+                return ()
+            # (even when nothing is marked: on MySQL a TRUNCATE marks nothing, and the
+            # push finds it)
+            with self.rewinder.connection() as conn:
+                keys = self.rewinder.dialect.push_baseline(conn)
+            if keys:
+                self._depth += 1
+                self._layers.append((owner, self._depth))
+            else:
+                self._layers.append((owner, None))
+            return keys
+
+    def pop_layer(self, owner: object) -> RewindResult | None:
+        """The scope of ``owner`` ended: rewind to the baseline below its layer."""
+        if self.rewinder is None or self.released:
+            return None
+        with self._lock:
+            index = next((i for i, (o, _d) in enumerate(self._layers) if o is owner), None)
+            if index is None:
+                return None
+            below = [d for _o, d in self._layers[:index] if d is not None]
+            self._layers = self._layers[:index]
+            return self._pop_to(below[-1] if below else 0)
+
+    def _pop_to(self, depth: int) -> RewindResult:
+        assert self.rewinder is not None
+        with self.rewinder.connection() as conn:
+            result = self.rewinder.dialect.pop_baseline(
+                conn, depth, reset_sequences=self.rewinder.reset_sequences
+            )
+        self._depth = depth
+        if result.dropped_tables:
+            self._schema_lost(result)
+        return result
+
+    # --------------------------------------------------------------- release
+    def release(self) -> None:
+        """Rewind to the base baseline, record a clean release, give up the lease, close.
+
+        Idempotent. A database the user's own teardown dropped (or whose tables
+        it dropped) is simply let go: the next run re-prepares it.
+        """
+        with self._lock:
+            if self.released:
+                return
+            self.released = True
+            _forget(self)
+            try:
+                if self.rewinder is not None:
+                    try:
+                        self._pop_to(0)
+                        with self.rewinder.connection() as conn:
+                            self.rewinder.dialect.restore_counters(conn)
+                        self._write_state(**{CLEAN: "1"})
+                    except Exception as exc:  # the database or its tables may be gone
+                        logger.debug("dbrewind: %s not released cleanly: %s", self, exc)
+            finally:
+                if self.rewinder is not None:
+                    self.rewinder.close()
+                self.dispose_engines()
+                if self.lease is not None:
+                    self.lease.release()
+
+    # ------------------------------------------------------------- preparing
+    def _lease(self, url: DatabaseURL) -> Lock | None:
+        if url.is_memory:
+            return None
+        dialect = _dialect_of(url)
+        return dialect.acquire_lock(url, "lease", wait=0)
+
+    def _rewinder(self, url: DatabaseURL, *, clone: bool) -> Rewinder:
+        target = self.target
+        return Rewinder(
+            url,
+            schemas=target.schemas,
+            allow=target.allow or clone,
+            lock_timeout=target.lock_timeout,
+            drop_created_tables=True,
+            # an in-memory database lives on its one connection: share it
+            engine=self.engine if url.is_memory else None,
+        )
+
+    def _prepare_clone(self) -> None:
+        target = self.target
+        base = target.url
+        rewinder = Rewinder(base, allow=target.allow)
+        rewinder.ensure_safe("prepare")  # the names derived from it are as safe as it is
+        dialect = rewinder.dialect
+        sa_dialect = base.sync_url().get_dialect()()
+        self.fingerprint = fingerprint(
+            target.setups or (),
+            paths=target.fingerprint_paths,
+            root=target.fingerprint_root,
+            extra=[stem(base)],
+            dialect=sa_dialect,
+            backend=base.backend,
+        )
+        limit = dialect.name_limit
+        self.template = sibling(base, template_name(stem(base), self.fingerprint, limit))
+        holders: list[str] = []
+        for candidate in clone_candidates(base, target.worker, limit):
+            lease = self._lease(candidate)
+            if lease is not None:
+                break
+            holders.append(f"{candidate.database} ({dialect.lock_holder(candidate, 'lease')})")
+        else:
+            raise DbrewindError(
+                f"All {MAX_SLOTS} clones of {base.display()} are in use by other runs: "
+                f"{'; '.join(holders[:3])}... Wait for them to finish, or end the runs that hang."
+            )
+        self.lease = lease
+        self.url = candidate
+        if holders:
+            self.notes.append(
+                f"{holders[0]} is in use by another run, so this run works on its own clone "
+                f"{candidate.database!r}"
+            )
+        self.rewinder = self._rewinder(candidate, clone=True)
+        self._state = {
+            FINGERPRINT: self.fingerprint,
+            ORIGIN: self.template.database,
+        }
+        if not target.rebuild and self._reuse_clone():
+            return
+        with self._build_lock():
+            self._ensure_template()
+            self._clone()
+
+    def _reuse_clone(self) -> bool:
+        """Keep the clone an earlier run left when it still is what the template makes."""
+        assert self.rewinder is not None
+        if not self.rewinder.exists():
+            return False
+        try:
+            found, digest = self._installation()
+        except DbrewindError:
+            return False
+        state = found.state
+        if (
+            not self._matches(found, digest)
+            or state.get(FINGERPRINT) != self.fingerprint
+            or state.get(ORIGIN) != self._state[ORIGIN]
+        ):
+            return False
+        self._state.update(state)
+        if found.depth or found.dirty:
+            self._pop_to(0)
+        self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
+        return True
+
+    @contextlib.contextmanager
+    def _build_lock(self) -> Iterator[None]:
+        base = self.target.url
+        dialect = _dialect_of(base)
+        started = time.monotonic()
+        lock = dialect.acquire_lock(base, "build", wait=BUILD_WAIT)
+        if lock is None:
+            raise DbrewindError(
+                f"Waited {time.monotonic() - started:.0f} s for another run to finish building "
+                f"the template of {base.display()} (held by "
+                f"{dialect.lock_holder(base, 'build') or 'an unknown session'}). If no run is "
+                "building it, end the session that holds the lock."
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _ensure_template(self) -> None:
+        """Reuse the template when it is complete and current; else build it (and tidy up)."""
+        assert self.template is not None
+        target = self.target
+        template = Rewinder(self.template, allow=True, lock_timeout=target.lock_timeout)
+        try:
+            if not target.rebuild and template.exists():
+                try:
+                    with template.connection() as conn:
+                        state = template.dialect.installation(conn).state
+                except DbrewindError:
+                    state = {}
+                if (
+                    state.get(COMPLETE) == "1"
+                    and state.get(FINGERPRINT) == self.fingerprint
+                    and state.get(VERSION) == tracking_version(self.url.backend)
+                ):
+                    return
+            schema = template.prepare(list(target.setups or ()), recreate=True)
+            with template.connection() as conn:
+                template.dialect.write_state(
+                    conn,
+                    {
+                        VERSION: tracking_version(self.url.backend),
+                        SCHEMA: schema_digest(schema),
+                        FINGERPRINT: self.fingerprint,
+                        ORIGIN: self.template.database,
+                        COMPLETE: "1",
+                        BUILT: f"{time.time():.3f}",
+                        CLEAN: "1",
+                    },
+                )
+            self.built_template = True
+        finally:
+            template.close()
+        self._drop_stale_templates()
+
+    def _drop_stale_templates(self) -> None:
+        """Keep the newest :data:`TEMPLATES_KEPT` templates of this database; drop the rest."""
+        assert self.template is not None
+        base = self.target.url
+        dialect = _dialect_of(base)
+        try:
+            names = dialect.list_databases(base, template_prefix(stem(base)))
+        except DbrewindError:
+            return
+        built: list[tuple[float, str]] = []
+        for name in names:
+            if name == self.template.database:
+                continue
+            url = base.with_database(name)
+            with Rewinder(url, allow=True) as other:
+                try:
+                    with other.connection() as conn:
+                        state = other.dialect.installation(conn).state
+                    built.append((float(state.get(BUILT, "0")), name))
+                except (DbrewindError, ValueError):
+                    built.append((0.0, name))
+                except Exception:  # not ours to judge: leave it
+                    continue
+        for _when, name in sorted(built, reverse=True)[TEMPLATES_KEPT - 1 :]:
+            with Rewinder(base.with_database(name), allow=True) as stale:
+                try:
+                    stale.drop()
+                except Exception as exc:  # another checkout may be cloning from it
+                    logger.debug("dbrewind: kept stale template %s: %s", name, exc)
+
+    def _clone(self) -> None:
+        assert self.rewinder is not None
+        assert self.template is not None
+        rewinder = self.rewinder
+        rewinder.close()
+        if rewinder.exists():
+            rewinder.drop()
+        rewinder.create(template=self.template)
+        self.cloned = True
+        with rewinder.connection() as conn:
+            self._state.update(rewinder.dialect.installation(conn).state)
+        self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
+
+    def _reclone(self) -> None:
+        self.dispose_engines()
+        with self._build_lock():
+            self._ensure_template()
+            self._clone()
+        self._layers = [(owner, None) for owner, _depth in self._layers]
+        self._depth = 0
+        self.reclones += 1
+        self._restamp()
+
+    def _prepare_here(self) -> None:
+        """In place or adopted: lease, check what is installed, run the setup if any."""
+        target = self.target
+        rewinder = self._rewinder(self.url, clone=False)
+        if not rewinder.is_test_database():
+            # A rollback sandbox writes nothing lasting: it may still run, untracked.
+            rewinder.close()
+            self.notes.append(_not_a_test_database(self.url))
+            return
+        self.lease = self._lease(self.url)
+        if self.lease is None and not self.url.is_memory:
+            holder = _dialect_of(self.url).lock_holder(self.url, "lease")
+            rewinder.close()
+            self.notes.append(
+                f"{self.url.display()} is in use by another run ({holder or 'a live session'}); "
+                "this run's safety net is off there: only rollback sandboxes may use it"
+            )
+            return
+        self.rewinder = rewinder
+        if not rewinder.exists():
+            rewinder.create()
+        found, digest = self._installation()
+        self._state = dict(found.state)
+        if target.setups is not None:
+            # In place: first undo what an earlier run left, then run the setup.
+            if self._matches(found, digest) and (found.depth or found.dirty):
+                self._pop_to(0)
+            for step in target.setups:
+                with rewinder.engine.begin() as conn:
+                    step(conn)
+            found, digest = self._installation()
+            if not self._matches(found, digest) or found.dirty:
+                self._install()
+        elif not self._matches(found, digest):
+            self._install()
+        elif found.depth or found.dirty:
+            if found.state.get(CLEAN) == "1":
+                # Written after a clean release: this run's own setup did it.
+                self._install()
+            else:
+                self._pop_to(0)  # what a run that died left behind
+        self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
+
+
+def _not_a_test_database(url: DatabaseURL) -> str:
+    return (
+        f"{url.database!r} ({url.display()}) is not provably a test database, so dbrewind's "
+        "safety net is off there: rollback sandboxes run, nothing is tracked or cleaned. To "
+        f"turn it on, use a database whose name says test, or set {ALLOW_ENV}={url.database}"
+    )
+
+
+def _dialect_of(url: DatabaseURL) -> Dialect:
+    return get_dialect(url.backend)
+
+
+# ------------------------------------------------------------------- registry
+_LOCK = threading.RLock()
+_BY_TARGET: dict[tuple[Any, ...], Database] = {}
+_BY_IDENTITY: dict[tuple[str, str, int | None, str], Database] = {}
+_WARNED: set[tuple[str, str, int | None, str]] = set()
+
+
+def _target_key(target: Target) -> tuple[Any, ...]:
+    return (identity(target.url), target.mode, target.worker, target.schemas)
+
+
+def acquire(target: Target) -> Database:
+    """The process's one :class:`Database` for ``target``, prepared on first use.
+
+    A database this process already works on (by its full identity) is shared
+    between entry points: a peewee sandbox on the plugin's ``db_url`` uses the
+    plugin's database. Listeners (:func:`dbrewind._context.subscribe`) hear of each new one.
+    """
+    with _LOCK:
+        key = _target_key(target)
+        found = _BY_TARGET.get(key) or _BY_IDENTITY.get(identity(target.url))
+        if found is not None and not found.released:
+            return found
+        database = Database(target, target.url)
+        started = time.perf_counter()
+        try:
+            if target.mode == "clone":
+                database._prepare_clone()
+            else:
+                database._prepare_here()
+        except BaseException:
+            database.release()
+            raise
+        database.prepare_seconds = time.perf_counter() - started
+        if database.rewinder is not None:
+            database._restamp()
+        _BY_TARGET[key] = database
+        _BY_IDENTITY[identity(database.url)] = database
+        if not database.safety_net:
+            _warn_once(database)
+        notify(database)
+        return database
+
+
+def _warn_once(database: Database) -> None:
+    key = identity(database.url)
+    if key in _WARNED or not database.notes:
+        return
+    _WARNED.add(key)
+    warnings.warn(SafetyNetWarning(f"dbrewind: {database.notes[-1]}."), stacklevel=3)
+
+
+def find(url: DatabaseURL | str) -> Database | None:
+    """The database this process works on at ``url`` (by identity), if any."""
+    with _LOCK:
+        found = _BY_IDENTITY.get(identity(parse_url(url)))
+        return found if found is not None and not found.released else None
+
+
+def _forget(database: Database) -> None:
+    with _LOCK:
+        for registry in (_BY_TARGET, _BY_IDENTITY):
+            for key in [k for k, v in registry.items() if v is database]:
+                del registry[key]
+
+
+def databases() -> list[Database]:
+    """Every database this process works on now, in the order they were acquired."""
+    with _LOCK:
+        return list(dict.fromkeys(_BY_TARGET.values()))
+
+
+def release_all() -> None:
+    """Release every database this process holds (at exit, or when a test run ends)."""
+    for database in reversed(databases()):
+        try:
+            database.release()
+        except Exception as exc:  # never fail an exit over a database we could not tidy
+            logger.warning("dbrewind: could not release %s: %s", database, exc)
+
+
+atexit.register(release_all)
+
+
+def forget_warnings() -> None:
+    """Let the safety-net warnings be given again (a new test session)."""
+    with _LOCK:
+        _WARNED.clear()
+
+
+def require_safety_net(database: Database, action: str) -> Rewinder:
+    """``database``'s Rewinder, or an :class:`UnsafeDatabaseError` saying why there is none."""
+    if database.rewinder is not None:
+        return database.rewinder
+    why = database.notes[-1] if database.notes else "its safety net is off"
+    raise UnsafeDatabaseError(f"Refusing to {action} {database.url.display()}: {why}.")
