@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -12,10 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, Engine
 
-from dbrewind._plugin_config import DbrewindMark, derive_test_url, load_callable, mark_for
-from dbrewind._template import file_lock, fingerprint, template_name, worker_name
 from dbrewind._url import parse_url
 from dbrewind.exceptions import ConfigurationError
+from dbrewind.provision.fingerprint import fingerprint
+from dbrewind.provision.naming import clone_candidates, template_name
+from dbrewind.pytest_plugin.config import DbrewindMark, derive_test_url, load_callable, mark_for
 from dbrewind.setup import alembic_setup, chain, metadata_setup, split_sql, sql_files_setup
 
 
@@ -194,41 +193,26 @@ def test_fingerprint_follows_helpers_paths_and_extras(tmp_path: Path) -> None:
         fingerprint([], paths=[tmp_path / "missing"])
 
 
-def test_template_and_worker_names_fit_the_identifier_limit() -> None:
+def test_template_and_clone_names_fit_the_identifier_limit() -> None:
     assert template_name("app_test", "0123456789abcdef") == "app_test_tmpl_01234567"
-    assert worker_name("app_test", "gw0") == "app_test_gw0"
     long = "x" * 60 + "_test"
     assert len(template_name(long, "0123456789abcdef")) == 63
     assert template_name(long, "0123456789abcdef").endswith("_tmpl_01234567")
     assert template_name(long, "ffff") != template_name(long[:-1] + "t2", "ffff")
-    assert len(worker_name(long, "gw12")) == 63
+    url = parse_url("postgresql://u@h/app_test")
+    first = [c.database for c, _ in zip(clone_candidates(url, None), range(3), strict=False)]
+    assert first == ["app_test", "app_test_r1", "app_test_r2"]
+    worker = [c.database for c, _ in zip(clone_candidates(url, "gw0"), range(2), strict=False)]
+    assert worker == ["app_test_gw0", "app_test_gw0_r1"]
+    names = [c.database for c in clone_candidates(parse_url(f"postgresql://u@h/{long}"), "gw12")]
+    assert all(len(n) <= 63 for n in names)
+    assert len(set(names)) == len(names)
 
 
-def _hold_lock(path: str, hold: float, started: multiprocessing.synchronize.Event) -> None:
-    with file_lock(path):
-        started.set()
-        time.sleep(hold)
-
-
-def test_file_lock_excludes_other_processes_and_times_out(tmp_path: Path) -> None:
-    lock = str(tmp_path / "x.lock")
-    started = multiprocessing.get_context("fork").Event()
-    holder = multiprocessing.get_context("fork").Process(
-        target=_hold_lock, args=(lock, 1.0, started)
-    )
-    holder.start()
-    try:
-        assert started.wait(10)
-        with (
-            pytest.raises(ConfigurationError, match=r"Timed out .*x\.lock"),
-            file_lock(lock, timeout=0.2),
-        ):
-            pass
-        begun = time.monotonic()
-        with file_lock(lock, timeout=10):
-            assert time.monotonic() - begun > 0.3
-    finally:
-        holder.join(10)
+def test_sqlite_clones_are_files_beside_the_database() -> None:
+    url = parse_url("sqlite:////tmp/x/app_test.db")
+    clones = [c.database for c, _ in zip(clone_candidates(url, "gw1"), range(2), strict=False)]
+    assert clones == ["/tmp/x/app_test_gw1.db", "/tmp/x/app_test_gw1_r1.db"]
 
 
 # ------------------------------------------------------------------ configuration

@@ -1,4 +1,8 @@
-"""The pytest plugin's configuration: database URLs, the setup callable, marker options."""
+"""The pytest plugin's configuration: database URLs, the setup callable, marker options.
+
+Importing this module imports nothing heavy: URLs are parsed (with SQLAlchemy)
+only when a database is configured or asked for.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,58 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from ._url import Backend, DatabaseURL, parse_url
-from .exceptions import ConfigurationError
+from .._backends import Backend, backend_named
+from ..exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .._url import DatabaseURL
 
 __all__ = [
+    "DB_FIXTURES",
+    "ENV_URL",
+    "MARK",
     "PRIMARY",
+    "ROLLBACK_FIXTURES",
     "DatabaseConfig",
     "DbrewindMark",
     "cache_dir",
+    "default_url",
     "derive_test_url",
+    "explicitly_configured",
     "load_callable",
     "mark_for",
     "resolve_databases",
 ]
 
+MARK = pytest.StashKey["Any"]()
+"""An item's merged ``dbrewind`` mark, None, or the ConfigurationError parsing it raised."""
+
+DB_FIXTURES = frozenset(
+    {
+        "db",
+        "db_session",
+        "async_db_session",
+        "transactional_db",
+        "db_assert",
+        "db_url",
+        "db_engine",
+        "async_db_engine",
+        "dbrewind_databases",
+    }
+)
+"""A test asking for one of these uses the plugin's database."""
+ROLLBACK_FIXTURES = frozenset({"db", "db_session", "async_db_session", "db_assert"})
+"""These run the test in the rollback sandbox (unless it is marked transactional)."""
+
 PRIMARY = "default"
 """Alias of the primary database: the one behind ``db``, ``db_engine``, ``db_session``."""
 
 ENV_URL = "DBREWIND_URL"
+"""The environment variable naming the primary database."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +101,7 @@ class DatabaseConfig:
 
 
 def cache_dir(config: pytest.Config) -> Path:
-    """``<rootdir>/.dbrewind``: the default SQLite database, template records and locks.
+    """``<rootdir>/.dbrewind``: where the default SQLite database lives.
 
     Falls back to a directory under the system temp dir when the rootdir is
     not writable.
@@ -134,9 +167,25 @@ def _parse_ini_lines(lines: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _sqlite_default(config: pytest.Config) -> str:
-    # the directory itself is created when the database is prepared
-    return f"sqlite:///{config.rootpath / '.dbrewind' / 'test.db'}"
+def default_url(config: pytest.Config, *, create: bool = True) -> str:
+    """The database used when none is configured: a SQLite file ``<rootdir>/.dbrewind/test.db``.
+
+    (Under the system temp dir when the rootdir is not writable.) With
+    ``create=False`` nothing is made on disk: for the run's header, in a
+    project that may never use a database.
+    """
+    folder = cache_dir(config) if create else config.rootpath / ".dbrewind"
+    return f"sqlite:///{folder / 'test.db'}"
+
+
+def explicitly_configured(config: pytest.Config) -> bool:
+    """Whether the user configured a database (then every test is guarded)."""
+    return bool(
+        config.getoption("dbrewind_url", None)
+        or os.environ.get(ENV_URL, "").strip()
+        or str(config.getini("dbrewind_url") or "").strip()
+        or config.getini("dbrewind_databases")
+    )
 
 
 def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
@@ -146,8 +195,10 @@ def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
     ini ``dbrewind_url``, else a SQLite file in ``<rootdir>/.dbrewind``.
     More come from the ini ``dbrewind_databases`` lines (``alias = url``).
     """
+    from .._url import parse_url
+
     primary = _primary_url(config)
-    text, source = primary if primary is not None else (_sqlite_default(config), "default")
+    text, source = primary if primary is not None else (default_url(config), "default")
     out: dict[str, DatabaseConfig] = {}
     url = parse_url(text)
     out[PRIMARY] = DatabaseConfig(PRIMARY, url, derive_test_url(url), source)
@@ -163,7 +214,7 @@ def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
 def _check_distinct(databases: Mapping[str, DatabaseConfig]) -> None:
     seen: dict[str, str] = {}
     for alias, db in databases.items():
-        key = make_url(db.test.url).set(drivername=db.backend).render_as_string(hide_password=True)
+        key = db.test.url.set(drivername=db.backend).render_as_string(hide_password=True)
         if key in seen:
             raise ConfigurationError(
                 f"dbrewind databases {seen[key]!r} and {alias!r} both resolve to {key}; "
@@ -222,15 +273,6 @@ class DbrewindMark:
     strict: bool | None = None
 
 
-_BACKEND_NAMES: dict[str, Backend] = {
-    "sqlite": "sqlite",
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-}
-
-
 def _as_names(value: Any, option: str, where: str) -> tuple[str, ...]:
     if isinstance(value, (str, os.PathLike)):
         return (os.fspath(value),)
@@ -286,7 +328,7 @@ def _parse_one(mark: pytest.Mark, where: str) -> dict[str, Any]:
             names = _as_names(value, key, where)
             backends: list[Backend] = []
             for name in names:
-                backend = _BACKEND_NAMES.get(name.lower())
+                backend = backend_named(name)
                 if backend is None:
                     raise ConfigurationError(
                         f"{where}: @pytest.mark.dbrewind(backends=...) names unknown backend "

@@ -1,0 +1,398 @@
+"""Every fixture the plugin provides; their docstrings state the trade-offs.
+
+The databases come from :mod:`dbrewind.provision`, the lifecycle every entry
+point shares; the fixtures only choose the isolation for each test.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ..exceptions import ConfigurationError, DbrewindError
+from .config import DB_FIXTURES, MARK, PRIMARY, ROLLBACK_FIXTURES, load_callable
+from .state import plugin_state
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.orm import Session
+
+    from ..provision import Database
+    from .config import DbrewindMark
+
+__all__ = [
+    "DB_FIXTURES",
+    "ROLLBACK_FIXTURES",
+    "async_db_engine",
+    "async_db_session",
+    "db",
+    "db_assert",
+    "db_engine",
+    "db_session",
+    "db_url",
+    "dbrewind_databases",
+    "dbrewind_setup",
+    "transactional_db",
+]
+
+
+def item_mark(item: Any) -> DbrewindMark | None:
+    """The item's merged ``dbrewind`` mark (a bad one raises its ConfigurationError)."""
+    found = item.stash.get(MARK, None) if isinstance(item, pytest.Item) else None
+    if isinstance(found, ConfigurationError):
+        raise found
+    return found
+
+
+def is_transactional(request: pytest.FixtureRequest) -> bool:
+    mark = item_mark(request.node)
+    return bool(mark and mark.transactional) or "transactional_db" in request.fixturenames
+
+
+def data_dir(request: pytest.FixtureRequest) -> Path:
+    path = getattr(request.node, "path", None)
+    return Path(path).parent if path is not None else request.config.rootpath
+
+
+# ------------------------------------------------------------- session fixtures
+
+
+@pytest.fixture(scope="session")
+def dbrewind_setup(pytestconfig: pytest.Config) -> Any:
+    """The schema setup, run once into the prepared template (kept while unchanged).
+
+    Override this session fixture in ``conftest.py`` to return a callable that
+    receives a SQLAlchemy Connection (or a list of them, or a dict of them by
+    database alias); :mod:`dbrewind.setup` has ready-made ones for metadata,
+    Alembic and SQL files. By default it is ini ``dbrewind_setup``
+    (``package.module:callable``), or nothing.
+    """
+    spec = str(pytestconfig.getini("dbrewind_setup") or "").strip()
+    return load_callable(spec) if spec else None
+
+
+@pytest.fixture(scope="session")
+def dbrewind_databases(
+    pytestconfig: pytest.Config, dbrewind_setup: Any
+) -> Iterator[dict[str, Database]]:
+    """Every configured database, prepared, by alias (``"default"`` is the primary one).
+
+    Each is a test database of its own, cloned from its own prepared template,
+    leased by this run for its whole life, and rewound after every test. Extra
+    databases come from the ini ``dbrewind_databases`` (``alias = url`` lines);
+    reach one with ``dbrewind_databases["reports"].engine`` (or ``.url``,
+    ``.async_engine``, ``.rewinder``).
+    """
+    state = plugin_state(pytestconfig)
+    try:
+        configs = state.configs()
+        from ..provision import Target, acquire
+        from ..provision.setups import as_steps
+
+        rootpath = pytestconfig.rootpath
+        paths = tuple(rootpath / p for p in pytestconfig.getini("dbrewind_fingerprint_paths"))
+        for alias, config in configs.items():
+            steps = as_steps(dbrewind_setup, alias=alias, what="dbrewind_setup")
+            database = acquire(
+                Target(
+                    url=config.test,
+                    setups=tuple(steps),
+                    clone=True,
+                    worker=state.worker,
+                    rebuild=state.rebuild,
+                    fingerprint_paths=paths,
+                    fingerprint_root=rootpath,
+                    lock_timeout=state.lock_timeout,
+                    origin="pytest",
+                )
+            )
+            state.databases[alias] = database
+    except DbrewindError as exc:
+        for database in state.databases.values():
+            database.release()
+        state.databases.clear()
+        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+    try:
+        if state.verify:
+            from ..provision.verify import Snapshot
+
+            for database in state.databases.values():
+                assert database.rewinder is not None
+                state.snapshots[id(database)] = Snapshot.capture(database.rewinder)
+        yield dict(state.databases)
+    finally:
+        for database in reversed(state.databases.values()):
+            database.release()
+        state.databases.clear()
+
+
+def _primary(databases: Mapping[str, Database]) -> Database:
+    return databases[PRIMARY]
+
+
+@pytest.fixture(scope="session")
+def db_url(dbrewind_databases: dict[str, Database]) -> str:
+    """The primary test database's URL (with its password), for the application's config.
+
+    It names the database this run works on, which may be a clone of its own
+    (``<name>_gw0`` under xdist, ``<name>_r1`` when another run holds ``<name>``).
+    """
+    return _primary(dbrewind_databases).url.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def db_engine(dbrewind_databases: dict[str, Database]) -> Engine:
+    """The session's sync Engine on the primary test database.
+
+    Inside a test that uses ``db``/``db_session`` its connections are routed
+    into the rollback sandbox; elsewhere its commits are real (and rewound by
+    the safety net after the test).
+    """
+    return _primary(dbrewind_databases).engine
+
+
+@pytest.fixture(scope="session")
+def async_db_engine(dbrewind_databases: dict[str, Database]) -> AsyncEngine:
+    """The session's AsyncEngine on the primary test database, usable from any event loop.
+
+    It keeps no pooled connections (``NullPool``), so no connection outlives
+    the loop that opened it: no "attached to a different loop" whatever the
+    loop scope. Each ``connect()`` opens a connection (a few ms); inside a
+    test that uses ``async_db_session`` it is routed into that test's sandbox.
+    """
+    try:
+        return _primary(dbrewind_databases).async_engine
+    except DbrewindError as exc:
+        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+
+
+# ------------------------------------------------------------ function fixtures
+
+
+@pytest.fixture
+def _dbrewind_sandbox(
+    request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
+) -> Iterator[Any]:
+    from ..sandbox import Sandbox
+
+    database = _primary(dbrewind_databases)
+    # check=False: the autouse guard runs the one safety-net check after every test
+    sandbox = Sandbox(database.engine, rewinder=database.rewinder, check=False)
+    sandbox.start()
+    try:
+        mark = item_mark(request.node)
+        if mark is not None and mark.data:
+            from ..data import load_data
+
+            load_data(sandbox.connection, *mark.data, base_dir=data_dir(request))
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def db(
+    request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
+) -> Iterator[Connection]:
+    """A Connection to the primary test database inside the rollback sandbox.
+
+    Fastest isolation (two round trips): the test runs in one outer
+    transaction that is rolled back afterwards; the application's own
+    ``BEGIN``/``COMMIT`` become savepoints, and ``db_engine`` connections are
+    routed here. It cannot show real commit behaviour (other connections,
+    threads, ``SELECT ... FOR UPDATE`` waits): use ``transactional_db`` for
+    those. Under ``@pytest.mark.dbrewind(transactional=True)`` this is a plain
+    connection whose commits are real, rewound after the test.
+    """
+    if is_transactional(request):
+        with _primary(dbrewind_databases).engine.connect() as conn:
+            yield conn
+        return
+    yield request.getfixturevalue("_dbrewind_sandbox").connection
+
+
+@pytest.fixture
+def db_session(
+    request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
+) -> Iterator[Session]:
+    """An ORM Session on the primary test database inside the rollback sandbox.
+
+    The same trade-off as ``db`` (it shares the test's sandbox): fast, but
+    nothing is really committed. Under ``transactional=True`` it is a plain
+    Session whose commits are real and rewound after the test.
+    """
+    if is_transactional(request):
+        from sqlalchemy.orm import Session
+
+        with Session(_primary(dbrewind_databases).engine) as session:
+            yield session
+        return
+    session = request.getfixturevalue("_dbrewind_sandbox").session()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def transactional_db(dbrewind_databases: dict[str, Database]) -> Iterator[Connection]:
+    """A Connection to the primary test database whose commits are real.
+
+    Slower than ``db`` but with real transaction semantics: other connections,
+    threads and processes see the commits. After the test only the tables it
+    dirtied are put back to the baseline (tracked by triggers, typically a
+    millisecond or two per table), so the next test still starts clean.
+    """
+    with _primary(dbrewind_databases).engine.connect() as conn:
+        yield conn
+
+
+@pytest.fixture
+def db_assert(request: pytest.FixtureRequest) -> Any:
+    """:class:`dbrewind.testing.DatabaseTestCase` bound to this test's session.
+
+    Async tests get it over ``async_db_session`` (awaitable methods), others
+    over ``db_session``; it shares their isolation.
+    """
+    from ..testing import DatabaseTestCase
+
+    if "async_db_session" in request.fixturenames or inspect.iscoroutinefunction(
+        getattr(request.node, "function", None)
+    ):
+        return DatabaseTestCase(request.getfixturevalue("async_db_session"))
+    return DatabaseTestCase(request.getfixturevalue("db_session"))
+
+
+# ----------------------------------------------------------------- async
+
+
+_LOOP_SCOPES = ("function", "class", "module", "package", "session")
+
+
+def _async_flavour(request: pytest.FixtureRequest) -> str:
+    """Which async fixture runs on this test's event loop: anyio's, or pytest-asyncio's
+    for the test's loop scope."""
+    if "anyio_backend" in request.fixturenames:
+        return "_dbrewind_async_session_anyio"
+    func = getattr(request.node, "function", None)
+    if not inspect.iscoroutinefunction(func):
+        raise ConfigurationError(
+            f"{request.node.nodeid} asks for async_db_session but is not an async test. "
+            "Make it 'async def' and mark it @pytest.mark.asyncio (pytest-asyncio) or "
+            "@pytest.mark.anyio, or use db_session in a sync test."
+        )
+    if not _HAS_PYTEST_ASYNCIO:
+        raise ConfigurationError(
+            f"{request.node.nodeid}: async_db_session needs pytest-asyncio or anyio's pytest "
+            "plugin to run the test's event loop. Install pytest-asyncio, or mark the test "
+            "@pytest.mark.anyio."
+        )
+    marker = request.node.get_closest_marker("asyncio")
+    scope: Any = None
+    if marker is not None:
+        scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")
+    if not scope:
+        try:
+            scope = request.config.getini("asyncio_default_test_loop_scope")
+        except ValueError:
+            scope = None
+    scope = scope or "function"
+    if scope not in _LOOP_SCOPES:
+        raise ConfigurationError(f"{request.node.nodeid}: unknown asyncio loop scope {scope!r}.")
+    return f"_dbrewind_async_session_{scope}"
+
+
+@pytest.fixture
+def async_db_session(request: pytest.FixtureRequest) -> Any:
+    """An AsyncSession on the primary test database inside the async rollback sandbox.
+
+    The same trade-off as ``db_session``, for async code: fast, nothing really
+    committed (``transactional=True`` gives real commits, rewound after). It is
+    opened and closed on the event loop the test runs on, whichever runs it:
+    pytest-asyncio (strict or auto mode, any ``loop_scope``) or anyio; no
+    event-loop fixture is needed. ``expire_on_commit=False``: after a commit
+    the test can still read attributes without an implicit (and, in async
+    code, impossible) lazy load.
+    """
+    try:
+        flavour = _async_flavour(request)
+    except ConfigurationError as exc:
+        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+    return request.getfixturevalue(flavour)
+
+
+async def _async_session(
+    request: pytest.FixtureRequest, databases: dict[str, Database]
+) -> AsyncIterator[AsyncSession]:
+    database = _primary(databases)
+    try:
+        engine = database.async_engine
+    except DbrewindError as exc:
+        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    mark = item_mark(request.node)
+    data = mark.data if mark is not None else ()
+    if is_transactional(request):
+        session = AsyncSession(engine, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            await session.close()
+        return
+    from ..sandbox import AsyncSandbox
+
+    sandbox = AsyncSandbox(engine, rewinder=database.rewinder, check=False)
+    await sandbox.start()
+    try:
+        if data:
+            from ..data import aload_data
+
+            await aload_data(sandbox.connection, *data, base_dir=data_dir(request))
+        async_session = sandbox.session(expire_on_commit=False)
+        try:
+            yield async_session
+        finally:
+            await async_session.close()
+    finally:
+        await sandbox.stop()
+
+
+def _make_async_fixture(scope: str | None) -> Any:
+    async def fixture(
+        request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
+    ) -> AsyncIterator[AsyncSession]:
+        async for session in _async_session(request, dbrewind_databases):
+            yield session
+
+    name = f"_dbrewind_async_session_{scope or 'anyio'}"
+    fixture.__name__ = fixture.__qualname__ = name
+    if scope is None:
+        return pytest.fixture(name=name)(fixture)
+    import pytest_asyncio
+
+    return pytest_asyncio.fixture(loop_scope=scope, name=name)(fixture)  # type: ignore[call-overload]
+
+
+def _has_pytest_asyncio() -> bool:
+    try:
+        import pytest_asyncio  # noqa: F401  (a pytest plugin: already loaded when installed)
+    except ImportError:  # pragma: no cover - pytest-asyncio is optional
+        return False
+    return True
+
+
+_HAS_PYTEST_ASYNCIO = _has_pytest_asyncio()
+ASYNC_SESSION_FIXTURES: dict[str, Any] = {
+    "_dbrewind_async_session_anyio": _make_async_fixture(None)
+}
+"""The async session fixture for anyio and one per pytest-asyncio loop scope."""
+if _HAS_PYTEST_ASYNCIO:
+    ASYNC_SESSION_FIXTURES.update(
+        {f"_dbrewind_async_session_{scope}": _make_async_fixture(scope) for scope in _LOOP_SCOPES}
+    )

@@ -1,0 +1,198 @@
+"""The safety net: after every test, put every database in use back to its baseline.
+
+One fixture, which the plugin puts first among every test's fixtures in a run
+that may use a database (``hooks._guard``); elsewhere it is not there at all.
+A test that touches no database, in a run where none is configured or in use
+yet, passes through it without any work. Once a
+database is in use (the plugin's, a ``clean_db_urls`` one, or one a peewee or
+unittest sandbox acquired), every test ends with one cheap check per database;
+writes that escaped a sandbox are rewound and reported.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ..exceptions import DbrewindError, DbrewindLeakWarning, DbrewindWarning
+from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES
+from .fixtures import data_dir, item_mark
+from .report import TestRecord
+from .state import PluginState, plugin_state
+
+if TYPE_CHECKING:
+    from ..provision import Database
+
+__all__ = ["after_test", "compat_databases"]
+
+
+def compat_databases(request: pytest.FixtureRequest, state: PluginState) -> None:
+    """pytest-clean-database's interface: track and rewind the ``clean_db_urls`` databases.
+
+    The baseline is what each database holds when ``clean_db_urls`` is first
+    set up: after the fixtures it requires created and migrated it.
+    """
+    if not state.compat_possible or state.compat is not None:
+        return
+    try:
+        urls = request.getfixturevalue("clean_db_urls")
+    except pytest.FixtureLookupError:
+        return
+    except pytest.fail.Exception:
+        if request.scope == "function":
+            raise
+        return  # e.g. a function-scoped clean_db_urls: taken up by each test instead
+    if isinstance(urls, str):
+        urls = [urls]
+    from .._url import parse_url
+    from ..provision import Target, acquire
+
+    schema = request.config.getoption("clean_db_pg_schema", "public") or "public"
+    found: list[Database] = []
+    try:
+        for url in urls:
+            found.append(
+                acquire(
+                    Target(
+                        url=parse_url(str(url)),
+                        schemas=(str(schema),),
+                        lock_timeout=state.lock_timeout,
+                        origin="clean_db_urls",
+                    )
+                )
+            )
+    except DbrewindError as exc:
+        pytest.fail(f"dbrewind (clean_db_urls): {exc}", pytrace=False)
+    state.compat = found
+
+
+@pytest.fixture(scope="session")
+def _dbrewind_session(request: pytest.FixtureRequest) -> None:
+    """Takes up ``clean_db_urls`` before any other fixture of the first test writes."""
+    state = plugin_state(request.config)
+    compat_databases(request, state)
+
+
+def _label(state: PluginState, database: Database, key: str) -> str:
+    for alias, own in state.databases.items():
+        if own is database:
+            return key if alias == PRIMARY else f"{alias}:{key}"
+    return f"{database.url.database}:{key}" if len(state.active) > 1 else key
+
+
+@pytest.fixture
+def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The safety net: after every test, rewind whatever was committed, and say so."""
+    item = request.node
+    state = plugin_state(request.config)
+    try:
+        mark = item_mark(item)
+    except DbrewindError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    names = request.fixturenames
+    if (
+        mark is None
+        and not state.explicit
+        and not state.active
+        and not state.compat_possible
+        and DB_FIXTURES.isdisjoint(names)
+    ):
+        yield  # nothing here uses a database (yet): no work at all
+        return
+    if mark is not None or state.explicit:
+        # prepared up front, so that a test without dbrewind fixtures is still guarded
+        request.getfixturevalue("dbrewind_databases")
+    compat_databases(request, state)
+    transactional = bool(mark and mark.transactional) or "transactional_db" in names
+    rollback = not transactional and not ROLLBACK_FIXTURES.isdisjoint(names)
+    if mark is not None and mark.data and not rollback and PRIMARY in state.databases:
+        from ..data import load_data
+
+        with state.databases[PRIMARY].engine.begin() as conn:
+            load_data(conn, *mark.data, base_dir=data_dir(request))
+        transactional = True
+    strategy = "transactional" if transactional else "rollback" if rollback else "none"
+    yield
+    after_test(item, state, mark, strategy)
+
+
+def after_test(item: Any, state: PluginState, mark: Any, strategy: str) -> None:
+    """Rewind every guarded database after ``item``; report leaks, failures, differences."""
+    guarded = state.guarded()
+    if not guarded:
+        return
+    started = time.perf_counter()
+    own = {id(db) for db in state.databases.values()}
+    dirtied: list[str] = []
+    leaks: list[str] = []
+    failures: list[str] = []
+    compat = {id(db) for db in state.compat or ()}
+    for database in guarded:  # every one, even when another fails
+        reclones = database.reclones
+        # a test that committed for real may have changed the schema too
+        committed = strategy == "transactional" or id(database) in compat
+        try:
+            result = database.after_test(check_schema=committed)
+        except Exception as exc:
+            failures.append(
+                f"dbrewind could not put {database.url.display()} back to its baseline after "
+                f"{item.nodeid}: {exc}"
+            )
+            continue
+        tables = [_label(state, database, t) for t in result.tables]
+        dirtied += tables
+        if tables and id(database) in own and strategy != "transactional":
+            leaks += tables
+        if database.reclones != reclones:
+            message = database.notes[-1]
+            state.stats.note(message)
+            warnings.warn(DbrewindWarning(f"{item.nodeid}: {message}"), stacklevel=1)
+    seconds = time.perf_counter() - started
+    if state.compat and strategy == "none":
+        strategy = "clean_db_urls"
+    state.stats.add(TestRecord(item.nodeid, strategy, seconds, tuple(dirtied)))
+    strict = state.strict if mark is None or mark.strict is None else mark.strict
+    problems = list(failures[:1])
+    if len(failures) > 1:
+        problems.append(f"({len(failures) - 1} more database(s) failed the same way.)")
+    if leaks:
+        message = (
+            f"{item.nodeid} committed writes to {', '.join(sorted(leaks))} outside a dbrewind "
+            "sandbox; dbrewind rewound them. Use the db / db_session fixtures (rolled back), "
+            "or transactional_db / @pytest.mark.dbrewind(transactional=True) when the test "
+            "needs real commits."
+        )
+        if strict:
+            problems.append(message)
+        else:
+            warnings.warn(DbrewindLeakWarning(message), stacklevel=1)
+    verify = state.verify if mark is None or mark.verify is None else mark.verify
+    if verify:
+        problems += _verify(item, state)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _verify(item: Any, state: PluginState) -> list[str]:
+    """``--dbrewind-verify``: each database compared with its baseline, after the rewind."""
+    from ..provision.verify import Snapshot
+
+    problems: list[str] = []
+    for alias, database in state.databases.items():
+        if database.rewinder is None:
+            continue
+        now = Snapshot.capture(database.rewinder)
+        reference = state.snapshots.get(id(database))
+        state.snapshots[id(database)] = now
+        if reference is None:
+            continue
+        problems += [
+            f"{item.nodeid} left {alias!r} ({database.url.display()}) different from its "
+            f"baseline after the rewind: {problem}"
+            for problem in reference.compare(now)
+        ]
+    return problems

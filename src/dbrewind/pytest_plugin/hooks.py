@@ -1,0 +1,277 @@
+"""The plugin's hooks: options, the run's header and summary, markers, fixture scopes.
+
+Nothing here imports SQLAlchemy or touches a database until a test asks for
+one: a project whose tests use none pays only for a few hook calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from .._context import set_worker, subscribe
+from ..exceptions import ConfigurationError, DbrewindError
+from .config import DB_FIXTURES, MARK, PRIMARY, default_url, mark_for
+from .guard import after_test
+from .state import find_state, install_state, plugin_state
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_fixture_post_finalizer",
+    "pytest_fixture_setup",
+    "pytest_report_header",
+    "pytest_runtest_teardown",
+    "pytest_sessionfinish",
+    "pytest_sessionstart",
+    "pytest_terminal_summary",
+    "pytest_testnodedown",
+    "pytest_unconfigure",
+]
+
+# Fixtures whose setup never writes to a test database: no need to look for a layer.
+_QUIET_MODULES = ("_pytest", "pytest_asyncio", "anyio", "xdist", "dbrewind", "pluggy")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dbrewind", "dbrewind: a database in a known state for every test")
+    group.addoption(
+        "--dbrewind-url",
+        dest="dbrewind_url",
+        default=None,
+        help="Database URL for the tests (overrides DBREWIND_URL and ini dbrewind_url). "
+        "An application database name gets a derived '<name>_test' database.",
+    )
+    group.addoption(
+        "--dbrewind-strict",
+        dest="dbrewind_strict",
+        action="store_true",
+        default=False,
+        help="Fail a test that commits writes outside its sandbox (default: warn).",
+    )
+    group.addoption(
+        "--dbrewind-verify",
+        dest="dbrewind_verify",
+        action="store_true",
+        default=False,
+        help="After each test, compare every table with the baseline (row counts and a "
+        "checksum) and fail the test that left a difference.",
+    )
+    group.addoption(
+        "--dbrewind-rebuild",
+        dest="dbrewind_rebuild",
+        action="store_true",
+        default=False,
+        help="Rebuild the prepared template even when the schema fingerprint is unchanged.",
+    )
+    # pytest-clean-database's option, for suites written for it (unless that plugin
+    # is installed too and registered it)
+    with contextlib.suppress(ValueError):
+        group.addoption(
+            "--clean-db-pg-schema",
+            dest="clean_db_pg_schema",
+            default="public",
+            help="PostgreSQL schema of the clean_db_urls databases (pytest-clean-database).",
+        )
+    parser.addini("dbrewind_url", "Database URL for the tests (see --dbrewind-url).", default="")
+    parser.addini(
+        "dbrewind_databases",
+        "More databases, one 'alias = url' per line; each is isolated like the primary one.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "dbrewind_setup",
+        "Schema setup run once per run: 'package.module:callable' receiving a Connection.",
+        default="",
+    )
+    parser.addini(
+        "dbrewind_lock_timeout",
+        "Seconds a rewind waits for a lock another session holds (a transaction a test left "
+        "open) before the test errors, naming that session; 'none' for no limit. Default 10.",
+        default="",
+    )
+    parser.addini(
+        "dbrewind_fingerprint_paths",
+        "Files or directories (models, migrations) whose contents decide when the prepared "
+        "template is rebuilt, relative to the rootdir.",
+        type="linelist",
+        default=[],
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "dbrewind(transactional=False, data=(), backends=(), verify=None, strict=None): "
+        'how dbrewind isolates this test; see the README\'s "The pytest plugin".',
+    )
+    state = install_state(config)
+    state._unsubscribe.append(subscribe(state.acquired))
+    set_worker(state.worker)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = plugin_state(session.config)
+    state.session = session
+    lifecycle = sys.modules.get("dbrewind.provision.lifecycle")
+    if lifecycle is not None:  # an earlier session in this process (pytester) warned already
+        lifecycle.forget_warnings()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = find_state(config)
+    if state is None:  # pytest_configure failed (a usage error)
+        return
+    for database in reversed(state.active):
+        with contextlib.suppress(Exception):
+            database.release()
+    for unsubscribe in state._unsubscribe:
+        unsubscribe()  # type: ignore[operator]
+    state._unsubscribe.clear()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = plugin_state(config)
+    if not state.explicit:
+        # No SQLAlchemy import for a project that may never use a database.
+        url = default_url(config, create=False)
+        return [f"dbrewind: {url} (default; used when a test asks for a database)"]
+    try:
+        databases = state.configs()
+    except DbrewindError as exc:
+        return [f"dbrewind: configuration error: {exc}"]
+    return [f"dbrewind: {db.header()}" for db in databases.values()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = plugin_state(config)
+    # pytest-clean-database's interface: a conftest (or test module) defines clean_db_urls
+    state.compat_possible = any(
+        getattr(plugin, "__file__", None) and hasattr(plugin, "clean_db_urls")
+        for plugin in config.pluginmanager.get_plugins()
+    ) or any(hasattr(getattr(item, "module", None), "clean_db_urls") for item in items)
+    uses_databases = state.explicit or state.compat_possible
+    backend: str | None = None
+    for item in items:
+        try:
+            mark = mark_for(item)
+        except ConfigurationError as exc:
+            item.stash[MARK] = exc
+            uses_databases = True
+            continue
+        item.stash[MARK] = mark
+        if mark is not None or not DB_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+            uses_databases = True
+        if mark is None or not mark.backends:
+            continue
+        if backend is None:
+            try:
+                backend = state.configs()[PRIMARY].backend
+            except DbrewindError:
+                continue  # reported when the database is prepared
+        if backend not in mark.backends:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"dbrewind: runs on {', '.join(mark.backends)}, not {backend}"
+                )
+            )
+    if uses_databases:
+        _guard(items, compat=state.compat_possible)
+
+
+def _guard(items: list[pytest.Item], *, compat: bool) -> None:
+    """Give every test the safety net, first among its fixtures (so it is torn down last).
+
+    Only in a run that may use a database: elsewhere a test pays nothing for the
+    plugin. (An autouse fixture would cost every test of every project.)
+    """
+    first = ["_dbrewind_session", "_dbrewind_guard"] if compat else ["_dbrewind_guard"]
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if isinstance(names, list) and "_dbrewind_guard" not in names:
+            names[:0] = first
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: Any, request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    """Rows a wider-scoped fixture commits belong to its scope: keep them as a layer."""
+    value = yield
+    if fixturedef.scope == "function":
+        return value
+    state = plugin_state(request.config)
+    if not state.active:
+        return value
+    module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
+    if module.startswith(_QUIET_MODULES):
+        return value
+    for database in state.guarded():
+        database.refresh(fixturedef)
+        for note in database.notes:
+            state.stats.note(note)
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, Any, Any]:
+    """The safety net for a test that has no ``_dbrewind_guard`` fixture.
+
+    In a run whose collection showed no database use, a sandbox of the peewee
+    or unittest classes may still have taken one up: every later test ends with
+    its check too, after all the test's fixtures were torn down.
+    """
+    value = yield
+    names = getattr(item, "fixturenames", ())
+    if "_dbrewind_guard" not in names:
+        state = plugin_state(item.config)
+        if state.guarded():
+            after_test(item, state, None, "none")
+    return value
+
+
+def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:
+    """A wider-scoped fixture was torn down: rewind the rows it kept for its scope."""
+    if fixturedef.scope == "function":
+        return
+    state = plugin_state(request.config)
+    for database in state.guarded():
+        database.pop_layer(fixturedef)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = plugin_state(config)
+    lines = state.stats.lines()
+    if not lines:
+        return
+    terminalreporter.write_sep("-", "dbrewind")
+    for line in lines:
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = plugin_state(session.config)
+    for database in reversed(state.active):
+        with contextlib.suppress(Exception):
+            database.release()
+        for note in database.notes:
+            state.stats.note(note)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["dbrewind_stats"] = state.stats.to_json()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: fold a worker's statistics into the controller's summary."""
+    data = getattr(node, "workeroutput", {}).get("dbrewind_stats")
+    if data:
+        plugin_state(node.config).stats.merge_json(data)

@@ -1,0 +1,94 @@
+"""What isolating the tests cost, for the terminal summary (merged across xdist workers)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Stats", "TestRecord"]
+
+
+@dataclass
+class TestRecord:
+    """What isolating one test cost."""
+
+    nodeid: str
+    strategy: str
+    seconds: float = 0.0
+    tables: tuple[str, ...] = ()
+
+
+@dataclass
+class Stats:
+    """Counts and timings for the terminal summary (merged across xdist workers)."""
+
+    tests: list[TestRecord] = field(default_factory=list)
+    prepare_seconds: float = 0.0
+    templates_built: int = 0
+    templates_reused: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What the lifecycle did that the user should hear of (its own clone, a reinstall)."""
+
+    def add(self, record: TestRecord) -> None:
+        self.tests.append(record)
+
+    def note(self, text: str) -> None:
+        """Add a line for the summary (once)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tests": [[t.nodeid, t.strategy, t.seconds, list(t.tables)] for t in self.tests],
+            "prepare_seconds": self.prepare_seconds,
+            "templates_built": self.templates_built,
+            "templates_reused": self.templates_reused,
+            "notes": list(self.notes),
+        }
+
+    def merge_json(self, data: dict[str, Any]) -> None:
+        for nodeid, strategy, seconds, tables in data.get("tests", []):
+            self.tests.append(TestRecord(nodeid, strategy, float(seconds), tuple(tables)))
+        self.prepare_seconds += float(data.get("prepare_seconds", 0.0))
+        self.templates_built += int(data.get("templates_built", 0))
+        self.templates_reused += int(data.get("templates_reused", 0))
+        for text in data.get("notes", []):
+            self.note(str(text))
+
+    def lines(self) -> list[str]:
+        """The terminal summary, or nothing when no test used a database."""
+        if not self.tests and not self.prepare_seconds and not self.notes:
+            return []
+        strategies = Counter(t.strategy for t in self.tests)
+        total = sum(t.seconds for t in self.tests)
+        out = [
+            "strategies: "
+            + ", ".join(f"{name} {count}" for name, count in sorted(strategies.items()))
+            + f"; isolating took {total * 1000:.0f} ms in all"
+            + f", preparing {self.prepare_seconds * 1000:.0f} ms"
+            + f" (templates built {self.templates_built}, reused {self.templates_reused})"
+        ]
+        slowest = sorted((t for t in self.tests if t.seconds > 0), key=lambda t: -t.seconds)[:5]
+        if slowest:
+            out.append("slowest rewinds:")
+            out += [
+                f"  {t.seconds * 1000:8.1f} ms  {t.nodeid}  ({', '.join(t.tables) or '-'})"
+                for t in slowest
+            ]
+        dirtied = Counter(table for t in self.tests for table in t.tables)
+        if dirtied:
+            out.append(
+                "tables most often dirtied: "
+                + ", ".join(f"{name} ({n})" for name, n in dirtied.most_common(5))
+            )
+        out += [f"note: {text}" for text in self.notes]
+        narrow = [t for t in self.tests if t.strategy == "transactional" and 0 < len(t.tables) <= 2]
+        if narrow:
+            out.append(
+                f"hint: {len(narrow)} transactional tests touched only 1-2 tables; unless they "
+                "need real commits (other connections, threads, SELECT ... FOR UPDATE), the "
+                "rollback sandbox (db / db_session, no transactional=True) isolates them for "
+                "two round trips."
+            )
+        return out

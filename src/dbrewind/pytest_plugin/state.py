@@ -1,0 +1,125 @@
+"""What the plugin keeps for one pytest run (one per xdist worker)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ..exceptions import DbrewindError
+from .config import DatabaseConfig, explicitly_configured, resolve_databases
+from .report import Stats
+
+if TYPE_CHECKING:
+    from ..provision import Database
+    from ..provision.verify import Snapshot
+
+__all__ = ["PluginState", "plugin_state"]
+
+
+class PluginState:
+    """The run's settings, its databases and what isolating the tests cost."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.strict: bool = bool(config.getoption("dbrewind_strict", False))
+        self.verify: bool = bool(config.getoption("dbrewind_verify", False))
+        self.rebuild: bool = bool(config.getoption("dbrewind_rebuild", False))
+        self.lock_timeout = _lock_timeout(config)
+        # pytest-xdist gives each worker's config a ``workerinput``; the
+        # environment variable would leak into pytest runs the tests start.
+        workerinput = getattr(config, "workerinput", None) or {}
+        self.worker: str | None = workerinput.get("workerid") or None
+        self.explicit = explicitly_configured(config)
+        """The user configured a database, so every test is guarded."""
+        self.stats = Stats()
+        self.session: pytest.Session | None = None
+        self.databases: dict[str, Database] = {}
+        """The plugin's own databases (``dbrewind_databases``), by alias."""
+        self.compat: list[Database] | None = None
+        """The ``clean_db_urls`` databases, once that fixture was set up."""
+        self.compat_possible = False
+        """Some conftest or test module defines a ``clean_db_urls`` fixture."""
+        self.active: list[Database] = []
+        """Every database acquired during this session, by any entry point."""
+        self.snapshots: dict[int, Snapshot] = {}
+        """``--dbrewind-verify``: the reference contents of each database."""
+        self._configs: dict[str, DatabaseConfig] | None = None
+        self._config_error: DbrewindError | None = None
+        self._unsubscribe: list[object] = []
+
+    def configs(self) -> dict[str, DatabaseConfig]:
+        """The configured databases by alias (parsed once; a bad URL raises every time)."""
+        if self._config_error is not None:
+            raise self._config_error
+        if self._configs is None:
+            try:
+                self._configs = resolve_databases(self.config)
+            except DbrewindError as exc:
+                self._config_error = exc
+                raise
+        return self._configs
+
+    # ---------------------------------------------------------- databases
+    def acquired(self, database: Database) -> None:
+        """Provision listener: a database was acquired (by any entry point) in this process."""
+        if self.session is None or database in self.active:
+            return
+        self.active.append(database)
+        # Released at the point of the session's teardown that matches when it was
+        # acquired: after the fixtures set up later, before the ones set up earlier
+        # (a user's fixture that created its tables, and drops them at the end).
+        with contextlib.suppress(AssertionError):  # not inside a test's setup chain
+            self.session.addfinalizer(database.release)
+        self.stats.prepare_seconds += database.prepare_seconds
+        if database.template is not None:
+            if database.built_template:
+                self.stats.templates_built += 1
+            else:
+                self.stats.templates_reused += 1
+        for note in database.notes:
+            self.stats.note(note)
+
+    def guarded(self) -> list[Database]:
+        """The databases the per-test safety net rewinds: every active one that is tracked,
+        unless a sandbox spanning several tests holds it (a unittest class's)."""
+        return [db for db in self.active if db.safety_net and not db.released and not db.in_sandbox]
+
+
+_STATE = pytest.StashKey[PluginState]()
+
+
+def plugin_state(config: pytest.Config) -> PluginState:
+    """The run's :class:`PluginState` (made in ``pytest_configure``)."""
+    return config.stash[_STATE]
+
+
+def find_state(config: pytest.Config) -> PluginState | None:
+    """The run's :class:`PluginState`, or None when ``pytest_configure`` did not get to it."""
+    return config.stash.get(_STATE, None)
+
+
+def install_state(config: pytest.Config) -> PluginState:
+    state = PluginState(config)
+    config.stash[_STATE] = state
+    return state
+
+
+def _lock_timeout(config: pytest.Config) -> float | None:
+    """ini ``dbrewind_lock_timeout``: seconds (default 10), or ``none`` for no limit."""
+    raw = str(config.getini("dbrewind_lock_timeout") or "").strip()
+    if not raw:
+        return 10.0
+    if raw.lower() == "none":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise pytest.UsageError(
+            f"dbrewind_lock_timeout = {raw!r}: give the seconds a rewind may wait for a lock "
+            "another session holds (a number above 0, default 10), or 'none' for no limit."
+        )
+    return seconds
