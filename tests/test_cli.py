@@ -142,3 +142,39 @@ def test_an_unreachable_server_is_named_with_what_to_check(url: str, server: str
     assert f"Cannot connect to the {server}" in message
     assert "host, port and credentials" in message
     assert "pw@" not in message
+
+
+def test_doctor_says_who_holds_the_database_and_uninstall_refuses_then(
+    db_url: URL, prepared: Rewinder
+) -> None:
+    lease = prepared.dialect.acquire_lock(prepared.url, "lease", wait=0)
+    assert lease is not None
+    try:
+        status, out = _run("doctor", _url(db_url))
+        assert status == 0
+        assert "lease:      held by " in out
+        status, _ = _run("uninstall", _url(db_url))
+        assert status == 2
+        with prepared.connection() as conn:
+            assert prepared.dialect.is_installed(conn)  # refused: still there
+    finally:
+        lease.release()
+    status, out = _run("doctor", _url(db_url))
+    assert "lease:      free" in out
+    status, out = _run("uninstall", _url(db_url))
+    assert status == 0
+    assert "removed dbrewind tracking" in out
+    prepared.close()
+
+
+def test_doctor_says_when_tracking_no_longer_covers_the_tables(
+    db_url: URL, prepared: Rewinder, engine: Engine
+) -> None:
+    prepared.close()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE extra (id INTEGER PRIMARY KEY)"))
+    status, out = _run("doctor", _url(db_url))
+    assert status == 0
+    assert "out of date: not tracked: " in out
+    assert "extra" in out.split("out of date:")[1].splitlines()[0]
+    assert "made by an older dbrewind or by hand" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ import pytest
 from sqlalchemy.engine import URL
 
 from conftest import drop_database, make_database, require_backend
-from dbrewind import Rewinder, RewindResult, SandboxError, UnsafeDatabaseError
+from dbrewind import Rewinder, RewindResult, SafetyNetWarning, SandboxError
 from dbrewind.peewee import (
     SavepointRouter,
     TransactionTestCase,
     close_rewinders,
     database_url,
 )
+from dbrewind.provision import Target, acquire
 
 
 class Author(peewee.Model):
@@ -307,19 +309,36 @@ def test_a_write_from_another_thread_is_rewound_and_reported(
     assert again.leaked is None
 
 
-def test_tracking_installed_elsewhere_is_reused_not_reinstalled(
+def test_a_database_the_lifecycle_holds_is_shared_with_its_baseline(
     database: peewee.Database,
 ) -> None:
-    with Rewinder(database_url(database)) as rewinder:
-        rewinder.install()  # baseline: empty tables (as the pytest plugin would)
+    # as when the pytest plugin (or an earlier sandbox) took the database up first
+    held = acquire(Target(url=database_url(database)))
+    try:
         with database.connection_context():
             Author.create(name="committed before the block")
         with TransactionTestCase(database) as case:
             pass
-        # Reinstalling would have taken the committed row into the baseline.
+        # Taking it up again would have made the committed row part of the baseline.
+        assert case.rewinder is held.rewinder
         assert case.leaked is not None
         assert names(case.leaked.tables) == ["author"]
         assert committed_count(database, "author") == 0
+    finally:
+        held.release()
+
+
+def test_tracking_some_other_code_installed_is_checked_then_reinstalled(
+    database: peewee.Database,
+) -> None:
+    with Rewinder(database_url(database)) as rewinder:
+        rewinder.install()  # no lifecycle state: nothing says what it covers or who left it
+        with database.connection_context():
+            Author.create(name="there before the first block")
+        with TransactionTestCase(database) as case:
+            Author.create(name="rolled back")
+        assert case.leaked is None
+        assert committed_count(database, "author") == 1  # the baseline at first use
 
 
 def test_an_explicit_rewinder_is_used_for_the_safety_net(database: peewee.Database) -> None:
@@ -356,7 +375,7 @@ def test_without_the_safety_net_nothing_is_installed_or_reported(
         assert not rewinder.dialect.is_installed(conn)
 
 
-def test_a_database_not_named_test_is_refused_with_the_opt_out(
+def test_a_database_not_named_test_is_a_pure_rollback_sandbox_with_one_warning(
     backend: str, tmp_path: Path
 ) -> None:
     require_backend(backend)
@@ -365,13 +384,27 @@ def test_a_database_not_named_test_is_refused_with_the_opt_out(
     try:
         db.bind(MODELS)
         db.create_tables(MODELS)
-        with pytest.raises(UnsafeDatabaseError, match="safety_net=False") as info:
-            TransactionTestCase(db).__enter__()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with TransactionTestCase(db) as case:
+                Author.create(name="ada")
+                assert count(Author) == 1
+        given = [w for w in seen if issubclass(w.category, SafetyNetWarning)]
+        assert len(given) == 1
+        message = str(given[0].message)
         assert url.database is not None
-        assert url.database in str(info.value)
-        with TransactionTestCase(db, safety_net=False):
-            Author.create(name="ada")
+        assert url.database in message
+        assert "not provably a test database" in message
+        assert "DBREWIND_ALLOW" in message
+        assert case.rewinder is None
         assert count(Author) == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # one warning per database, not per block
+            with TransactionTestCase(db):
+                Author.create(name="bo")
+        assert count(Author) == 0
+        with Rewinder(url) as rewinder, rewinder.connection() as conn:
+            assert not rewinder.dialect.installation(conn).installed
     finally:
         close_rewinders()
         db.close()

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 
+import dbrewind._context as dbrewind_context
 import dbrewind.unittest as dbu
 from dbrewind import ConfigurationError, parse_url
 from dbrewind.dialects import get_dialect
@@ -57,11 +58,18 @@ def setup_schema(conn: Connection) -> None:
 
 @pytest.fixture
 def url(db_url: URL) -> Iterator[str]:
-    """The fresh test database's URL; the test cases' connections are closed afterwards."""
+    """The fresh test database's URL; the test cases' connections are closed afterwards.
+
+    The cases work on that very database, not on an xdist worker's clone of it
+    (this suite may run under xdist; tests/lifecycle covers the clones).
+    """
+    worker = dbrewind_context.worker()
+    dbrewind_context.set_worker(None)
     try:
         yield db_url.render_as_string(hide_password=False)
     finally:
         dbu.close_databases()
+        dbrewind_context.set_worker(worker)
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from ._graph import strongly_connected
+from .dialects import Installation
 from .exceptions import DbrewindError
+from .provision.fingerprint import tracking_version
 from .rewinder import Rewinder
 
 __all__ = ["main"]
@@ -45,8 +47,9 @@ def _doctor(rewinder: Rewinder, out: TextIO) -> int:
     print(f"test db:    {verdict}", file=out)
     with rewinder.connection() as conn:
         schema = rewinder.dialect.inspect(conn)
-        installed = rewinder.dialect.is_installed(conn)
-        dirty = rewinder.dialect.dirty_tables(conn) if installed else []
+        found = rewinder.dialect.installation(conn)
+        installed = found.installed
+        dirty = list(found.dirty)
     cycles = [
         c
         for c in strongly_connected(
@@ -60,9 +63,15 @@ def _doctor(rewinder: Rewinder, out: TextIO) -> int:
         print(f"FK cycles:  {'; '.join(' -> '.join(c) for c in cycles)}", file=out)
     if self_refs:
         print(f"self-refs:  {', '.join(self_refs)}", file=out)
-    print(f"tracking:   {'installed' if installed else 'not installed'}", file=out)
+    print(f"tracking:   {_tracking_line(rewinder, found)}", file=out)
     if installed:
         print(f"dirty now:  {', '.join(dirty) if dirty else 'none'}", file=out)
+        if not found.intact:
+            print(f"out of date: {_drift(found)}; the next run installs it again", file=out)
+        if found.depth:
+            print(f"layers:     {found.depth} (rows of a wider fixture scope, kept)", file=out)
+    holder = _holder(rewinder)
+    print(f"lease:      {f'held by {holder}' if holder else 'free (no run uses it now)'}", file=out)
     flags = ", ".join(f"{name}={getattr(caps, name)}" for name in caps.__dataclass_fields__)
     print(f"features:   {flags}", file=out)
     plan = (
@@ -168,7 +177,48 @@ def _bench(rewinder: Rewinder, out: TextIO, rounds: int) -> int:
     return 0
 
 
-def _uninstall(rewinder: Rewinder, out: TextIO) -> int:
+def _tracking_line(rewinder: Rewinder, found: Installation) -> str:
+    if not found.installed:
+        return "not installed"
+    state = found.state
+    current = tracking_version(rewinder.url.backend)
+    version = state.get("version")
+    if version is None:
+        made = "made by an older dbrewind or by hand"
+    elif version == current:
+        made = f"version {version}"
+    else:
+        made = f"version {version}, this dbrewind installs {current}"
+    clean = {"1": "last run released it cleanly", "0": "in use, or its last run died"}
+    return f"installed ({made}; {clean.get(state.get('clean', ''), 'never held by a run')})"
+
+
+def _drift(found: Installation) -> str:
+    parts = []
+    if found.untracked:
+        parts.append(f"recreated without tracking: {', '.join(found.untracked)}")
+    if found.missing:
+        parts.append(f"gone: {', '.join(found.missing)}")
+    if found.created:
+        parts.append(f"not tracked: {', '.join(found.created)}")
+    return "; ".join(parts)
+
+
+def _holder(rewinder: Rewinder) -> str | None:
+    if rewinder.url.is_memory:
+        return None
+    return rewinder.dialect.lock_holder(rewinder.url, "lease")
+
+
+def _uninstall(rewinder: Rewinder, out: TextIO, *, force: bool = False) -> int:
+    holder = _holder(rewinder)
+    if holder and not force:
+        print(
+            f"dbrewind: error: a test run holds {rewinder.url.display()} ({holder}); removing "
+            "its tracking now would let its writes leak. Let the run finish, or pass --force.",
+            file=sys.stderr,
+        )
+        return 2
     with rewinder.connection() as conn:
         installed = rewinder.dialect.is_installed(conn)
     if not installed:
@@ -196,6 +246,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         cmd.add_argument("--schema", action="append", default=[], help="PostgreSQL schema to track")
         if name == "bench":
             cmd.add_argument("--rounds", type=int, default=200)
+        if name == "uninstall":
+            cmd.add_argument(
+                "--force", action="store_true", help="even while a test run holds the database"
+            )
     args = parser.parse_args(argv)
     try:
         with Rewinder(args.url, schemas=args.schema) as rewinder:
@@ -203,7 +257,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 return _doctor(rewinder, out)
             if args.command == "bench":
                 return _bench(rewinder, out, args.rounds)
-            return _uninstall(rewinder, out)
+            return _uninstall(rewinder, out, force=args.force)
     except DbrewindError as exc:
         print(f"dbrewind: error: {exc}", file=sys.stderr)
         return 2

@@ -42,20 +42,22 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import weakref
 from collections.abc import Callable
 from contextlib import ContextDecorator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import peewee
 from sqlalchemy.engine import URL, make_url
 
 from ._url import Backend, DatabaseURL, parse_url
 from .dialects import RewindResult
-from .exceptions import ConfigurationError, SandboxError, UnsafeDatabaseError
+from .exceptions import ConfigurationError, SandboxError
 from .rewinder import Rewinder
+
+if TYPE_CHECKING:
+    from .provision import Database
 
 __all__ = [
     "LeakCallback",
@@ -66,6 +68,7 @@ __all__ = [
     "backend_of",
     "close_rewinders",
     "database_url",
+    "safety_net_database",
     "tracking_rewinder",
 ]
 
@@ -125,55 +128,48 @@ def database_url(database: peewee.Database) -> DatabaseURL:
     return parse_url(url)
 
 
-_rewinders: dict[str, Rewinder] = {}
-_ready: weakref.WeakSet[Rewinder] = weakref.WeakSet()
-_rewinders_lock = threading.Lock()
+def tracking_rewinder(
+    database: peewee.Database, rewinder: Rewinder | None = None
+) -> Rewinder | None:
+    """The safety net's :class:`~dbrewind.Rewinder` for ``database``, or None when it is off.
 
-
-def tracking_rewinder(database: peewee.Database, rewinder: Rewinder | None = None) -> Rewinder:
-    """The safety net's :class:`~dbrewind.Rewinder` for ``database``, tracking installed.
-
-    Without ``rewinder``, one Rewinder per URL is built from the database's
-    connection parameters and kept for the process. Tracking is installed the
-    first time (capturing the database as it is now as the baseline) unless it
-    is already installed, e.g. by the pytest plugin; then it is reused as is.
-    Raises :class:`~dbrewind.exceptions.UnsafeDatabaseError` for a database
-    that is not provably a test database.
+    With ``rewinder`` given, that one (tracking installed first when missing).
+    Otherwise the database is taken up by the lifecycle every entry point
+    shares (:mod:`dbrewind.provision`): leased for the process, its tracking
+    checked against the tables as they are now (a suite that drops and
+    recreates its tables gets tracking installed again), and the database as
+    it is at first use is the baseline; the pytest plugin's database is reused
+    when the URL is its. None, after one :class:`~dbrewind.SafetyNetWarning`,
+    for a database that is not provably a test database or that another run
+    holds: the sandbox still runs there, writing nothing lasting.
     """
-    with _rewinders_lock:
-        if rewinder is None:
-            url = database_url(database)
-            key = url.url.render_as_string(hide_password=False)
-            rewinder = _rewinders.get(key)
-            if rewinder is None:
-                rewinder = _rewinders[key] = Rewinder(url)
-        if rewinder in _ready:
-            return rewinder
-        try:
-            rewinder.ensure_safe("install tracking in")
-        except UnsafeDatabaseError as exc:
-            raise UnsafeDatabaseError(
-                f"{exc} To use TransactionTestCase without dbrewind's safety net (no "
-                "tracking, escaped writes are not cleaned), pass safety_net=False."
-            ) from exc
+    if rewinder is not None:
         with rewinder.connection() as conn:
             installed = rewinder.dialect.is_installed(conn)
         if not installed:
             rewinder.install()
-        _ready.add(rewinder)
         return rewinder
+    return safety_net_database(database).rewinder
+
+
+def safety_net_database(database: peewee.Database) -> Database:
+    """The lifecycle's :class:`~dbrewind.provision.Database` for a peewee database."""
+    from .provision import Target, acquire
+
+    return acquire(Target(url=database_url(database), origin="peewee"))
 
 
 def close_rewinders() -> None:
-    """Close and forget the Rewinders :func:`tracking_rewinder` built (e.g. at session end).
+    """Release the databases the sandboxes' safety net took up (e.g. at session end).
 
-    Tracking stays installed in the databases; the next sandbox reuses it.
+    Each is rewound to its baseline and its lease given up; tracking stays
+    installed, and the next sandbox takes the database up again.
     """
-    with _rewinders_lock:
-        for rewinder in _rewinders.values():
-            rewinder.close()
-            _ready.discard(rewinder)
-        _rewinders.clear()
+    from .provision import databases
+
+    for held in databases():
+        if held.target.origin == "peewee":
+            held.release()
 
 
 # ---------------------------------------------------------- statement routing
@@ -375,12 +371,37 @@ class SandboxOptions:
     ) -> None:
         self.database: Any = database
         self.rewinder = rewinder
+        self._given_rewinder = rewinder is not None
+        self._database: Database | None = None
         self.safety_net = safety_net
         self.on_leak = on_leak
         #: What the safety net rewound after the last block, when writes escaped it.
         self.leaked: RewindResult | None = None
         self._router: SavepointRouter | None = None
         self._patches = Patches()
+
+    def _take_safety_net(self) -> None:
+        """Choose this block's safety net: the given Rewinder, the lifecycle's, or none."""
+        self._database = None
+        if not self.safety_net:
+            return
+        if self.rewinder is None and database_url(self.database).is_memory:
+            return  # another connection sees another database: nothing can escape
+        if self.rewinder is not None and self._given_rewinder:
+            self.rewinder = tracking_rewinder(self.database, self.rewinder)
+            return
+        self._database = safety_net_database(self.database)
+        self.rewinder = self._database.rewinder
+
+    def _after_block(self) -> None:
+        """The safety net after the block: rewind what escaped it, and say so."""
+        if not self.safety_net:
+            return
+        if self._database is not None:
+            if self._database.safety_net:
+                self._report(self._database.after_test())
+        elif self.rewinder is not None:
+            self._report(self.rewinder.rewind())
 
     def _report(self, result: RewindResult) -> None:
         """Record and announce what the safety net rewound (nothing when clean)."""
@@ -434,14 +455,6 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
         return f"TransactionTestCase({self.database!r})"
 
     # ------------------------------------------------------------- lifecycle
-    def _safety_rewinder(self) -> Rewinder | None:
-        if not self.safety_net:
-            return None
-        if self.rewinder is None and database_url(self.database).is_memory:
-            return None  # another connection sees another database: nothing can escape
-        self.rewinder = tracking_rewinder(self.database, self.rewinder)
-        return self.rewinder
-
     def __enter__(self) -> TransactionTestCase:
         if self._active:
             raise SandboxError(
@@ -449,7 +462,7 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
                 "database.atomic() blocks inside it instead."
             )
         db = self.database
-        rewinder = self._safety_rewinder()
+        self._take_safety_net()
         self.leaked = None
         where = database_url(db).display()
         if db.in_transaction():
@@ -469,8 +482,7 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
         self._owner = threading.get_ident()
         self._active = True
         self._install_patches()
-        if rewinder is not None:
-            logger.debug("sandbox on %s, safety net %r", where, rewinder)
+        logger.debug("sandbox on %s, safety net %r", where, self.rewinder)
         return self
 
     def __exit__(
@@ -494,11 +506,7 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
         finally:
             self._active = False
             self._owner = None
-            self._check_leaks()
-
-    def _check_leaks(self) -> None:
-        if self.rewinder is not None and self.safety_net:
-            self._report(self.rewinder.rewind())
+            self._after_block()
 
     # ----------------------------------------------------------------- patches
     def _mine(self) -> bool:

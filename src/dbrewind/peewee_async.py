@@ -66,7 +66,6 @@ from .peewee import (
     SavepointRouter,
     backend_of,
     database_url,
-    tracking_rewinder,
 )
 from .rewinder import Rewinder
 
@@ -277,14 +276,6 @@ class TransactionTestCase(SandboxOptions):
         return self._root
 
     # ------------------------------------------------------------- lifecycle
-    def _safety_rewinder(self) -> Rewinder | None:
-        if not self.safety_net:
-            return None
-        if self.rewinder is None and database_url(self.database).is_memory:
-            return None
-        self.rewinder = tracking_rewinder(self.database, self.rewinder)
-        return self.rewinder
-
     async def __aenter__(self) -> TransactionTestCase:
         if self._active:
             raise SandboxError(
@@ -292,12 +283,14 @@ class TransactionTestCase(SandboxOptions):
                 "database.aio_atomic() blocks inside it instead."
             )
         db = self.database
-        await asyncio.to_thread(self._safety_rewinder)
+        await asyncio.to_thread(self._take_safety_net)
         self.leaked = None
         self.sync_queries = []
         where = database_url(db).display()
         self._router = SavepointRouter(backend_of(db), where)
         self._root = _Scope(self)
+        if not db.pool_backend.is_connected:
+            await db.aio_connect()  # a pool closed after an earlier test (its event loop ended)
         raw = await db.pool_backend.acquire()
         try:
             await _run(raw, "BEGIN")
@@ -325,7 +318,7 @@ class TransactionTestCase(SandboxOptions):
                 raise
         finally:
             self._active = False
-            await self._check_leaks()
+            await asyncio.to_thread(self._after_block)
 
     async def _end_transaction(self) -> None:
         raw, self._raw = self._raw, None
@@ -335,10 +328,6 @@ class TransactionTestCase(SandboxOptions):
             if self._router is not None:
                 self._router.reset()
             await self.database.pool_backend.release(raw)
-
-    async def _check_leaks(self) -> None:
-        if self.rewinder is not None and self.safety_net:
-            self._report(await self.rewinder.arewind())
 
     # ----------------------------------------------------------------- patches
     def _install_patches(self, connection: _Connection) -> None:

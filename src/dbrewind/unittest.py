@@ -47,32 +47,34 @@ flavour of :class:`TestCase` (each test in its own async rollback sandbox).
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import copy
 import dataclasses
 import functools
 import inspect
 import os
 import sys
-import threading
 import unittest
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
+from ._asyncio import is_async_engine
+from ._context import worker as current_worker
 from ._url import DatabaseURL, parse_url
 from .data import aload_data, load_data
 from .dialects import Capabilities, RewindResult, get_dialect
 from .exceptions import ConfigurationError
+from .provision import Database, Target, acquire, as_steps, databases, make_async_engine
+from .provision.lifecycle import require_safety_net
 from .rewinder import Rewinder, SetupCallable
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
     from .sandbox import AsyncSandbox, Sandbox
 
 __all__ = [
@@ -88,65 +90,54 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _FEATURES = tuple(f.name for f in dataclasses.fields(Capabilities))
 
 
-# --------------------------------------------------------------------------- registry
-@dataclasses.dataclass
-class _Database:
-    """One test database, prepared once per process."""
+# --------------------------------------------------------------------------- databases
+def _database_for(cls: type[_DatabaseMixin]) -> Database:
+    """The database of ``cls``, from the lifecycle every entry point shares.
 
-    url: DatabaseURL
-    engine: Engine
-    """The engine of the class that prepared it, or one made from the URL."""
-    rewinder: Rewinder
-    setups: list[SetupCallable]
-    owns_engine: bool
-
-    def engine_for(self, cls: type[_DatabaseMixin]) -> Engine:
-        """The class's own engine when it names one (that is what its code uses), else ours."""
-        given = cls.engine
-        if isinstance(given, AsyncEngine):
-            return given.sync_engine
-        return given if isinstance(given, Engine) else self.engine
-
-
-_DATABASES: dict[str, _Database] = {}
-_LOCK = threading.Lock()
-
-
-def _registry_key(url: DatabaseURL) -> str:
-    return url.sync_url().render_as_string(hide_password=False)
-
-
-def _database_for(cls: type[_DatabaseMixin]) -> _Database:
-    """The prepared database of ``cls``: created, set up and tracked on first use."""
+    With ``database_url`` and ``database_setup``, the setup runs once into a
+    template and the tests run on a clone of it (kept between runs while the
+    setup is unchanged; one per xdist worker; another one when a concurrent
+    run holds it). With an ``engine``, the database it names is set up in
+    place. Without a setup, the database is taken as it is.
+    """
     url, given_engine = _resolve_target(cls)
-    steps = _setup_steps(cls.database_setup)
-    with _LOCK:
-        key = _registry_key(url)
-        database = _DATABASES.get(key)
-        if database is None:
-            engine = given_engine or _make_engine(url)
-            # dbrewind's own connection must not be routed into a sandbox, so the
-            # rewinder has an engine of its own (an in-memory SQLite must share).
-            rewinder = Rewinder(
-                url, allow=cls.allow_database, engine=engine if url.is_memory else None
-            )
-            rewinder.prepare(steps)
-            database = _Database(url, engine, rewinder, list(steps), given_engine is None)
-            _DATABASES[key] = database
-            return database
-        new = [step for step in steps if step not in database.setups]
-        if new:
-            # Another class brings more setup for the same database: run it and
-            # capture a new baseline that includes it.
-            database.rewinder.rewind()
-            database.rewinder.prepare(new)
-            database.setups.extend(new)
-        return database
+    steps = tuple(as_steps(cls.database_setup, what=f"{cls.__qualname__}.database_setup"))
+    if given_engine is not None:
+        target = Target(
+            url=url, setups=steps, engine=given_engine, allow=cls.allow_database, origin="unittest"
+        )
+    elif steps:
+        target = Target(
+            url=url,
+            setups=steps,
+            clone=True,
+            worker=current_worker(),
+            allow=cls.allow_database,
+            origin="unittest",
+        )
+    else:
+        target = Target(url=url, allow=cls.allow_database, origin="unittest")
+    database = acquire(target)
+    if steps and database.target.setups != steps:
+        raise ConfigurationError(
+            f"{cls.__qualname__} gives {url.display()} a database_setup that differs from the "
+            f"one it was prepared with ({database.target.setups or 'none'}). Give every test "
+            "case on one database the same setup (a common base class), or use another database."
+        )
+    return database
+
+
+def _engine_for(cls: type[_DatabaseMixin], database: Database) -> Engine:
+    """The class's own engine when it names one (what its code uses), else the database's."""
+    given = cls.engine
+    if is_async_engine(given):
+        return given.sync_engine
+    return given if isinstance(given, Engine) else database.engine
 
 
 def _resolve_target(cls: type[_DatabaseMixin]) -> tuple[DatabaseURL, Engine | None]:
     engine: object = cls.engine
-    if isinstance(engine, AsyncEngine):
+    if is_async_engine(engine):
         engine = engine.sync_engine
     if engine is not None and not isinstance(engine, Engine):
         raise ConfigurationError(
@@ -163,43 +154,15 @@ def _resolve_target(cls: type[_DatabaseMixin]) -> tuple[DatabaseURL, Engine | No
     )
 
 
-def _make_engine(url: DatabaseURL) -> Engine:
-    if url.is_memory:
-        return create_engine(
-            url.sync_url(), poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-    return create_engine(url.sync_url())
-
-
-def _setup_steps(setup: object) -> list[SetupCallable]:
-    if setup is None:
-        return []
-    if callable(setup):
-        return [setup]
-    if isinstance(setup, Sequence) and all(callable(step) for step in setup):
-        return list(setup)
-    raise ConfigurationError(
-        f"database_setup must be a callable receiving a Connection (such as "
-        f"metadata.create_all) or a list of them, not {setup!r}."
-    )
-
-
 def close_databases() -> None:
-    """Close every database the test cases prepared: connections, engines, rewinders.
+    """Release every database the test cases took up: rewound, lease given up, closed.
 
-    The databases themselves are kept. Call it when the test run ends (or
-    before dropping a test database); the next test case prepares again.
+    The databases themselves are kept (a clone is reused by the next run).
+    Called at exit anyway; call it earlier before dropping a test database.
     """
-    with _LOCK:
-        databases = list(_DATABASES.values())
-        _DATABASES.clear()
-    for database in databases:
-        database.rewinder.close()
-        if database.owns_engine:
-            database.engine.dispose()
-
-
-atexit.register(close_databases)
+    for database in databases():
+        if database.target.origin == "unittest":
+            database.release()
 
 
 # --------------------------------------------------------------------------- shared behaviour
@@ -318,6 +281,7 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
     leaked: ClassVar[RewindResult | None] = None
     """After the class's sandbox stopped: what escaped it and was rewound (None: nothing)."""
     _dbrewind_sandbox: ClassVar[Sandbox | None] = None
+    _dbrewind_database: ClassVar[Database]
     _dbrewind_testdata: ClassVar[dict[str, Any]] = {}
 
     @classmethod
@@ -330,9 +294,12 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
         database = _database_for(cls)
         from .sandbox import Sandbox
 
-        sandbox = Sandbox(database.engine_for(cls), rewinder=database.rewinder)
+        # check=False: the safety net runs after the class, through the lifecycle
+        sandbox = Sandbox(_engine_for(cls, database), rewinder=database.rewinder, check=False)
         sandbox.start()
+        database.enter_sandbox()
         cls._dbrewind_sandbox = sandbox
+        cls._dbrewind_database = database
         cls.db_class = sandbox.connection
         cls.database_engine = sandbox.engine
         cls.leaked = None
@@ -377,8 +344,13 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
         sandbox = cls.__dict__.get("_dbrewind_sandbox")
         if sandbox is not None:
             cls._dbrewind_sandbox = None
-            sandbox.stop()
-            cls.leaked = sandbox.leaked
+            database = cls._dbrewind_database
+            try:
+                sandbox.stop()
+            finally:
+                database.leave_sandbox()
+                result = database.after_test()
+                cls.leaked = None if result.clean else result
 
     def session(self, **options: Any) -> Session:
         """An ORM Session inside the sandbox (closed after the test)."""
@@ -455,19 +427,19 @@ class TransactionTestCase(_DatabaseMixin, unittest.TestCase):
         return session
 
     def run(self, result: unittest.TestResult | None = None) -> unittest.TestResult | None:
-        database: list[_Database] = []
+        database: list[Database] = []
 
         def before() -> None:
             db = _database_for(type(self))
+            self.rewinder = require_safety_net(db, "commit and clean")
             database.append(db)
-            self.database_engine = engine = db.engine_for(type(self))
-            self.rewinder = db.rewinder
+            self.database_engine = engine = _engine_for(type(self), db)
             if self.fixtures:
                 try:
                     with engine.begin() as conn:
                         load_data(conn, *self.fixtures, base_dir=self._fixtures_base())
                 except BaseException:
-                    db.rewinder.rewind()
+                    db.after_test()
                     raise
             self.db = engine.connect()
 
@@ -478,7 +450,7 @@ class TransactionTestCase(_DatabaseMixin, unittest.TestCase):
                 if getattr(self, "db", None) is not None:
                     self.db.close()
             finally:
-                self.last_rewind = database[0].rewinder.rewind()
+                self.last_rewind = database[0].after_test(check_schema=True)
 
         return _run_guarded(self, result, before, after, super().run)
 
@@ -509,25 +481,31 @@ class AsyncTestCase(_DatabaseMixin, unittest.IsolatedAsyncioTestCase):
         from .sandbox import AsyncSandbox
 
         engine = self._async_engine(database)
-        sandbox = AsyncSandbox(engine, rewinder=database.rewinder)
+        # check=False: the safety net runs after the test, through the lifecycle
+        sandbox = AsyncSandbox(engine, rewinder=database.rewinder, check=False)
         await sandbox.start()
         self._dbrewind_async_sandbox = sandbox
         self.database_engine = engine
-        self.addAsyncCleanup(self._dbrewind_stop, sandbox, engine)
+        self.addAsyncCleanup(self._dbrewind_stop, sandbox, engine, database)
         self.db = sandbox.connection
         if self.fixtures:
             await aload_data(sandbox.connection, *self.fixtures, base_dir=self._fixtures_base())
 
-    def _async_engine(self, database: _Database) -> AsyncEngine:
+    def _async_engine(self, database: Database) -> AsyncEngine:
         if self.async_engine is not None:
             return self.async_engine
         # An async engine lives on one event loop; each test has its own loop.
-        return create_async_engine(database.url.async_url())
+        return make_async_engine(database.url, pooled=True)
 
-    async def _dbrewind_stop(self, sandbox: AsyncSandbox, engine: AsyncEngine) -> None:
+    async def _dbrewind_stop(
+        self, sandbox: AsyncSandbox, engine: AsyncEngine, database: Database
+    ) -> None:
         try:
-            await sandbox.stop()
-            self.leaked = sandbox.leaked
+            try:
+                await sandbox.stop()
+            finally:
+                result = await asyncio.to_thread(database.after_test)
+                self.leaked = None if result.clean else result
         finally:
             self._dbrewind_async_sandbox = None
             if engine is not self.async_engine:
