@@ -37,12 +37,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenlet import getcurrent  # type: ignore[import-untyped]
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool, StaticPool
 from sqlalchemy.pool.base import _ConnectionRecord
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
+from ._backends import backend_named
 from .exceptions import SandboxBrokenError, SandboxError
 
 __all__ = ["Core", "ProxyConnection", "ProxyCursor", "SandboxPool"]
@@ -78,7 +78,6 @@ _SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly",
 HOME_TIMEOUT = 60.0
 """Seconds a statement from another thread waits for the sandbox's event loop."""
 _MYSQL_GUARD = ("SAVEPOINT `dbrewind_guard`", "ROLLBACK TO SAVEPOINT `dbrewind_guard`")
-_BACKENDS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
 
 
 def _is_read(statement: str) -> bool:
@@ -139,6 +138,8 @@ class _GreenletLock:
         self._waiters: deque[Any] = deque()
 
     def __enter__(self) -> None:
+        from greenlet import getcurrent  # type: ignore[import-untyped]
+
         me = getcurrent()
         if self._owner is me:
             self._count += 1
@@ -176,7 +177,7 @@ class Core:
         self.is_async = is_async
         self.url_display = url_display
         dialect_name = engine.dialect.name
-        self.backend = _BACKENDS.get(dialect_name, dialect_name)
+        self.backend = backend_named(dialect_name) or dialect_name
         self.lock: Any = _GreenletLock() if is_async else threading.RLock()
         self.stack: list[_Entry] = []
         self.write_seq = 0

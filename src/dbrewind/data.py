@@ -53,17 +53,19 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._graph import children_first
 from .exceptions import DataLoadError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
     "DATA_SUFFIXES",

@@ -45,14 +45,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty, Mapper, Session
 
+from ._asyncio import is_async_session
 from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["FactoryBuilder", "ModelFactory"]
 
@@ -287,7 +290,7 @@ def _count(n: int) -> int:
 
 
 def _sync_session(session: object, method: str, builder: FactoryBuilder[Any]) -> Session:
-    if isinstance(session, AsyncSession):
+    if is_async_session(session):
         raise ConfigurationError(
             f"{builder!r}.{method}() got an AsyncSession. Use "
             f"`await {builder!r}.a{method}(session=...)` for async sessions."
@@ -305,7 +308,7 @@ def _async_session(session: object, method: str, builder: FactoryBuilder[Any]) -
             f"{builder!r}.{method}() got a sync Session. Use "
             f"`{builder!r}.{method[1:]}(session=...)` for sync sessions."
         )
-    if not isinstance(session, AsyncSession):
+    if not is_async_session(session):
         raise ConfigurationError(
             f"{builder!r}.{method}() needs an AsyncSession, got {type(session).__name__}."
         )

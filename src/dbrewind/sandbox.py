@@ -57,17 +57,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy.util.concurrency import greenlet_spawn
 
+from ._asyncio import is_async_engine
 from ._sandbox_core import Core
 from .dialects import RewindResult
 from .exceptions import SandboxBrokenError, SandboxError
 from .rewinder import Rewinder
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 __all__ = ["AsyncSandbox", "LeakCallback", "Sandbox"]
 
@@ -269,7 +271,7 @@ class AsyncSandbox(_Base):
         check: bool = True,
     ) -> None:
         super().__init__(rewinder=rewinder, on_leak=on_leak, check=check)
-        if not isinstance(engine, AsyncEngine):
+        if not is_async_engine(engine):
             raise SandboxError(
                 f"AsyncSandbox needs a sqlalchemy AsyncEngine, got {type(engine).__name__}. "
                 "Use Sandbox for a sync Engine."
@@ -285,6 +287,8 @@ class AsyncSandbox(_Base):
     async def start(self) -> AsyncSandbox:
         """Open the outer transaction and route the engine into it."""
         core = self._new_core(self.engine.sync_engine, is_async=True)
+        from sqlalchemy.util.concurrency import greenlet_spawn
+
         await greenlet_spawn(core.start)
         self._core = core
         self.leaked = None
@@ -312,6 +316,8 @@ class AsyncSandbox(_Base):
                 if self._connection is not None:
                     await self._connection.close()
             finally:
+                from sqlalchemy.util.concurrency import greenlet_spawn
+
                 deferred = await greenlet_spawn(core.stop)
         finally:
             self._core = None
@@ -346,6 +352,8 @@ class AsyncSandbox(_Base):
         at the end."""
         if self._core is None:
             raise self._not_active("AsyncSandbox.session()")
+        from sqlalchemy.ext.asyncio import AsyncSession
+
         kwargs.setdefault("bind", self.engine)
         session = AsyncSession(**kwargs)
         self._sessions.append(session)

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import (
     Column,
@@ -53,10 +53,13 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoInspectionAvailable, NoSuchTableError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty, Mapper, Session
 
+from ._asyncio import is_async_session
 from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
     "AsyncDatabaseTestCase",
@@ -465,7 +468,7 @@ class DatabaseTestCase:
 
     def __new__(cls, session: Session | AsyncSession) -> DatabaseTestCase:
         if cls is DatabaseTestCase:
-            if isinstance(session, AsyncSession):
+            if is_async_session(session):
                 return super().__new__(AsyncDatabaseTestCase)
             if isinstance(session, Session):
                 return super().__new__(SyncDatabaseTestCase)
@@ -569,7 +572,7 @@ class AsyncDatabaseTestCase(DatabaseTestCase):
         return object.__new__(cls)
 
     def __init__(self, session: AsyncSession) -> None:
-        if not isinstance(session, AsyncSession):
+        if not is_async_session(session):
             raise ConfigurationError(
                 f"AsyncDatabaseTestCase needs an AsyncSession, got {type(session).__name__}. "
                 "Use DatabaseTestCase(session) or SyncDatabaseTestCase for a Session."
