@@ -148,3 +148,23 @@ def engine(db_url: URL) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def suite_url(backend: str, tmp_path: Path) -> Iterator[URL]:
+    """A test database name nobody uses yet; the plugin creates it. Dropped after, with
+    every database derived from it (templates, clones)."""
+    require_backend(backend)
+    name = f"dbrewind_{uuid.uuid4().hex[:8]}_test"
+    if backend == "sqlite":
+        folder = tmp_path / "dbs"
+        folder.mkdir()
+        url = make_url(f"sqlite:///{folder / (name + '.db')}")
+    else:
+        url = make_url(SERVER_URLS[backend]).set(database=name)
+    try:
+        yield url
+    finally:
+        from helpers.runs import drop_derived
+
+        drop_derived(backend, url)
