@@ -137,7 +137,10 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[URL]:
     try:
         yield url
     finally:
-        drop_database(backend, url)
+        # with what the lifecycle derived from it: templates, clones
+        from helpers.runs import drop_derived
+
+        drop_derived(backend, url)
 
 
 @pytest.fixture

@@ -74,14 +74,18 @@ def test_two_runs_at_once_each_work_on_their_own_database(
     first = start(project, pytest_args(suite_url), env={"SUITE_CHECKPOINT": str(checkpoint)})
     wait_for_file(Path(str(checkpoint) + ".reached"), first)
     # the first run holds the database and waits; the second one runs meanwhile
-    code, second = start(project, pytest_args(suite_url)).finish()
+    code, second = start(project, pytest_args(suite_url, "-v")).finish()  # with its header
     Path(str(checkpoint) + ".go").write_text("")
     first_code, first_out = first.finish()
     assert code == 0, second
     assert first_code == 0, first_out
     stem = Path(str(suite_url.database)).stem
-    assert "is in use by another run, so this run works on its own clone" in second, second
-    assert f"{stem}_r1" in second, second
+    header = [line for line in second.splitlines() if line.startswith("dbrewind: ")]
+    assert any(
+        "is in use by another run, so this run works on its own clone" in line
+        and (f"{stem}_r1" in line)
+        for line in header
+    ), second  # said in the run's header, before any test
     assert_at_baseline(suite_url)
     assert_at_baseline(sibling(suite_url, f"{stem}_r1"))
 

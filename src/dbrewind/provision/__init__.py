@@ -13,7 +13,17 @@ reading of setups.
 from __future__ import annotations
 
 from .engines import make_async_engine, make_engine
-from .lifecycle import Database, Target, acquire, databases, find, identity, release_all
+from .lifecycle import (
+    Database,
+    Target,
+    acquire,
+    databases,
+    find,
+    identity,
+    release_all,
+    release_reservations,
+    reserve,
+)
 from .setups import SetupCallable, as_steps
 
 __all__ = [
@@ -28,4 +38,6 @@ __all__ = [
     "make_async_engine",
     "make_engine",
     "release_all",
+    "release_reservations",
+    "reserve",
 ]

@@ -75,6 +75,8 @@ __all__ = [
     "find",
     "identity",
     "release_all",
+    "release_reservations",
+    "reserve",
 ]
 
 logger = logging.getLogger("dbrewind")
@@ -462,7 +464,6 @@ class Database:
         base = target.url
         rewinder = Rewinder(base, allow=target.allow)
         rewinder.ensure_safe("prepare")  # the names derived from it are as safe as it is
-        dialect = rewinder.dialect
         sa_dialect = base.sync_url().get_dialect()()
         self.fingerprint = fingerprint(
             target.setups or (),
@@ -472,26 +473,15 @@ class Database:
             dialect=sa_dialect,
             backend=base.backend,
         )
-        limit = dialect.name_limit
+        limit = rewinder.dialect.name_limit
         self.template = sibling(base, template_name(stem(base), self.fingerprint, limit))
-        holders: list[str] = []
-        for candidate in clone_candidates(base, target.worker, limit):
-            lease = self._lease(candidate)
-            if lease is not None:
-                break
-            holders.append(f"{candidate.database} ({dialect.lock_holder(candidate, 'lease')})")
-        else:
-            raise DbrewindError(
-                f"All {MAX_SLOTS} clones of {base.display()} are in use by other runs: "
-                f"{'; '.join(holders[:3])}... Wait for them to finish, or end the runs that hang."
-            )
+        with _LOCK:
+            reserved = _RESERVED.pop(_target_key(target), None)
+        candidate, lease, note = reserved or _choose_clone(target)
         self.lease = lease
         self.url = candidate
-        if holders:
-            self.notes.append(
-                f"{holders[0]} is in use by another run, so this run works on its own clone "
-                f"{candidate.database!r}"
-            )
+        if note is not None:
+            self.notes.append(note)
         self.rewinder = self._rewinder(candidate, clone=True)
         self._state = {
             FINGERPRINT: self.fingerprint,
@@ -677,6 +667,30 @@ class Database:
         self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
 
 
+def _choose_clone(target: Target) -> tuple[DatabaseURL, Lock, str | None]:
+    """The first clone slot no other live run leases, leased now; and what to say of it."""
+    base = target.url
+    dialect = _dialect_of(base)
+    holders: list[str] = []
+    for candidate in clone_candidates(base, target.worker, dialect.name_limit):
+        lease = dialect.acquire_lock(candidate, "lease", wait=0)
+        if lease is not None:
+            break
+        holders.append(f"{candidate.database} ({dialect.lock_holder(candidate, 'lease')})")
+    else:
+        raise DbrewindError(
+            f"All {MAX_SLOTS} clones of {base.display()} are in use by other runs: "
+            f"{'; '.join(holders[:3])}... Wait for them to finish, or end the runs that hang."
+        )
+    note = None
+    if holders:
+        note = (
+            f"{holders[0]} is in use by another run, so this run works on its own clone "
+            f"{candidate.database!r}"
+        )
+    return candidate, lease, note
+
+
 def _not_a_test_database(url: DatabaseURL) -> str:
     return (
         f"{url.database!r} ({url.display()}) is not provably a test database, so dbrewind's "
@@ -691,6 +705,7 @@ def _dialect_of(url: DatabaseURL) -> Dialect:
 
 # ------------------------------------------------------------------- registry
 _LOCK = threading.RLock()
+_RESERVED: dict[tuple[Any, ...], tuple[DatabaseURL, Lock, str | None]] = {}
 _BY_TARGET: dict[tuple[Any, ...], Database] = {}
 _BY_IDENTITY: dict[tuple[str, str, int | None, str], Database] = {}
 _WARNED: set[tuple[str, str, int | None, str]] = set()
@@ -741,6 +756,34 @@ def _warn_once(database: Database) -> None:
     warnings.warn(SafetyNetWarning(f"dbrewind: {database.notes[-1]}."), stacklevel=3)
 
 
+def reserve(target: Target) -> str | None:
+    """Lease now the clone :func:`acquire` will work on (a clone-mode target).
+
+    For the run's header: a run that finds its database held by another one
+    says so before any test runs. Returns that note, or None when the run gets
+    ``<name>`` itself. Nothing is built or checked yet.
+    """
+    if target.mode != "clone":
+        return None
+    with _LOCK:
+        key = _target_key(target)
+        if key in _RESERVED or key in _BY_TARGET:
+            found = _RESERVED.get(key)
+            return found[2] if found else None
+        Rewinder(target.url, allow=target.allow).ensure_safe("prepare")
+        _RESERVED[key] = _choose_clone(target)
+        return _RESERVED[key][2]
+
+
+def release_reservations() -> None:
+    """Give up the leases :func:`reserve` took that no :func:`acquire` used."""
+    with _LOCK:
+        reserved = list(_RESERVED.values())
+        _RESERVED.clear()
+    for _url, lease, _note in reserved:
+        lease.release()
+
+
 def find(url: DatabaseURL | str) -> Database | None:
     """The database this process works on at ``url`` (by identity), if any."""
     with _LOCK:
@@ -763,6 +806,7 @@ def databases() -> list[Database]:
 
 def release_all() -> None:
     """Release every database this process holds (at exit, or when a test run ends)."""
+    release_reservations()
     for database in reversed(databases()):
         try:
             database.release()

@@ -134,6 +134,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for unsubscribe in state._unsubscribe:
         unsubscribe()  # type: ignore[operator]
     state._unsubscribe.clear()
+    provision = sys.modules.get("dbrewind.provision")
+    if provision is not None:  # leases the header took for a run that never used them
+        provision.release_reservations()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -146,7 +149,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         databases = state.configs()
     except DbrewindError as exc:
         return [f"dbrewind: configuration error: {exc}"]
-    return [f"dbrewind: {db.header()}" for db in databases.values()]
+    lines = [f"dbrewind: {db.header()}" for db in databases.values()]
+    if state.worker is None and not config.getoption("numprocesses", None):
+        # lease the run's databases now, so that a second run says at once that it works
+        # on clones of its own (under xdist each worker does so itself, in the summary)
+        from ..provision import Target, reserve
+
+        for db in databases.values():
+            try:
+                note = reserve(Target(url=db.test, setups=(), clone=True))
+            except DbrewindError:
+                continue  # the fixture reports it, at the first test that asks
+            if note is not None:
+                lines.append(f"dbrewind: {note}")
+    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
