@@ -27,11 +27,15 @@ themselves). Statements that would end the outer transaction behind dbrewind's
 back (MySQL DDL and ``TRUNCATE``, which commit implicitly; two-phase commit)
 are refused with :class:`~dbrewind.exceptions.SandboxError`.
 
-The safety net: when the database's connection parameters name a test
-database, dbrewind installs its change tracking there once (or reuses an
-installation, e.g. the pytest plugin's), and after each block rewinds any
-table that a write outside the sandbox (another thread, another connection)
-committed to, reporting it in :attr:`TransactionTestCase.leaked`.
+The safety net: the database is taken up through :mod:`dbrewind.provision`
+(the pytest plugin's own when the URL is its): tracking is checked against
+the tables as they are, by name, and installed again when the suite's setup
+recreated them; the database as it is at the first block is the baseline.
+After each block, any table a write outside the sandbox (another thread,
+another connection) committed to is rewound and reported in
+:attr:`TransactionTestCase.leaked`. On a database that is not provably a test
+database, or one another run holds, the sandbox runs without a safety net,
+after one :class:`~dbrewind.SafetyNetWarning`.
 
 The statement routing (:class:`SavepointRouter`) does no I/O and is shared
 with :mod:`dbrewind.peewee_async`.

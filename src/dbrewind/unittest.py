@@ -36,10 +36,14 @@ The two classes differ as Django's do:
     (only the dirty ones). ``fixtures`` are loaded (and committed) before each
     test.
 
-Both prepare each database once per process: create it if missing, run
-``database_setup``, install change tracking and capture the baseline. A write
-that escapes a :class:`TestCase`'s sandbox is caught by that tracking and
-rewound (see :attr:`TestCase.leaked`).
+Both get their database from :mod:`dbrewind.provision`, the lifecycle the
+pytest plugin uses too: with ``database_url`` and ``database_setup`` the setup
+runs once into a template and the tests run on a clone of it (reused by the
+next run while the setup is unchanged, one per xdist worker, another when a
+concurrent run holds it); with an ``engine``, its database is set up in
+place; without a setup, the database is taken as it is. A write that escapes a
+:class:`TestCase`'s sandbox is caught by change tracking and rewound (see
+:attr:`TestCase.leaked`).
 
 :class:`AsyncTestCase` is the :class:`unittest.IsolatedAsyncioTestCase`
 flavour of :class:`TestCase` (each test in its own async rollback sandbox).
