@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from conftest import SERVER_URLS, drop_database, make_database
+from helpers.runs import databases_named
 
 # pytester restores sys.modules after every test that uses it, so a module first
 # imported during such a test is imported again later; SQLAlchemy warns when its
@@ -55,19 +56,6 @@ def dbrewind_setup():
 """
 
 
-def _server_databases(backend: str, prefix: str) -> list[str]:
-    engine = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                rows = conn.execute(text("SELECT datname FROM pg_database"))
-            else:
-                rows = conn.execute(text("SHOW DATABASES"))
-            return [r[0] for r in rows if str(r[0]).startswith(prefix)]
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def inner_url(backend: str, tmp_path: Path) -> Iterator[URL]:
     """A test-database URL for an inner suite; everything derived from it is dropped after."""
@@ -78,7 +66,7 @@ def inner_url(backend: str, tmp_path: Path) -> Iterator[URL]:
     finally:
         if backend != "sqlite":
             prefix = str(url.database).removesuffix("_test")
-            for name in _server_databases(backend, prefix):
+            for name in databases_named(backend, prefix):
                 drop_database(backend, url.set(database=name))
 
 
@@ -334,7 +322,7 @@ def test_worker_database_name(db_url, worker_id):
     # the setup ran once for the whole run: one template built, the other worker reused it
     result.stdout.fnmatch_lines(["*templates built 1, reused 1*"])
     if backend != "sqlite":
-        names = _server_databases(backend, str(inner_url.database))
+        names = databases_named(backend, str(inner_url.database))
         assert {n for n in names if n.endswith(("_gw0", "_gw1"))} == {
             f"{inner_url.database}_gw0",
             f"{inner_url.database}_gw1",
@@ -652,7 +640,7 @@ def test_an_application_database_name_gets_a_derived_test_database(
         assert Path(derived).exists()
         assert not Path(str(app.database)).exists()
     else:
-        names = _server_databases(backend, str(app.database))
+        names = databases_named(backend, str(app.database))
         assert derived in names
         assert app.database not in names
 
@@ -701,7 +689,7 @@ def test_several_databases_are_each_prepared_and_rewound(
         )
     finally:
         if backend != "sqlite":
-            for name in _server_databases(backend, str(second.database).removesuffix("_test")):
+            for name in databases_named(backend, str(second.database).removesuffix("_test")):
                 drop_database(backend, second.set(database=name))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from helpers.runs import pytest_args, start
-from helpers.suites import assert_at_baseline, sibling
+from helpers.suites import SCHEMA, assert_at_baseline, sibling
 
 CASES = """
 import os
@@ -75,33 +75,10 @@ class SetupRanOnce(unittest.TestCase):
             self.assertEqual(calls, [])  # the template and the clone were reused
 """
 
-SCHEMA = """
-import sqlalchemy as sa
-
-metadata = sa.MetaData()
-items = sa.Table(
-    "order", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(60), nullable=False),
-    sqlite_autoincrement=True,
-)
-tags = sa.Table(
-    "user tags", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("label", sa.String(60), nullable=False),
-    sqlite_autoincrement=True,
-)
-
-
-def setup(conn):
-    metadata.create_all(conn)
-    conn.execute(items.insert(), [{"name": "seed-1"}, {"name": "seed-2"}])
-"""
-
 
 def write(project: Path) -> None:
     project.mkdir()
-    (project / "schema.py").write_text(textwrap.dedent(SCHEMA))
+    (project / "schema.py").write_text(textwrap.dedent(SCHEMA.format(version=1)))
     (project / "test_cases.py").write_text(textwrap.dedent(CASES))
     (project / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
 

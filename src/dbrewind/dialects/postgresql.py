@@ -708,27 +708,6 @@ _COLUMNS_SQL = text(
     """
 )
 
-_SEQUENCES_SQL = text(
-    """
-    SELECT DISTINCT r.relid, sn.nspname, s.relname
-    FROM (
-        SELECT d.refobjid AS relid, d.objid AS seqid
-        FROM pg_depend d
-        WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-          AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(CAST(:oids AS oid[]))
-        UNION
-        SELECT ad.adrelid, d.refobjid
-        FROM pg_attrdef ad
-        JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
-                        AND d.refclassid = 'pg_class'::regclass
-        WHERE ad.adrelid = ANY(CAST(:oids AS oid[]))
-    ) r
-    JOIN pg_class s ON s.oid = r.seqid AND s.relkind = 'S'
-    JOIN pg_namespace sn ON sn.oid = s.relnamespace
-    ORDER BY r.relid, sn.nspname, s.relname
-    """
-)
-
 _PARTITIONS_SQL = text(
     """
     SELECT p.root, n.nspname, c.relname
@@ -930,8 +909,10 @@ class PostgreSQLDialect(Dialect):
                 columns[relid].append(column)
                 if identity == "a":
                     identity_always.add(relid)
-            for relid, schema, name in conn.execute(_SEQUENCES_SQL, {"oids": oids}):
-                sequences[relid].append(_qualified(schema, name))
+            for relid, schema, name, _column in conn.execute(_SEQUENCE_COLUMNS_SQL, {"oids": oids}):
+                qualified = _qualified(schema, name)
+                if qualified not in sequences[relid]:  # one sequence may feed two columns
+                    sequences[relid].append(qualified)
             partitioned = [oid for oid, *_rest, kind in rows if kind == "p"]
             if partitioned:
                 for root, schema, name in conn.execute(_PARTITIONS_SQL, {"oids": partitioned}):
