@@ -19,14 +19,14 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.pool import StaticPool
 
+from ._engines import make_engine
+from ._setups import SetupCallable, as_steps
 from ._url import DatabaseURL, parse_url
 from .dialects import Dialect, RewindResult, SchemaInfo, get_dialect
 from .exceptions import (
@@ -38,9 +38,6 @@ from .exceptions import (
 )
 
 __all__ = ["ALLOW_ENV", "Rewinder", "SetupCallable"]
-
-SetupCallable = Callable[[Connection], object]
-"""A schema setup: receives a Connection inside a transaction that is committed after it."""
 
 ALLOW_ENV = "DBREWIND_ALLOW"
 """Environment variable: comma-separated database names dbrewind may write to
@@ -122,13 +119,7 @@ class Rewinder:
     def engine(self) -> Engine:
         """A synchronous engine to the test database (created on first use)."""
         if self._engine is None:
-            options: dict[str, Any] = {}
-            if self.url.is_memory:
-                options = {
-                    "poolclass": StaticPool,
-                    "connect_args": {"check_same_thread": False},
-                }
-            self._engine = create_engine(self.url.sync_url(), **options)
+            self._engine = make_engine(self.url)
         return self._engine
 
     @contextmanager
@@ -233,7 +224,7 @@ class Rewinder:
             if self.dialect.is_installed(conn):
                 self._undo_installation(conn)
                 self.dialect.uninstall(conn)
-        for step in _as_steps(setup):
+        for step in as_steps(setup, what="Rewinder.prepare(setup)"):
             with self.engine.begin() as conn:
                 step(conn)
         return self.install()
@@ -390,11 +381,3 @@ def _resolve_key(name: str, tracked: Sequence[str], url: DatabaseURL) -> str:
         f"{name!r} is not a table dbrewind tracks in {url.display()} (tracked: {shown or 'none'}). "
         "A table created after prepare() is not tracked: prepare again to track it."
     )
-
-
-def _as_steps(setup: SetupCallable | Sequence[SetupCallable] | None) -> list[SetupCallable]:
-    if setup is None:
-        return []
-    if callable(setup):
-        return [setup]
-    return list(setup)

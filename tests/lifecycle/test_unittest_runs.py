@@ -17,6 +17,7 @@ from helpers.suites import SCHEMA, assert_at_baseline, sibling
 
 CASES = """
 import os
+import time
 import unittest
 
 import sqlalchemy as sa
@@ -62,6 +63,7 @@ class Commits(dbu.TransactionTestCase):
     def test_a_commits(self):
         self.db.execute(items.insert().values(name="real"))
         self.db.commit()
+        time.sleep(float(os.environ.get("SUITE_PAUSE", "0")))
 
     def test_b_sees_the_baseline(self):
         self.assertEqual(names(self.db), SEEDS)
@@ -108,3 +110,19 @@ def test_unittest_cases_get_templates_warm_starts_and_worker_clones(
     assert "5 passed" in out, out
     for worker in workers:
         assert_at_baseline(sibling(suite_url, Path(worker).stem))
+
+
+def test_two_unittest_runs_at_once_each_get_a_database(tmp_path: Path, suite_url: URL) -> None:
+    project = tmp_path / "project"
+    write(project)
+    url = suite_url.render_as_string(hide_password=False)
+    stem = Path(str(suite_url.database)).stem
+    names = [str(suite_url.database), str(sibling(suite_url, f"{stem}_r1").database)]
+    env = {"SUITE_DB_URL": url, "SUITE_EXPECT": " ".join(names), "SUITE_PAUSE": "1"}
+    runs = [start(project, pytest_args(None), env=env) for _ in range(2)]
+    for run in runs:
+        code, out = run.finish()
+        assert code == 0, out
+        assert "5 passed" in out, out
+    for name in names:
+        assert_at_baseline(sibling(suite_url, Path(name).stem))

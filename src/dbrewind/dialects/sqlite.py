@@ -168,6 +168,7 @@ class SQLiteDialect(Dialect):
     """SQLite 3.24+ (upsert in the tracking triggers); ``RETURNING`` from 3.35."""
 
     name: ClassVar[Backend] = "sqlite"
+    name_limit: ClassVar[int] = 200  # a file name (most file systems allow 255 bytes)
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactional_ddl=True,
         statement_triggers=False,

@@ -5,14 +5,15 @@ The pytest plugin, :mod:`dbrewind.unittest`, :mod:`dbrewind.peewee`,
 their databases here; none keeps a registry of its own. See
 :mod:`.lifecycle` for the modes (clone, in place, adopt), leases, checks
 and baseline layers; :mod:`.naming` for template and clone names;
-:mod:`.fingerprint` for what decides a template is still right;
-:mod:`.engines` and :mod:`.setups` for the one engine factory and the one
-reading of setups.
+:mod:`.fingerprint` for what decides a template is still right. The one
+engine factory and the one reading of setups (``dbrewind._engines``,
+``dbrewind._setups``) sit below the Rewinder, which uses them too.
 """
 
 from __future__ import annotations
 
-from .engines import make_async_engine, make_engine
+from .._engines import make_async_engine, make_engine
+from .._setups import SetupCallable, as_steps
 from .lifecycle import (
     Database,
     Target,
@@ -24,7 +25,6 @@ from .lifecycle import (
     release_reservations,
     reserve,
 )
-from .setups import SetupCallable, as_steps
 
 __all__ = [
     "Database",

@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from .._context import notify
+from .._engines import make_async_engine, make_engine
+from .._setups import SetupCallable
 from .._url import DatabaseURL, parse_url
 from ..dialects import Dialect, Installation, Lock, RewindResult, get_dialect
 from ..exceptions import (
@@ -59,10 +61,8 @@ from ..exceptions import (
     UnsafeDatabaseError,
 )
 from ..rewinder import ALLOW_ENV, Rewinder
-from .engines import make_async_engine, make_engine
 from .fingerprint import fingerprint, schema_digest, tracking_version
 from .naming import MAX_SLOTS, clone_candidates, sibling, stem, template_name, template_prefix
-from .setups import SetupCallable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

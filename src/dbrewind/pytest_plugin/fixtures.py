@@ -91,8 +91,8 @@ def dbrewind_databases(
     state = plugin_state(pytestconfig)
     try:
         configs = state.configs()
+        from .._setups import as_steps
         from ..provision import Target, acquire
-        from ..provision.setups import as_steps
 
         rootpath = pytestconfig.rootpath
         paths = tuple(rootpath / p for p in pytestconfig.getini("dbrewind_fingerprint_paths"))

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from .._url import DatabaseURL
-from ..exceptions import DriverNotInstalledError
+from ._url import DatabaseURL
+from .exceptions import DriverNotInstalledError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

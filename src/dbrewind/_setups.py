@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.engine import Connection
 
-from ..exceptions import ConfigurationError
+from .exceptions import ConfigurationError
 
 __all__ = ["SetupCallable", "as_steps"]
 
