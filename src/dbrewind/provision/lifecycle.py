@@ -300,6 +300,24 @@ class Database:
                 self._restamp()
             return result
 
+    def _schema_moved(self) -> bool:
+        """Whether tables were created, dropped or recreated since tracking was installed.
+
+        Cheap where the dialect keeps a schema stamp (MySQL: the full
+        installation is read only when the stamp moved); elsewhere the
+        installation, read by name.
+        """
+        assert self.rewinder is not None
+        dialect = self.rewinder.dialect
+        with self.rewinder.connection() as conn:
+            stamp = None if dialect.sees_recreated_tables else dialect.schema_stamp(conn)
+            if stamp is not None and stamp == self._stamp:
+                return False
+            moved = not dialect.installation(conn).intact
+        if not moved:
+            self._stamp = stamp  # dbrewind's own tables moved it (a layer's copies)
+        return moved
+
     def _restamp(self) -> None:
         """Remember the schema stamp as it is now (where rewinds need one)."""
         assert self.rewinder is not None
@@ -366,8 +384,7 @@ class Database:
         if self.rewinder is None or self.released:
             return ()
         with self._lock:
-            found, digest = self._installation()
-            if not self._matches(found, digest):
+            if self._schema_moved():
                 if self._depth:
                     self.notes.append(
                         f"a fixture ({owner!r}) changed the schema of {self.url.database!r} "
@@ -383,6 +400,7 @@ class Database:
             with self.rewinder.connection() as conn:
                 keys = self.rewinder.dialect.push_baseline(conn)
             if keys:
+                self._restamp()  # the layer's copies are tables too
                 self._depth += 1
                 self._layers.append((owner, self._depth))
             else:
@@ -410,6 +428,7 @@ class Database:
         self._depth = depth
         if result.dropped_tables:
             self._schema_lost(result)
+        self._restamp()
         return result
 
     # --------------------------------------------------------------- release
