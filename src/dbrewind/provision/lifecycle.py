@@ -481,8 +481,10 @@ class Database:
     def _prepare_clone(self) -> None:
         target = self.target
         base = target.url
-        rewinder = Rewinder(base, allow=target.allow)
-        rewinder.ensure_safe("prepare")  # the names derived from it are as safe as it is
+        with Rewinder(base, allow=target.allow) as configured:
+            # the names derived from it are as safe as it is
+            configured.ensure_safe("prepare")
+            limit = configured.dialect.name_limit
         sa_dialect = base.sync_url().get_dialect()()
         self.fingerprint = fingerprint(
             target.setups or (),
@@ -492,7 +494,6 @@ class Database:
             dialect=sa_dialect,
             backend=base.backend,
         )
-        limit = rewinder.dialect.name_limit
         self.template = sibling(base, template_name(stem(base), self.fingerprint, limit))
         with _LOCK:
             reserved = _RESERVED.pop(_target_key(target), None)
@@ -789,7 +790,8 @@ def reserve(target: Target) -> str | None:
         if key in _RESERVED or key in _BY_TARGET:
             found = _RESERVED.get(key)
             return found[2] if found else None
-        Rewinder(target.url, allow=target.allow).ensure_safe("prepare")
+        with Rewinder(target.url, allow=target.allow) as configured:
+            configured.ensure_safe("prepare")
         _RESERVED[key] = _choose_clone(target)
         return _RESERVED[key][2]
 
