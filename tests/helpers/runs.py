@@ -60,7 +60,6 @@ class Run:
     """An inner pytest run started in the background."""
 
     proc: subprocess.Popen[str]
-    cwd: Path
 
     def finish(self, timeout: float = 300) -> tuple[int, str]:
         """Wait for it; its exit code and output (stdout and stderr together)."""
@@ -88,7 +87,7 @@ def start(cwd: Path, args: Sequence[str], env: dict[str, str] | None = None) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    return Run(proc, cwd)
+    return Run(proc)
 
 
 def wait_for_file(path: Path, run: Run, timeout: float = 120) -> None:

@@ -72,7 +72,6 @@ __all__ = [
     "Target",
     "acquire",
     "databases",
-    "find",
     "identity",
     "release_all",
     "release_reservations",
@@ -163,7 +162,6 @@ class Database:
         self.fingerprint = ""
         self.lease: Lock | None = None
         self.built_template = False
-        self.cloned = False
         self.prepare_seconds = 0.0
         self.reclones = 0
         self.notes: list[str] = []
@@ -460,12 +458,6 @@ class Database:
                     self.lease.release()
 
     # ------------------------------------------------------------- preparing
-    def _lease(self, url: DatabaseURL) -> Lock | None:
-        if url.is_memory:
-            return None
-        dialect = _dialect_of(url)
-        return dialect.acquire_lock(url, "lease", wait=0)
-
     def _rewinder(self, url: DatabaseURL, *, clone: bool) -> Rewinder:
         target = self.target
         return Rewinder(
@@ -628,7 +620,6 @@ class Database:
         if rewinder.exists():
             rewinder.drop()
         rewinder.create(template=self.template)
-        self.cloned = True
         with rewinder.connection() as conn:
             self._state.update(rewinder.dialect.installation(conn).state)
         self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
@@ -652,7 +643,9 @@ class Database:
             rewinder.close()
             self.notes.append(_not_a_test_database(self.url))
             return
-        self.lease = self._lease(self.url)
+        # an in-memory database is private to this process: nothing to lease
+        if not self.url.is_memory:
+            self.lease = _dialect_of(self.url).acquire_lock(self.url, "lease", wait=0)
         if self.lease is None and not self.url.is_memory:
             holder = _dialect_of(self.url).lock_holder(self.url, "lease")
             rewinder.close()
@@ -803,13 +796,6 @@ def release_reservations() -> None:
         _RESERVED.clear()
     for _url, lease, _note in reserved:
         lease.release()
-
-
-def find(url: DatabaseURL | str) -> Database | None:
-    """The database this process works on at ``url`` (by identity), if any."""
-    with _LOCK:
-        found = _BY_IDENTITY.get(identity(parse_url(url)))
-        return found if found is not None and not found.released else None
 
 
 def _forget(database: Database) -> None:

@@ -128,11 +128,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = find_state(config)
     if state is None:  # pytest_configure failed (a usage error)
         return
-    for database in reversed(state.active):
-        with contextlib.suppress(Exception):
-            database.release()
+    # (the databases themselves were released at the session's end)
     for unsubscribe in state._unsubscribe:
-        unsubscribe()  # type: ignore[operator]
+        unsubscribe()
     state._unsubscribe.clear()
     provision = sys.modules.get("dbrewind.provision")
     if provision is not None:  # leases the header took for a run that never used them

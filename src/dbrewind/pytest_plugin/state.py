@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -47,7 +48,7 @@ class PluginState:
         """``--dbrewind-verify``: the reference contents of each database."""
         self._configs: dict[str, DatabaseConfig] | None = None
         self._config_error: DbrewindError | None = None
-        self._unsubscribe: list[object] = []
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def configs(self) -> dict[str, DatabaseConfig]:
         """The configured databases by alias (parsed once; a bad URL raises every time)."""
