@@ -43,6 +43,7 @@ with :mod:`dbrewind.peewee_async`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -83,6 +84,16 @@ _wrap_errors: Any = getattr(peewee, "__exception_wrapper__")  # noqa: B009
 
 LeakCallback = Callable[[RewindResult], object]
 """Called with the rewind's result when writes escaped the sandbox."""
+
+
+def _lost(database: Any) -> bool:
+    """Whether ``database``'s connection no longer answers (after a statement on it failed)."""
+    try:
+        with _wrap_errors:
+            database.cursor().execute("SELECT 1")
+    except Exception:
+        return True
+    return False
 
 
 # ------------------------------------------------------------------ databases
@@ -401,11 +412,19 @@ class SandboxOptions:
         """The safety net after the block: rewind what escaped it, and say so."""
         if not self.safety_net:
             return
+        rewinder = self.rewinder
+        reconnects = rewinder.reconnects if rewinder is not None else 0
         if self._database is not None:
             if self._database.safety_net:
                 self._report(self._database.after_test())
         elif self.rewinder is not None:
             self._report(self.rewinder.rewind())
+        if rewinder is not None and rewinder.reconnects != reconnects:
+            # the server closed dbrewind's connection (a restart, a failover...): say so
+            logger.warning("%s", rewinder.last_reconnect)
+            notes = self._database.notes if self._database is not None else None
+            if notes is not None and rewinder.last_reconnect not in notes:
+                notes.append(rewinder.last_reconnect)  # the pytest plugin's summary shows it
 
     def _report(self, result: RewindResult) -> None:
         """Record and announce what the safety net rewound (nothing when clean)."""
@@ -477,8 +496,19 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
         self._router = SavepointRouter(backend_of(db), where)
         self._opened = db.connect(reuse_if_open=True)
         try:
-            with _wrap_errors:
-                db.cursor().execute("BEGIN")
+            try:
+                with _wrap_errors:
+                    db.cursor().execute("BEGIN")
+            except Exception:
+                if self._opened:
+                    raise
+                # the connection this thread kept open was closed by the server meanwhile
+                # (a restart, a failover, an idle-connection reaper): once more on a new one
+                with contextlib.suppress(Exception):
+                    db.close()
+                db.connect(reuse_if_open=True)
+                with _wrap_errors:
+                    db.cursor().execute("BEGIN")
         except BaseException:
             if self._opened:
                 db.close()
@@ -502,10 +532,17 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
             try:
                 with _wrap_errors:
                     db.cursor().execute("ROLLBACK")
+            except Exception:
+                if not _lost(db):
+                    raise
+                # the server closed the connection during the test, rolling everything
+                # back itself: close what is left of it (the next use reconnects)
+                with contextlib.suppress(Exception):
+                    db.close()
             finally:
                 if self._router is not None:
                     self._router.reset()
-                if self._opened:
+                if self._opened and not db.is_closed():
                     db.close()
         finally:
             self._active = False

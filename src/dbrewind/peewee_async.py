@@ -110,6 +110,25 @@ async def _run(raw: Any, sql: str) -> None:
         await cursor.execute(sql)
 
 
+async def _lost(raw: Any) -> bool:
+    """Whether the driver connection ``raw`` no longer answers (after a statement failed)."""
+    try:
+        await _run(raw, "SELECT 1")
+    except Exception:
+        return True
+    return False
+
+
+async def _release_dead(database: Any, raw: Any) -> None:
+    """Give a connection the server closed back to its pool, which drops it."""
+    with contextlib.suppress(Exception):
+        close = raw.close()
+        if asyncio.iscoroutine(close):
+            await close
+    with contextlib.suppress(Exception):
+        await database.pool_backend.release(raw)
+
+
 class _Cursor:
     """The driver's cursor, with ``execute`` routed through the sandbox."""
 
@@ -294,6 +313,18 @@ class TransactionTestCase(SandboxOptions):
         raw = await db.pool_backend.acquire()
         try:
             await _run(raw, "BEGIN")
+        except Exception:
+            await _release_dead(db, raw)
+            # the pool handed out a connection the server closed (a restart, a failover,
+            # an idle-connection reaper); the others are likely gone too: a new pool
+            await db.pool_backend.close()
+            await db.aio_connect()
+            raw = await db.pool_backend.acquire()
+            try:
+                await _run(raw, "BEGIN")
+            except BaseException:
+                await db.pool_backend.release(raw)
+                raise
         except BaseException:
             await db.pool_backend.release(raw)
             raise
@@ -324,10 +355,17 @@ class TransactionTestCase(SandboxOptions):
         raw, self._raw = self._raw, None
         try:
             await _run(raw, "ROLLBACK")
+        except Exception:
+            if not await _lost(raw):
+                raise
+            # the server closed the connection during the test and rolled back itself
+            await _release_dead(self.database, raw)
+            raw = None
         finally:
             if self._router is not None:
                 self._router.reset()
-            await self.database.pool_backend.release(raw)
+            if raw is not None:
+                await self.database.pool_backend.release(raw)
 
     # ----------------------------------------------------------------- patches
     def _install_patches(self, connection: _Connection) -> None:
