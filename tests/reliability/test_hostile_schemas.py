@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql as mysql_types
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from dbrewind import Rewinder
@@ -437,7 +438,11 @@ def _pk(table: Table) -> Column[Any]:
 def snapshot(engine: Engine, tables: Sequence[Table]) -> list[list[tuple[Any, ...]]]:
     """Every row of every table, by value, in primary key order."""
     with engine.connect() as conn:
-        return [[tuple(r) for r in conn.execute(select(t).order_by(_pk(t)))] for t in tables]
+        return [[tuple(r) for r in conn.execute(select(t).order_by(*_order(t)))] for t in tables]
+
+
+def _order(table: Table) -> list[Column[Any]]:
+    return [_pk(table)] if table.primary_key.columns else list(table.columns)
 
 
 def probe_ids(engine: Engine, case: Case, tables: Sequence[Table]) -> list[int]:
@@ -520,6 +525,8 @@ class Bench:
     backend: str
     url: URL
     engine: Engine
+    options: dict[str, Any] = field(default_factory=dict)
+    """Rewinder options for every example."""
 
     def schemas(self, case: Case) -> tuple[str, ...]:
         return (case.schema,) if case.schema is not None else ()
@@ -536,7 +543,8 @@ class Bench:
                 for row in rows:
                     conn.execute(insert(table).values(row))
 
-        rewinder = Rewinder(self.url, schemas=self.schemas(case), allow=True, **options)
+        options = {"schemas": self.schemas(case), "allow": True, **self.options, **options}
+        rewinder = Rewinder(self.url, **options)
         try:
             rewinder.prepare(setup)
             yield rewinder, tables
@@ -792,3 +800,104 @@ def test_backslashes_with_standard_conforming_strings_off(bench: Bench) -> None:
         assert conn.exec_driver_sql("SHOW standard_conforming_strings").scalar() == "off"
     case = _case(bench.backend, _int_table("a\\'b\\", pk="\\", column="\\'"), schema="s\\")
     check_rewind(bench, case)
+
+
+@pytest.mark.backends("mysql")
+def test_backslashes_and_quotes_under_ansi_quotes_and_no_backslash_escapes(
+    bench: Bench, record_property: Callable[[str, object], None]
+) -> None:
+    """names with backslashes and double quotes under sql_mode ANSI_QUOTES,NO_BACKSLASH_ESCAPES"""
+    mode = "ANSI_QUOTES,NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES"
+    connect_args = {"init_command": f"SET sql_mode = '{mode}'"}
+    app, own = (create_engine(bench.url, connect_args=connect_args) for _ in range(2))
+    try:
+        with app.connect() as conn:
+            assert "ANSI_QUOTES" in conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        moded = Bench(bench.backend, bench.url, app, {"engine": own})
+        case = _case(bench.backend, _int_table('a\\"b\\', pk='\\"', column="\\'"))
+        check_rewind(moded, case)
+    finally:
+        app.dispose()
+        own.dispose()
+    record_property("result", f"rewound exactly under sql_mode {mode}")
+
+
+def test_recreated_tables_and_clones(bench: Bench, tmp_path: Any) -> None:
+    """a table named with quotes, % and :name dropped and created again, then the database cloned"""
+    from conftest import SERVER_URLS, drop_database
+
+    schema = "s;'%" if bench.backend == "postgresql" else None
+    name = "o'r\"d`e;r %s:name\\ --"
+    case = _case(bench.backend, _int_table(name, column="%(x)s:c"), schema=schema)
+    key = tracked_key(case, 0)
+    if bench.backend == "sqlite":
+        clone = make_url(f"sqlite:///{tmp_path / 'hostile_clone_test.db'}")
+    else:
+        name_of_clone = f"dbrewind_{uuid.uuid4().hex[:8]}_clone_test"
+        clone = make_url(SERVER_URLS[bench.backend]).set(database=name_of_clone)
+    with bench.prepared(case) as (rewinder, tables):
+        baseline = snapshot(bench.engine, tables)
+        with bench.engine.begin() as conn:
+            tables[0].drop(conn)
+            tables[0].create(conn)
+        if rewinder.dialect.sees_recreated_tables:
+            result = rewinder.rewind()
+        else:  # MySQL: the schema stamp tells, retrack mends
+            with rewinder.connection() as conn:
+                result = rewinder.dialect.retrack(conn, [key])
+        assert key in result.tables
+        assert snapshot(bench.engine, tables) == baseline
+        with bench.engine.begin() as conn:
+            conn.execute(insert(tables[0]).values({"%(x)s:c": 1}))
+        assert rewinder.dirty_tables() == [key], "the table created again is not tracked"
+        rewinder.rewind()
+
+        rewinder.close()
+        bench.engine.dispose()
+        copy = Rewinder(clone, schemas=bench.schemas(case), allow=True)
+        clone_engine = create_engine(clone)
+        try:
+            copy.create(template=rewinder.url)
+            with copy.connection() as conn:
+                assert copy.dialect.installation(conn).intact
+            assert snapshot(clone_engine, tables) == baseline
+            with clone_engine.begin() as conn:
+                conn.execute(insert(tables[0]).values({"%(x)s:c": 2}))
+                conn.execute(delete(tables[0]))
+            assert copy.rewind().tables == (key,)
+            assert snapshot(clone_engine, tables) == baseline
+        finally:
+            clone_engine.dispose()
+            copy.close()
+            drop_database(bench.backend, clone)
+
+
+@pytest.mark.backends("postgresql")
+def test_partitions_with_hostile_names(bench: Bench) -> None:
+    """a PostgreSQL partitioned table and its partitions named with quotes, ; and %"""
+    schema, parent = "p;'%", 'sales"%s'
+    q = f"{_quote('postgresql', schema)}.{_quote('postgresql', parent)}"
+    parts = [f"{_quote('postgresql', schema)}.{_quote('postgresql', parent + s)}" for s in "12"]
+    metadata = MetaData(schema=schema)
+    table = Table(parent, metadata, Column("id", Integer), Column("%(v)s", Text))
+
+    def setup(conn: Connection) -> None:
+        conn.execute(CreateSchema(schema))
+        raw(conn, f'CREATE TABLE {q} (id integer, "%(v)s" text) PARTITION BY RANGE (id)')
+        raw(conn, f"CREATE TABLE {parts[0]} PARTITION OF {q} FOR VALUES FROM (0) TO (10)")
+        raw(conn, f"CREATE TABLE {parts[1]} PARTITION OF {q} FOR VALUES FROM (10) TO (20)")
+        conn.execute(insert(table).values([{"id": 1, "%(v)s": "a"}, {"id": 11, "%(v)s": "b"}]))
+
+    rewinder = Rewinder(bench.url, schemas=[schema], allow=True)
+    try:
+        rewinder.prepare(setup)
+        baseline = snapshot(bench.engine, [table])
+        with bench.engine.begin() as conn:
+            conn.execute(insert(table).values({"id": 12, "%(v)s": "c"}))
+            raw(conn, f"DELETE FROM {parts[0]}")  # straight at a partition
+        assert rewinder.dirty_tables() == [f"{schema}.{parent}"]
+        rewinder.rewind()
+        assert snapshot(bench.engine, [table]) == baseline
+    finally:
+        rewinder.uninstall()
+        rewinder.close()
