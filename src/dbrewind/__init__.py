@@ -11,7 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
+    AuthenticationError,
     ConfigurationError,
+    ConnectionFailedError,
+    DatabaseNotFoundError,
     DataLoadError,
     DbrewindError,
     DbrewindLeakWarning,
@@ -24,8 +27,10 @@ from .exceptions import (
     SandboxBrokenError,
     SandboxError,
     SchemaChangedError,
+    ServerUnreachableError,
     UnsafeDatabaseError,
     VerificationError,
+    WrongServerError,
 )
 
 if TYPE_CHECKING:
@@ -47,9 +52,12 @@ _LAZY = {
 }
 
 __all__ = [
+    "AuthenticationError",
     "Capabilities",
     "ConfigurationError",
+    "ConnectionFailedError",
     "DataLoadError",
+    "DatabaseNotFoundError",
     "DatabaseURL",
     "DbrewindError",
     "DbrewindLeakWarning",
@@ -66,9 +74,11 @@ __all__ = [
     "SandboxError",
     "SchemaChangedError",
     "SchemaInfo",
+    "ServerUnreachableError",
     "Table",
     "UnsafeDatabaseError",
     "VerificationError",
+    "WrongServerError",
     "__version__",
     "parse_url",
 ]

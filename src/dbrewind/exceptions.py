@@ -7,6 +7,13 @@ says what to do next::
     DbrewindError
      +-- ConfigurationError          bad URL, unknown scheme, bad option
      |    +-- DriverNotInstalledError    the DB-API driver for a URL is missing
+     +-- ConnectionFailedError       the database server could not be used at all
+     |    +-- ServerUnreachableError     nothing answers at the URL's host and port
+     |    |                              (refused, unknown host, no answer in time)
+     |    +-- AuthenticationError        the server refused the URL's user or password
+     |    +-- WrongServerError           something answers at the port, but not a
+     |    |                              server of the URL's kind (another protocol)
+     |    +-- DatabaseNotFoundError      the server has no database of the URL's name
      +-- UnsafeDatabaseError         refused: not provably a test database
      +-- SchemaChangedError          a table was created or dropped by a test
      +-- NotPreparedError            rewind/check called before prepare()
@@ -31,8 +38,11 @@ Warnings derive from :class:`DbrewindWarning`::
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "DataLoadError",
+    "DatabaseNotFoundError",
     "DbrewindError",
     "DbrewindLeakWarning",
     "DbrewindWarning",
@@ -44,8 +54,10 @@ __all__ = [
     "SandboxBrokenError",
     "SandboxError",
     "SchemaChangedError",
+    "ServerUnreachableError",
     "UnsafeDatabaseError",
     "VerificationError",
+    "WrongServerError",
 ]
 
 
@@ -59,6 +71,49 @@ class ConfigurationError(DbrewindError, ValueError):
 
 class DriverNotInstalledError(ConfigurationError, ImportError):
     """The database driver a URL needs is not importable."""
+
+
+class ConnectionFailedError(DbrewindError):
+    """Connecting to a database failed; the driver's own error is the ``__cause__``.
+
+    The message names the URL (password hidden), what the driver said and what
+    to check. Catch a subclass for one kind of failure, this class for any.
+    """
+
+    advice = "Check the URL's host, port, user and password, and that the server runs."
+
+
+class ServerUnreachableError(ConnectionFailedError):
+    """Nothing answers at the URL's host and port: refused, unknown host, or no answer in time."""
+
+    advice = (
+        "Check that the server runs and that the URL's host and port are right "
+        "(and reachable from here: a firewall, a container's port mapping)."
+    )
+
+
+class AuthenticationError(ConnectionFailedError):
+    """The server refused the URL's user or password (or the user does not exist there)."""
+
+    advice = (
+        "Check the user name and password in the URL, and that this user exists on the "
+        "server and may connect from this host."
+    )
+
+
+class WrongServerError(ConnectionFailedError):
+    """Something answers at the URL's port, but it is not a server of the URL's kind."""
+
+    advice = "Check the URL's port and scheme: another kind of server (or a proxy) listens there."
+
+
+class DatabaseNotFoundError(ConnectionFailedError):
+    """The server answered, and has no database of the URL's name."""
+
+    advice = (
+        "Create it, or let dbrewind create it: the pytest plugin does on its first run, "
+        "and so do Rewinder.prepare() and Rewinder.create()."
+    )
 
 
 class UnsafeDatabaseError(DbrewindError):
