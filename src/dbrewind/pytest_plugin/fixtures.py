@@ -116,7 +116,7 @@ def dbrewind_databases(
         for database in state.databases.values():
             database.release()
         state.databases.clear()
-        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
     try:
         if state.verify:
             from ..provision.verify import Snapshot
@@ -168,7 +168,7 @@ def async_db_engine(dbrewind_databases: dict[str, Database]) -> AsyncEngine:
     try:
         return _primary(dbrewind_databases).async_engine
     except DbrewindError as exc:
-        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
 
 
 # ------------------------------------------------------------ function fixtures
@@ -322,7 +322,7 @@ def async_db_session(request: pytest.FixtureRequest) -> Any:
     try:
         flavour = _async_flavour(request)
     except ConfigurationError as exc:
-        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
     return request.getfixturevalue(flavour)
 
 
@@ -333,7 +333,7 @@ async def _async_session(
     try:
         engine = database.async_engine
     except DbrewindError as exc:
-        pytest.fail(f"dbrewind: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
     from sqlalchemy.ext.asyncio import AsyncSession
 
     mark = item_mark(request.node)
