@@ -901,3 +901,52 @@ def test_partitions_with_hostile_names(bench: Bench) -> None:
     finally:
         rewinder.uninstall()
         rewinder.close()
+
+
+def test_a_database_named_with_quotes_and_percent(backend: str, tmp_path: Any) -> None:
+    """a test database named with a quote, %, ; and é: prepared, rewound, recreated tables seen"""
+    # found while hunting: MySQL's schema stamp looked the database up in InnoDB's dictionary
+    # by its plain name, which spells it in the file-name encoding ("x'" is "x@0027"): the
+    # stamp stayed "0:0", so a table dropped and created again was never noticed
+    from conftest import SERVER_URLS
+
+    name = f"dbrewind_{uuid.uuid4().hex[:6]}_x'%;-é_test"
+    if backend == "sqlite":
+        url = make_url(f"sqlite:///{tmp_path / (name + '.db')}")
+    else:
+        url = make_url(SERVER_URLS[backend]).set(database=name)
+    case = _case(backend, _int_table("t"))
+    metadata, tables = build(case)
+
+    def setup(conn: Connection) -> None:
+        metadata.create_all(conn)
+        conn.execute(insert(tables[0]).values({"n": 1}))
+
+    rewinder = Rewinder(url)
+    engine = create_engine(url)
+    try:
+        rewinder.prepare(setup)
+        baseline = snapshot(engine, tables)
+        with engine.begin() as conn:
+            conn.execute(insert(tables[0]).values({"n": 2}))
+        assert rewinder.rewind().tables == ("public.t" if backend == "postgresql" else "t",)
+        assert snapshot(engine, tables) == baseline
+        with rewinder.connection() as conn:
+            before = rewinder.dialect.schema_stamp(conn)
+        with engine.begin() as conn:
+            tables[0].drop(conn)
+            tables[0].create(conn)
+        with rewinder.connection() as conn:
+            after = rewinder.dialect.schema_stamp(conn)
+        if rewinder.dialect.sees_recreated_tables:
+            assert before is after is None
+            rewinder.rewind()
+        else:
+            assert before not in (None, "0:0")
+            assert after != before, "a table dropped and created again left the stamp as it was"
+            with rewinder.connection() as conn:
+                rewinder.dialect.retrack(conn, rewinder.dialect.tracked_tables(conn))
+        assert snapshot(engine, tables) == baseline
+    finally:
+        engine.dispose()
+        rewinder.drop()
