@@ -227,7 +227,13 @@ class Core:
             # one shared connection (in-memory SQLite): use it without a second checkout
             self.raw = original.connection.get_connection()
         else:
-            self._fairy = original.connect()
+            try:
+                self._fairy = original.connect()
+            except Exception as exc:
+                failure = self._connect_error(exc)
+                if failure is None:
+                    raise
+                raise failure from exc
             self.raw = self._fairy.dbapi_connection
         try:
             self._begin_outer()
@@ -242,6 +248,15 @@ class Core:
         self.pool = SandboxPool(self, original)
         self.engine.pool = self.pool
         self.state = _ACTIVE
+
+    def _connect_error(self, error: Exception) -> Exception | None:
+        """The dbrewind error for a failed first connect of the engine, as its own engines give."""
+        if self.backend not in ("sqlite", "postgresql", "mysql"):
+            return None
+        from ._engines import connect_error
+        from ._url import DatabaseURL
+
+        return connect_error(DatabaseURL(self.engine.url, self.backend), error)  # type: ignore[arg-type]
 
     def _driver(self) -> Any:
         getter = getattr(self.raw, "driver_connection", None)
