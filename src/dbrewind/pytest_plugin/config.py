@@ -32,6 +32,7 @@ __all__ = [
     "DatabaseConfig",
     "DbrewindMark",
     "cache_dir",
+    "check_configuration",
     "default_url",
     "derive_test_url",
     "explicitly_configured",
@@ -134,7 +135,14 @@ def derive_test_url(url: DatabaseURL) -> DatabaseURL:
 
 def _primary_url(config: pytest.Config) -> tuple[str, str] | None:
     option = config.getoption("dbrewind_url", None)
-    if option:
+    if option is not None:
+        if not str(option).strip():
+            raise ConfigurationError(
+                "--dbrewind-url was given an empty URL (an unset variable in the command "
+                "line?). Give one such as --dbrewind-url=postgresql://postgres@127.0.0.1/"
+                "app_test, or leave the option out to use DBREWIND_URL, ini dbrewind_url or "
+                "the default SQLite file."
+            )
         return str(option), "--dbrewind-url"
     env = os.environ.get(ENV_URL, "").strip()
     if env:
@@ -181,7 +189,7 @@ def default_url(config: pytest.Config, *, create: bool = True) -> str:
 def explicitly_configured(config: pytest.Config) -> bool:
     """Whether the user configured a database (then every test is guarded)."""
     return bool(
-        config.getoption("dbrewind_url", None)
+        config.getoption("dbrewind_url", None) is not None
         or os.environ.get(ENV_URL, "").strip()
         or str(config.getini("dbrewind_url") or "").strip()
         or config.getini("dbrewind_databases")
@@ -195,15 +203,13 @@ def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
     ini ``dbrewind_url``, else a SQLite file in ``<rootdir>/.dbrewind``.
     More come from the ini ``dbrewind_databases`` lines (``alias = url``).
     """
-    from .._url import parse_url
-
     primary = _primary_url(config)
     text, source = primary if primary is not None else (default_url(config), "default")
     out: dict[str, DatabaseConfig] = {}
-    url = parse_url(text)
+    url = _parse(text, source)
     out[PRIMARY] = DatabaseConfig(PRIMARY, url, derive_test_url(url), source)
     for alias, extra in _parse_ini_lines(config.getini("dbrewind_databases")).items():
-        parsed = parse_url(extra)
+        parsed = _parse(extra, f"ini dbrewind_databases, {alias}")
         out[alias] = DatabaseConfig(
             alias, parsed, derive_test_url(parsed), "ini dbrewind_databases"
         )
@@ -211,10 +217,44 @@ def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
     return out
 
 
+def _parse(text: str, source: str) -> DatabaseURL:
+    """``parse_url``, with a bad URL's error saying where it was configured."""
+    from .._url import parse_url
+
+    try:
+        return parse_url(text)
+    except ConfigurationError as exc:
+        said = str(exc).rstrip(".")
+        raise type(exc)(f"{said} (the URL comes from {source}).") from exc.__cause__
+
+
+def check_configuration(config: pytest.Config) -> None:
+    """At configure time: a configured database URL that cannot work stops the run at once.
+
+    A malformed URL, an unsupported database, an unknown or missing driver (or
+    no sync driver installed at all), a server URL with no database: a
+    :class:`pytest.UsageError` (one ``ERROR:`` line, exit status 4, no test
+    run). A server that cannot be reached or refuses the credentials shows
+    later, as a one-line error at each test that needs the database
+    (connecting costs time a run may not need to spend).
+    """
+    if not explicitly_configured(config):
+        return
+    from .state import plugin_state
+
+    try:
+        for db in plugin_state(config).configs().values():
+            db.test.sync_url()  # dbrewind's own work needs a sync driver
+    except ConfigurationError as exc:
+        raise pytest.UsageError(f"dbrewind: {exc}") from None
+
+
 def _check_distinct(databases: Mapping[str, DatabaseConfig]) -> None:
+    from .._url import show_url
+
     seen: dict[str, str] = {}
     for alias, db in databases.items():
-        key = db.test.url.set(drivername=db.backend).render_as_string(hide_password=True)
+        key = show_url(db.test.url.set(drivername=db.backend))
         if key in seen:
             raise ConfigurationError(
                 f"dbrewind databases {seen[key]!r} and {alias!r} both resolve to {key}; "

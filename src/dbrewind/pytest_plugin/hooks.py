@@ -15,7 +15,7 @@ import pytest
 
 from .._context import set_worker, subscribe
 from ..exceptions import ConfigurationError, DbrewindError
-from .config import DB_FIXTURES, MARK, PRIMARY, default_url, mark_for
+from .config import DB_FIXTURES, MARK, PRIMARY, check_configuration, default_url, mark_for
 from .guard import after_test
 from .state import find_state, install_state, plugin_state
 
@@ -112,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         'how dbrewind isolates this test; see the README\'s "The pytest plugin".',
     )
     state = install_state(config)
+    check_configuration(config)
     state._unsubscribe.append(subscribe(state.acquired))
     set_worker(state.worker)
 
