@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
-from dbrewind import DbrewindError, Rewinder
+from dbrewind import Rewinder, ServerUnreachableError
 from dbrewind.cli import main
 
 
@@ -136,11 +136,11 @@ def test_a_bad_url_is_an_error_with_a_clear_message(capsys: pytest.CaptureFixtur
 )
 def test_an_unreachable_server_is_named_with_what_to_check(url: str, server: str) -> None:
     rewinder = Rewinder(url)
-    with pytest.raises(DbrewindError) as info:
+    with pytest.raises(ServerUnreachableError) as info:
         rewinder.exists()
     message = str(info.value)
     assert f"Cannot connect to the {server}" in message
-    assert "host, port and credentials" in message
+    assert "host and port are right" in message
     assert "pw@" not in message
 
 
