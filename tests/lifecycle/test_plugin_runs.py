@@ -2,9 +2,9 @@
 
 Each test writes an inner suite and runs it several times against one test
 database, the way a user's afternoon goes: run, run again, change the schema,
-run from another directory, run with ``-n 2``, run twice at once, kill a run
-half-way, run again. After every run the database is compared with its
-baseline: rows, counters and dbrewind's tracking.
+run from another directory, run with ``-n 2``, run twice at once (runs killed
+half-way are in tests/reliability/test_test_faults.py). After every run the
+database is compared with its baseline: rows, counters and dbrewind's tracking.
 """
 
 from __future__ import annotations
@@ -125,20 +125,3 @@ def test_two_runs_at_once_under_xdist_do_not_share_workers_databases(
     for worker in ("gw0", "gw1"):
         assert_at_baseline(sibling(suite_url, f"{stem}_{worker}"))
         assert_at_baseline(sibling(suite_url, f"{stem}_{worker}_r1"))
-
-
-def test_a_run_killed_mid_test_leaves_nothing_for_the_next_run(
-    tmp_path: Path, suite_url: URL, backend: str
-) -> None:
-    project = tmp_path / "project"
-    write_suite(project)
-    checkpoint = tmp_path / "killed"
-    victim = start(
-        project,
-        pytest_args(suite_url, "-k", "commits"),
-        env={"SUITE_CHECKPOINT": str(checkpoint)},
-    )
-    wait_for_file(Path(str(checkpoint) + ".reached"), victim)
-    victim.kill()  # its test committed a row and never got to the rewind
-    run_suite(project, suite_url)
-    assert_at_baseline(suite_url)
