@@ -58,6 +58,9 @@ class PrivateServer:
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._runas: list[str] = []
+        self._bindir = Path()
+        # whose it is: a later session removes it if this process was killed first
+        (self.root / "owner").write_text(str(os.getpid()))
 
     @property
     def url(self) -> URL:
@@ -83,7 +86,9 @@ class PrivateServer:
             self._pg_ctl("start", "-o", self._pg_options(), "-l", str(self.root / "log"))
         else:
             log = open(self.root / "log", "ab")  # noqa: SIM115 - the server holds it
-            self._proc = subprocess.Popen(self._mariadbd(), stdout=log, stderr=log)
+            self._proc = subprocess.Popen(
+                self._mariadbd(), stdout=log, stderr=log, preexec_fn=_die_with_parent
+            )
             log.close()
         self._wait_ready()
 
@@ -194,10 +199,54 @@ class PrivateServer:
             engine.dispose()
 
 
+def _die_with_parent() -> None:
+    """In the server's process: end with a SIGTERM when the test process dies (Linux)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale() -> list[Path]:
+    """Stop and remove the private servers of sessions that were killed before their end
+    (their owner process is gone); returns the directories removed."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob("dbrewind-*-*"):
+        owner = root / "owner"
+        if root.name.split("-")[1] not in ("postgresql", "mysql") or not owner.exists():
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            if _alive(int(owner.read_text())):
+                continue
+        for pidfile in (root / "data" / "postmaster.pid", root / "mysqld.pid"):
+            with contextlib.suppress(ValueError, OSError, IndexError):
+                pid = int(pidfile.read_text().split()[0])
+                os.kill(pid, signal.SIGQUIT if pidfile.name == "postmaster.pid" else signal.SIGKILL)
+                for _ in range(200):
+                    if not _alive(pid):
+                        break
+                    time.sleep(0.05)
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
 @pytest.fixture(scope="session")
 def private_servers() -> Iterator[dict[str, PrivateServer]]:
     """Private servers by backend, made on first use (``get_private_server``), all
-    removed at the end of the session."""
+    removed at the end of the session (and those of an earlier, killed session at its
+    start)."""
+    reap_stale()
     servers: dict[str, PrivateServer] = {}
     yield servers
     for server in servers.values():
