@@ -105,6 +105,12 @@ def expected(prefix):
     return {f"{prefix}-{w}": COMMITS for w in range(WORKERS)}
 
 
+# SQLite runs one writer at a time and does not queue the others fairly: on a loaded
+# machine one of 8 writers can wait past pysqlite's 5 s default busy timeout ("database
+# is locked"). An application with concurrent writers sets a longer one, as here.
+BUSY = "PRAGMA busy_timeout = 60000"
+
+
 def threads_commit(engine, prefix):
     start = threading.Barrier(WORKERS)
 
@@ -112,6 +118,8 @@ def threads_commit(engine, prefix):
         start.wait()
         for n in range(COMMITS):
             with engine.begin() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql(BUSY)
                 conn.execute(rows.insert().values(writer=f"{prefix}-{w}", n=n + 1))
 
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -122,6 +130,8 @@ async def tasks_commit(engine, prefix):
     async def work(w):
         for n in range(COMMITS):
             async with engine.begin() as conn:
+                if conn.dialect.name == "sqlite":
+                    await conn.exec_driver_sql(BUSY)
                 await conn.execute(rows.insert().values(writer=f"{prefix}-{w}", n=n + 1))
 
     await asyncio.gather(*(work(w) for w in range(WORKERS)))
@@ -209,7 +219,7 @@ def test_transactional_big__next(db):
     assert_at_baseline(db, "transactional_big__next")
 """
 
-OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) \S*?::(\w+)")
+OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) \S*?::(\w+)(?: - (.*))?")
 
 
 @dataclass
@@ -218,16 +228,16 @@ class InnerRun:
 
     code: int
     output: str
-    outcomes: dict[str, str]
+    outcomes: dict[str, tuple[str, str]]
+    """Each inner test's outcome and, when it failed, pytest's one-line reason."""
     facts: dict[str, dict[str, Any]]
     after: Observation
 
     def check(self, scenario: str, backend: str) -> str:
         """Assert the scenario's test and the test after it passed; say what it did."""
         for name in (scenario, f"{scenario}__next"):
-            assert self.outcomes.get(f"test_{name}") == "PASSED", (
-                f"inner test_{name}: {self.outcomes.get(f'test_{name}')}\n{self.output}"
-            )
+            outcome, why = self.outcomes.get(f"test_{name}", ("not run", ""))
+            assert outcome == "PASSED", f"inner test_{name} {outcome}: {why}\n{self.output}"
         assert self.facts[f"{scenario}__next"]["rows"] == len(SEEDS)
         assert_observed_baseline(self.after, backend)
         done = self.facts[scenario]
@@ -282,7 +292,10 @@ class LoadRuns:
             pytest_args(url, "-p", "no:xdist", "-W", "error"),
             env={"LOAD_FACTS": str(facts_file)},
         ).finish()
-        outcomes = {m.group(2): m.group(1) for m in map(OUTCOME.match, out.splitlines()) if m}
+        outcomes: dict[str, tuple[str, str]] = {}
+        for m in filter(None, map(OUTCOME.match, out.splitlines())):
+            if outcomes.get(m.group(2), ("PASSED",))[0] == "PASSED":  # the worst one stays
+                outcomes[m.group(2)] = (m.group(1), m.group(3) or "")
         facts: dict[str, dict[str, Any]] = {}
         if facts_file.exists():
             for line in facts_file.read_text().splitlines():
