@@ -45,9 +45,15 @@ TIME_FACTOR = 1.5
 TIME_SLACK_MS = 1.0
 RSS_SLACK_MIB = 16.0
 THRESHOLDS = (
-    f"per-test median time of the last {WINDOW} at most {TIME_FACTOR}x that of the first "
-    f"{WINDOW} + {TIME_SLACK_MS:g} ms; median RSS at most {RSS_SLACK_MIB:g} MiB above; "
-    f"the most connections open at most as many as in the first {WINDOW}"
+    f"the per-test median time of the last {WINDOW} tests at most {TIME_FACTOR}x that of the "
+    f"first {WINDOW} + {TIME_SLACK_MS:g} ms, or at most the highest median of any earlier "
+    f"{WINDOW} (the other work on a shared machine moves it that much; time that grows with "
+    f"the tests run is above every earlier window); their median RSS at most "
+    f"{RSS_SLACK_MIB:g} MiB above the first {WINDOW}'s; the median of the connections open "
+    f"after each of the last {WINDOW} tests no more than after the first {WINDOW} (a "
+    "connection left open moves it; one caught closing, as an async test's NullPool "
+    "connection can be, does not; the most seen is shown too), and none open once the "
+    "session has ended"
 )
 
 TABLES = ("accounts", "orders", "events")
@@ -157,19 +163,26 @@ def _load_monitor(db_url):
         _monitor["engine"].dispose()
 
 
-def connections():
+def sessions():
+    """What holds the test database open: one line per connection (SQLite: descriptor)."""
     backend = _monitor.get("backend")
     if backend == "sqlite":
         path = os.path.realpath(_monitor["database"])
-        return sum(1 for f in PROCESS.open_files() if f.path == path)
+        return [f"fd {f.fd}" for f in PROCESS.open_files() if f.path == path]
     if backend is None:
         return None
     with _monitor["engine"].connect() as conn:
         if backend == "postgresql":
-            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = :db"
+            query = (
+                "SELECT concat_ws(' ', pid, state, left(query, 60)) FROM pg_stat_activity "
+                "WHERE datname = :db"
+            )
         else:
-            query = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = :db"
-        return int(conn.execute(sa.text(query), {"db": _monitor["database"]}).scalar())
+            query = (
+                "SELECT CONCAT_WS(' ', ID, COMMAND, STATE, LEFT(INFO, 60)) "
+                "FROM information_schema.PROCESSLIST WHERE DB = :db"
+            )
+        return sorted(str(r[0]) for r in conn.execute(sa.text(query), {"db": _monitor["database"]}))
 
 
 def pytest_runtest_logreport(report):
@@ -181,12 +194,16 @@ def pytest_runtest_logreport(report):
         entry["outcome"] = "skipped"
     if report.when == "teardown":
         del _current[report.nodeid]
+        held = sessions()
+        count = None if held is None else len(held)
+        changed = bool(RECORDS) and RECORDS[-1]["connections"] != count
         RECORDS.append(
             {
                 "nodeid": report.nodeid,
                 **entry,
                 "rss": PROCESS.memory_info().rss,
-                "connections": connections(),
+                "connections": count,
+                "sessions": held if changed else None,
                 "rows": WRITTEN.pop(report.nodeid, 0),
                 "leak": report.nodeid in LEAKS,
             }
@@ -331,12 +348,22 @@ class LoadResult:
     leaks: int = 0
     leak_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    first: dict[str, float | None] = field(default_factory=dict)
-    last: dict[str, float | None] = field(default_factory=dict)
+    windows: list[dict[str, float | None]] = field(default_factory=list)
+    """The measures of each run of WINDOW tests in turn; the last is the last WINDOW tests."""
     median_ms: float = 0.0
     p95_ms: float = 0.0
     growth: dict[str, bool] = field(default_factory=dict)
+    left_open: int | None = None
+    """Connections open to the test database after the session's teardown (must be 0)."""
     error: str | None = None
+
+    @property
+    def first(self) -> dict[str, float | None]:
+        return self.windows[0] if self.windows else {}
+
+    @property
+    def last(self) -> dict[str, float | None]:
+        return self.windows[-1] if self.windows else {}
 
     @property
     def ok(self) -> bool:
@@ -432,8 +459,13 @@ def run(backend: str, tests: int, where: Path) -> LoadResult:
             seconds = sorted(r["seconds"] for r in records)
             result.median_ms = statistics.median(seconds) * 1000
             result.p95_ms = seconds[int(0.95 * (len(seconds) - 1))] * 1000
-            result.first, result.last = _window(records[:WINDOW]), _window(records[-WINDOW:])
-            result.growth = _growth(result.first, result.last)
+            starts = range(0, len(records) - WINDOW, WINDOW)
+            result.windows = [_window(records[i : i + WINDOW]) for i in starts]
+            result.windows.append(_window(records[-WINDOW:]))
+            result.growth = _growth(result.windows)
+            result.left_open = records[-1]["connections"]  # its teardown ended the session
+            if result.left_open:
+                result.growth["released"] = False
         else:
             result.error = result.error or f"{len(records)} tests: fewer than {2 * WINDOW}"
     finally:
@@ -441,15 +473,20 @@ def run(backend: str, tests: int, where: Path) -> LoadResult:
     return result
 
 
-def _growth(first: dict[str, float | None], last: dict[str, float | None]) -> dict[str, bool]:
-    """For each measure, True when the last tests are within noise of the first."""
+def _growth(windows: list[dict[str, float | None]]) -> dict[str, bool]:
+    """For each measure, True when the last tests are within noise of the first (THRESHOLDS)."""
 
     def num(window: dict[str, float | None], key: str) -> float:
         value = window[key]
         return 0.0 if value is None else float(value)
 
+    first, last, earlier = windows[0], windows[-1], windows[:-1]
+    time_limit = max(
+        num(first, "median_ms") * TIME_FACTOR + TIME_SLACK_MS,
+        max(num(w, "median_ms") for w in earlier),
+    )
     return {
-        "time": num(last, "median_ms") <= num(first, "median_ms") * TIME_FACTOR + TIME_SLACK_MS,
+        "time": num(last, "median_ms") <= time_limit,
         "memory": num(last, "rss_mib") <= num(first, "rss_mib") + RSS_SLACK_MIB,
-        "connections": num(last, "connections_max") <= num(first, "connections_max"),
+        "connections": num(last, "connections_median") <= num(first, "connections_median"),
     }

@@ -180,6 +180,8 @@ def render_load(results: list[load.LoadResult], requested: int) -> list[str]:
         f"No growth beyond noise means: {load.THRESHOLDS}.",
         "",
     ]
+    if not results:
+        return [*out, "Not run (`--backends` named none).", ""]
     out.append("| | " + " | ".join(TITLES[r.backend] for r in results) + " |")
     out.append("|---|" + "---:|" * len(results))
 
@@ -196,6 +198,7 @@ def render_load(results: list[load.LoadResult], requested: int) -> list[str]:
     for label, key, unit, digits in (
         ("per-test time, median", "median_ms", " ms", 2),
         ("RSS, median", "rss_mib", " MiB", 1),
+        ("connections open, median", "connections_median", "", 0),
         ("connections open, most", "connections_max", "", 0),
     ):
         for window, name in (("first", "first"), ("last", "last")):
@@ -203,6 +206,25 @@ def render_load(results: list[load.LoadResult], requested: int) -> list[str]:
                 f"{label}: {name} {load.WINDOW}",
                 [_fmt(getattr(r, window).get(key), unit, digits) for r in results],
             )
+
+    def spread(r: load.LoadResult, key: str, unit: str, digits: int) -> str:
+        values = [float(v) for w in r.windows if (v := w.get(key)) is not None]
+        if not values:
+            return "n/a"
+        return f"{_fmt(min(values), unit, digits)} to {_fmt(max(values), unit, digits)}"
+
+    row(
+        f"per-test time, median of each {load.WINDOW} in turn",
+        [spread(r, "median_ms", " ms", 2) for r in results],
+    )
+    row(
+        f"connections open, most in each {load.WINDOW} in turn",
+        [spread(r, "connections_max", "", 0) for r in results],
+    )
+    row(
+        "connections open after the session ended",
+        ["n/a" if r.left_open is None else str(r.left_open) for r in results],
+    )
     verdicts = []
     for r in results:
         if not r.growth:
@@ -338,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for backend in backends:
             print(f"load run: {args.tests} tests on {backend} ...", flush=True)
-            result = load.run(backend, args.tests, Path(tmp))
+            try:
+                result = load.run(backend, args.tests, Path(tmp))
+            except Exception as exc:  # reported as that database's failure; the others still run
+                result = load.LoadResult(backend, error=f"{type(exc).__name__}: {exc}")
             print(
                 f"  {result.tests} tests, {result.rows:,} rows, {result.leaks} leaks, "
                 f"{result.seconds:.0f} s, growth {result.growth or '-'}"
