@@ -241,10 +241,7 @@ class InnerRun:
         assert self.facts[f"{scenario}__next"]["rows"] == len(SEEDS)
         assert_observed_baseline(self.after, backend)
         done = self.facts[scenario]
-        return (
-            f"{done['rows']:,} rows in {done['seconds']:.2f} s; next test and the database "
-            "after the run at the baseline"
-        )
+        return f"{done['rows']:,} rows in {done['seconds']:.2f} s, then at the baseline"
 
 
 def assert_observed_baseline(seen: Observation, backend: str) -> None:
