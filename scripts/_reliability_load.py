@@ -188,6 +188,7 @@ def sessions():
 def pytest_runtest_logreport(report):
     entry = _current.setdefault(report.nodeid, {"seconds": 0.0, "outcome": "passed"})
     entry["seconds"] += report.duration
+    entry[report.when] = report.duration
     if report.failed:
         entry["outcome"] = "failed"
     elif report.skipped and entry["outcome"] == "passed":
