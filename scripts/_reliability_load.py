@@ -378,7 +378,7 @@ class LoadResult:
 
 
 def _url(backend: str, where: Path) -> URL:
-    name = f"dbrewind_load_{uuid.uuid4().hex[:8]}_test"
+    name = f"dbrewind_loadrun_{uuid.uuid4().hex[:8]}_test"  # tests/reliability's: dbrewind_load_
     if backend == "sqlite":
         return make_url(f"sqlite:///{where / (name + '.db')}")
     return make_url(SERVER_URLS[backend]).set(database=name)
