@@ -932,3 +932,30 @@ def test_a_clone_carries_the_state_and_the_layers(
         assert rows(engine, "SELECT * FROM t") == [(1, 1)]  # the template keeps its layer
     finally:
         clone_engine.dispose()
+
+
+def test_rewinds_vacuum_the_dead_rows_they_leave(
+    db_url: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewound tables do not bloat: dbrewind vacuums them (and its marks) when due."""
+    import dbrewind.dialects.postgresql as pg
+
+    monkeypatch.setattr(pg, "VACUUM_AFTER", 40)
+    rewinder = prepared(
+        db_url,
+        "CREATE TABLE acc (id serial PRIMARY KEY, v text)",
+        "INSERT INTO acc (v) SELECT 'b' || g FROM generate_series(1, 20) g",
+    )
+    try:
+        for _ in range(12):
+            run(engine, "INSERT INTO acc (v) VALUES ('n'), ('n')", "UPDATE acc SET v = 'u'")
+            rewinder.rewind()
+        vacuumed = rows(
+            engine,
+            "SELECT relname FROM pg_stat_all_tables WHERE vacuum_count > 0 "
+            "AND relname IN ('acc', 'marks') ORDER BY relname",
+        )
+        assert vacuumed == [("acc",), ("marks",)]
+        assert rows(engine, "SELECT count(*) FROM acc WHERE v LIKE 'b%'") == [(20,)]
+    finally:
+        rewinder.close()

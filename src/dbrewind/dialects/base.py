@@ -22,7 +22,9 @@ Conventions every implementation follows:
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from .._url import Backend, DatabaseURL
-from ..exceptions import DbrewindError
+from ..exceptions import ConnectionFailedError, DbrewindError, ServerUnreachableError
 
 __all__ = [
     "Capabilities",
@@ -48,6 +50,12 @@ __all__ = [
     "server_connection",
     "short_name",
 ]
+
+
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.ENOENT}
+)
+"""An OS error while connecting that means nothing answers there (ENOENT: no Unix socket)."""
 
 
 @dataclass(frozen=True)
@@ -254,13 +262,21 @@ def short_name(prefix: str, name: str, limit: int = 64) -> str:
 def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator[Connection]:
     """A connection from a short-lived server-level ``engine``, which is disposed after.
 
-    A refused connection becomes a :class:`DbrewindError` naming ``server``
-    (e.g. "PostgreSQL server") and the URL, with what to check.
+    A failed connect becomes a :class:`~dbrewind.exceptions.ConnectionFailedError`
+    naming ``server`` (e.g. "PostgreSQL server") and the URL, with what to check
+    (:func:`dbrewind._engines.connect_error`); another refusal a :class:`DbrewindError`.
     """
+    from .._engines import connect_error
+
     try:
         try:
             conn = engine.connect()
-        except OperationalError as exc:
+        except Exception as exc:
+            failure = connect_error(url, exc, server=server)
+            if failure is not None:
+                raise failure from getattr(exc, "orig", None) or exc
+            if not isinstance(exc, OperationalError):
+                raise
             first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
             raise DbrewindError(
                 f"Cannot connect to the {server} of {url.display()}: {first}. Check that the "
@@ -295,6 +311,22 @@ class Dialect(ABC):
         #: Seconds a rewind waits for a lock another session holds before it raises
         #: :class:`~dbrewind.exceptions.LockTimeoutError` (None: no limit).
         self.lock_timeout: float | None = 10.0
+
+    # ------------------------------------------------------------- connecting
+    def connect_failure(self, error: BaseException) -> type[ConnectionFailedError] | None:
+        """What a failed attempt to connect means, read from the driver's own ``error``.
+
+        The kind of :class:`~dbrewind.exceptions.ConnectionFailedError` to raise
+        instead, or None when ``error`` says nothing about the connection (it then
+        propagates as it is). Called only by :func:`dbrewind._engines.connect_error`.
+        This base reads the operating system's errors (refused, unknown host,
+        timed out); each server dialect adds its driver's codes and messages.
+        """
+        if isinstance(error, (ConnectionRefusedError, socket.gaierror, TimeoutError)):
+            return ServerUnreachableError
+        if isinstance(error, OSError) and error.errno in _UNREACHABLE_ERRNOS:
+            return ServerUnreachableError
+        return None
 
     # ----------------------------------------------------------- introspection
     @abstractmethod
@@ -380,6 +412,23 @@ class Dialect(ABC):
     def mark_dirty(self, conn: Connection, keys: Sequence[str]) -> None:
         """Mark tracked tables dirty (committed), as a write to them would."""
 
+    def split_key(self, key: str) -> tuple[str | None, str]:
+        """The schema (``None``: the database's only one) and the table name of a table key."""
+        return None, key
+
+    def drop_table(self, conn: Connection, key: str) -> None:
+        """``DROP TABLE`` the table ``key`` names (one a test created), whatever its name holds.
+
+        Run on the driver without parameters: a ``:name`` in the name is no bind
+        parameter, and the quoting's doubled ``%`` (format paramstyles) reaches the
+        server as one.
+        """
+        schema, name = self.split_key(key)
+        target = quote(conn, name)
+        if schema is not None:
+            target = f"{quote(conn, schema)}.{target}"
+        conn.exec_driver_sql(f"DROP TABLE {target}")
+
     # ---------------------------------------------------------------- databases
     @abstractmethod
     def database_exists(self, url: DatabaseURL) -> bool:
@@ -400,6 +449,25 @@ class Dialect(ABC):
     @abstractmethod
     def created_by_dbrewind(self, conn: Connection) -> bool:
         """Whether the connected database carries dbrewind's creation mark."""
+
+    def connect_defaults(self, driver: str) -> dict[str, object]:
+        """Connect arguments dbrewind's engines use unless the URL's query sets them:
+        a bounded wait for a server that does not answer, a lock wait for SQLite."""
+        return {}
+
+    #: Whether connecting to a database that does not exist creates it (SQLite
+    #: makes an empty file): then :meth:`database_exists` is asked first.
+    connect_creates_database: ClassVar[bool] = False
+
+    @abstractmethod
+    def connected_database(self, conn: Connection) -> str:
+        """The name of the database the connection actually reached, as the server
+        reports it (SQLite: the main file's path, ``""`` in memory) — not the URL's
+        text, which a proxy, a connection option or a driver default may override."""
+
+    def reaches(self, url: DatabaseURL, reached: str) -> bool:
+        """Whether ``reached`` (from :meth:`connected_database`) is the database ``url`` names."""
+        return reached == url.database
 
     @abstractmethod
     def mark_created(self, conn: Connection) -> None:
@@ -476,6 +544,25 @@ class Dialect(ABC):
         Only where rewinds do not notice recreated tables themselves
         (:attr:`sees_recreated_tables` is False); None elsewhere, or when the
         server cannot say.
+        """
+        return None
+
+    def end_open_transactions(self, conn: Connection) -> list[str]:
+        """End the database's other sessions that have a transaction open; one description
+        of each session ended (empty where the database cannot end another session).
+
+        Only for a database dbrewind made and leases (a clone): every session on
+        it is the run's own, and one left inside a transaction blocks the rewind.
+        """
+        return []
+
+    def columns_stamp(self, conn: Connection) -> str | None:
+        """A cheap stamp of the user tables' columns that changes when one is altered
+        (a column added, dropped, renamed or retyped), for a test that committed DDL.
+
+        Writing rows leaves it; other schema changes may move it too (it only
+        says when to compare the schema in full). None when the database cannot
+        say cheaply.
         """
         return None
 

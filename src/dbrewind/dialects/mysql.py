@@ -113,11 +113,16 @@ from sqlalchemy.exc import DBAPIError
 
 from .._url import DatabaseURL
 from ..exceptions import (
+    AuthenticationError,
     ConfigurationError,
+    ConnectionFailedError,
+    DatabaseNotFoundError,
     DbrewindError,
     LockTimeoutError,
     NotPreparedError,
     SchemaChangedError,
+    ServerUnreachableError,
+    WrongServerError,
 )
 from .base import (
     LOCK_ADVICE,
@@ -209,6 +214,26 @@ def _lit(value: str) -> str:
     if _SIMPLE.fullmatch(value) and "'" not in value:
         return f"'{value}'"
     return f"_utf8mb4 X'{value.encode().hex()}'"
+
+
+# Connecting: server (1xxx) and client (2xxx) error numbers, by what they mean.
+_LOST_DURING_QUERY = 2013  # "Lost connection to MySQL server during query"
+_CONNECT_CODES: dict[int, type[ConnectionFailedError]] = {
+    1044: AuthenticationError,  # access denied for user to database
+    1045: AuthenticationError,  # access denied for user (using password: YES/NO)
+    1129: AuthenticationError,  # host blocked because of many connection errors
+    1130: AuthenticationError,  # host is not allowed to connect
+    1251: AuthenticationError,  # client does not support the authentication protocol
+    1698: AuthenticationError,  # access denied (unix_socket / auth plugin)
+    2059: AuthenticationError,  # authentication plugin cannot be loaded
+    1049: DatabaseNotFoundError,  # unknown database
+    2002: ServerUnreachableError,  # can't connect through the socket
+    2003: ServerUnreachableError,  # can't connect to the server (refused, timed out)
+    2005: ServerUnreachableError,  # unknown server host
+    2007: WrongServerError,  # protocol mismatch
+    2012: WrongServerError,  # error in server handshake
+    2027: WrongServerError,  # malformed packet
+}
 
 
 def _errno(exc: DBAPIError) -> int | None:
@@ -681,8 +706,9 @@ class MySQLDialect(Dialect):
         """
         view = "INNODB_SYS_TABLES" if _is_mariadb(conn) else "INNODB_TABLES"
         if self._stamp_pattern is None:
-            # InnoDB names tables "<database>/<table>"; "!" escapes LIKE's wildcards
-            database = self._database(conn)
+            # InnoDB names tables "<database>/<table>", both in the file-name encoding
+            # ("db'x" is "db@0027x"); "!" escapes LIKE's wildcards
+            database = self._database_file_name(conn)
             self._stamp_pattern = "".join("!" + c if c in "!_%" else c for c in database) + "/%"
         pattern = self._stamp_pattern
         try:
@@ -691,6 +717,43 @@ class MySQLDialect(Dialect):
                 f"SELECT COUNT(*), COALESCE(SUM(TABLE_ID), 0) FROM information_schema.{view} "
                 "WHERE NAME LIKE %s ESCAPE '!'",
                 (pattern,),
+            ).one()
+        except DBAPIError:
+            return None
+        return f"{int(row[0])}:{int(row[1])}"
+
+    def end_open_transactions(self, conn: Connection) -> list[str]:
+        """``KILL`` each other session whose default database is this one and that has an
+        InnoDB transaction open (needs the PROCESS privilege to see them)."""
+        ended = []
+        try:
+            rows = _sql(conn, _OPEN_TRANSACTIONS_SQL.replace("p.DB IS NULL OR ", "")).all()
+            for thread, command, seconds, query in rows:
+                _sql(conn, f"KILL {int(thread)}")
+                ended.append(
+                    f"id {thread}, {command or 'unknown state'}, transaction open for {seconds} s"
+                    + (f", running: {query!r}" if query else "")
+                )
+        except DBAPIError:
+            pass
+        return ended
+
+    def columns_stamp(self, conn: Connection) -> str | None:
+        """Count and checksum of the database's columns in InnoDB's dictionary (one read,
+        like :meth:`schema_stamp`: ``information_schema.COLUMNS`` is much slower)."""
+        mariadb = _is_mariadb(conn)
+        tables = "INNODB_SYS_TABLES" if mariadb else "INNODB_TABLES"
+        columns = "INNODB_SYS_COLUMNS" if mariadb else "INNODB_COLUMNS"
+        if self._stamp_pattern is None:
+            self.schema_stamp(conn)
+        try:
+            row = _sql(
+                conn,
+                "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(':', c.TABLE_ID, c.NAME, c.POS, "
+                f"c.MTYPE, c.PRTYPE, c.LEN))), 0) FROM information_schema.{columns} c "
+                f"JOIN information_schema.{tables} t ON t.TABLE_ID = c.TABLE_ID "
+                "WHERE t.NAME LIKE %s ESCAPE '!'",
+                (self._stamp_pattern,),
             ).one()
         except DBAPIError:
             return None
@@ -899,12 +962,42 @@ class MySQLDialect(Dialect):
             "Run `dbrewind doctor URL` to see the tracking state."
         )
 
+    @classmethod
+    def _database_file_name(cls, conn: Connection) -> str:
+        """The database's name as the server spells it in file names (and InnoDB's
+        dictionary): ASCII letters, digits and ``_`` as they are, the rest ``@xxxx``."""
+        try:
+            encoded = _sql(
+                conn, "SELECT CAST(CONVERT(DATABASE() USING filename) AS BINARY)"
+            ).scalar()
+        except DBAPIError:  # a server without the filename character set
+            return cls._database(conn)
+        return bytes(encoded or b"").decode("ascii", "replace")
+
     @staticmethod
     def _database(conn: Connection) -> str:
         try:
             return str(_sql(conn, "SELECT DATABASE()").scalar() or "")
         except DBAPIError:  # pragma: no cover - the connection itself is broken
             return "?"
+
+    # ------------------------------------------------------------- connecting
+    def connect_failure(self, error: BaseException) -> type[ConnectionFailedError] | None:
+        """The client or server error number (pymysql, mysqlclient, aiomysql, asyncmy all
+        put it first in ``args``); else the driver's message, then the base's OS errors."""
+        args = getattr(error, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        said = str(error).lower()
+        if code == _LOST_DURING_QUERY:
+            # at connect time: the port took the connection, but no server greeting came
+            # (a MySQL server sends one at once; PostgreSQL waits for the client to speak)
+            return WrongServerError
+        kind = _CONNECT_CODES.get(code) if code is not None else None
+        if kind is not None:
+            return kind
+        if "packet sequence number wrong" in said or "malformed packet" in said:
+            return WrongServerError
+        return super().connect_failure(error)
 
     # ---------------------------------------------------------------- databases
     @staticmethod
@@ -1000,6 +1093,10 @@ class MySQLDialect(Dialect):
                     f"Cannot drop database {url.database!r} ({url.display()}): "
                     f"{_first_line(exc)}. Close the sessions that use it and retry."
                 ) from exc
+
+    def connected_database(self, conn: Connection) -> str:
+        """``DATABASE()``: an ``init_command`` (``USE ..``) or a proxy may differ from the URL."""
+        return str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")
 
     def created_by_dbrewind(self, conn: Connection) -> bool:
         """MariaDB: the schema comment says so; MySQL: ``dbrewind_meta`` holds the mark."""
@@ -1595,6 +1692,7 @@ class _CounterReset:
         The previous job is done: :meth:`MySQLDialect.rewind` waited for it first.
         """
         assert self._idle.is_set(), "a counter reset is still running"
+        reused = self._raw is not None
         if self._raw is None:
             raw: Any = engine.raw_connection()
             raw.detach()  # its session settings must not go back to the pool
@@ -1607,8 +1705,12 @@ class _CounterReset:
                 cursor.execute(f"SET SESSION lock_wait_timeout = {int(lock_seconds) or 'DEFAULT'}")
                 self._lock_seconds = lock_seconds
             cursor.execute(f"LOCK TABLES {locks}")  # no parameters: no %-formatting
-        except BaseException:
+        except BaseException as exc:
             self._discard()
+            if reused and engine.dialect.is_disconnect(exc, None, None):  # type: ignore[arg-type]
+                # the server closed it while it sat idle (a restart, a KILL): once more
+                self.start(engine, locks, ddl, upto, lock_seconds)
+                return
             raise
         finally:
             cursor.close()

@@ -67,6 +67,7 @@ the server's ``postgres`` database; nothing is installed for them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -80,7 +81,16 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .._url import Backend, DatabaseURL
-from ..exceptions import DbrewindError, LockTimeoutError, NotPreparedError
+from ..exceptions import (
+    AuthenticationError,
+    ConnectionFailedError,
+    DatabaseNotFoundError,
+    DbrewindError,
+    LockTimeoutError,
+    NotPreparedError,
+    ServerUnreachableError,
+    WrongServerError,
+)
 from .base import (
     LOCK_ADVICE,
     Capabilities,
@@ -103,6 +113,50 @@ TRACKING_SCHEMA = "dbrewind"
 
 CREATED_COMMENT = "dbrewind test database"
 """``COMMENT ON DATABASE`` text marking a database dbrewind created."""
+
+# Connecting: SQLSTATEs (asyncpg gives them), and libpq's / asyncpg's messages
+# (lower case) when a connect fails before the server sent a code.
+_AUTH_STATES = frozenset({"28000", "28P01"})  # invalid authorization / password
+_NO_DATABASE_STATE = "3D000"  # invalid_catalog_name
+_CONNECT_PHRASES: tuple[tuple[type[ConnectionFailedError], tuple[str, ...]], ...] = (
+    (DatabaseNotFoundError, ('fatal:  database "',)),
+    (
+        AuthenticationError,
+        (
+            "password authentication failed",
+            "authentication failed for user",
+            "no pg_hba.conf entry",
+            "no password supplied",
+            'fatal:  role "',
+        ),
+    ),
+    (
+        WrongServerError,
+        (
+            "invalid response to ssl negotiation",
+            "rejected ssl upgrade",
+            "expected authentication request from server",
+            "server closed the connection unexpectedly",
+            "unexpected message from server",
+        ),
+    ),
+    (
+        ServerUnreachableError,
+        (
+            "connection refused",
+            "timeout expired",
+            "timed out",
+            "could not translate host name",
+            "failed to resolve host",
+            "name or service not known",
+            "no route to host",
+            "network is unreachable",
+            "no such file or directory",
+            "the database system is starting up",
+            "the database system is shutting down",
+        ),
+    ),
+)
 
 _TRIGGER = "dbrewind_track"
 _EVENT_TRIGGER = "dbrewind_ddl"
@@ -136,8 +190,30 @@ _LOCK_POLL = 0.05
 
 
 def _lit(value: str) -> str:
-    """A SQL string literal (``standard_conforming_strings`` is on since 9.1)."""
-    return "'" + value.replace("'", "''") + "'"
+    """A SQL string literal that reads the same whatever ``standard_conforming_strings`` is:
+    one holding a backslash is an escape string, ``E'..'``, with the backslash doubled."""
+    quoted = "'" + value.replace("'", "''") + "'"
+    if "\\" in value:
+        return "E" + quoted.replace("\\", "\\\\")
+    return quoted
+
+
+logger = logging.getLogger("dbrewind")
+
+CONNECT_TIMEOUT = 10
+"""Seconds a connect waits for the server by default (the URL's ``connect_timeout`` wins)."""
+
+VACUUM_AFTER = 2000
+"""Dead rows (estimated) the rewinds leave in a table before dbrewind vacuums it."""
+_MARKS = "\x00marks"
+"""The churn key of dbrewind's own marks table (no table key can hold a NUL)."""
+
+_NO_DDL_SQL = (
+    f"SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = {_lit(_EVENT_TRIGGER)} "
+    f"AND evtenabled <> 'D') AND NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks "
+    f"WHERE tbl = {_lit(_DDL_MARK)})"
+)
+"""True when the event trigger is on and has seen no DDL since the last rewind."""
 
 
 def _ident(name: str) -> str:
@@ -194,6 +270,15 @@ def _run_script(conn: Connection, sql: str) -> None:
         cursor.execute(sql)
     finally:
         cursor.close()
+
+
+def _query(conn: Connection, sql: str) -> Any:
+    """Rows of one generated query without parameters; a ``%`` in it stays a literal ``%``.
+
+    SQLAlchemy hands the driver an empty parameter list, and psycopg (like
+    psycopg2) then reads ``%`` as the start of a placeholder.
+    """
+    return conn.exec_driver_sql(sql.replace("%", "%%"))
 
 
 def _lock_key(purpose: str, database: str) -> int:
@@ -311,6 +396,10 @@ def _rewind_function(schemas: Sequence[str], always_compare: bool) -> str:
     that is gone. Either way it is never reported ``created``.
     """
     s = TRACKING_SCHEMA
+    # The schema names are spelt inside the body: its dollar quote must not occur in them.
+    tag = "$rewind$"
+    while any(tag in schema for schema in schemas):
+        tag = tag[:-1] + "_$"
     if always_compare:
         quick_exit = ""
         compare = "true"
@@ -325,7 +414,7 @@ CREATE FUNCTION {s}.rewind(
     lock_timeout text DEFAULT NULL
 )
 RETURNS TABLE (table_key text, rows_deleted bigint, outcome text)
-LANGUAGE plpgsql AS $rewind$
+LANGUAGE plpgsql AS {tag}
 #variable_conflict use_column
 DECLARE
     marked text[];
@@ -496,7 +585,7 @@ BEGIN
             SELECT r.key, 0::bigint, 'recreated' FROM unnest(back) AS r(key);
     END IF;
 END
-$rewind$;
+{tag};
 """
 
 
@@ -774,7 +863,9 @@ _POP_RAW = (
 )
 _PUSH_SQL = text(f"SELECT k FROM {TRACKING_SCHEMA}.push_baseline(:lock_timeout) AS k")
 _DIRTY_SQL = text(
-    f"SELECT DISTINCT tbl FROM {TRACKING_SCHEMA}.marks WHERE tbl NOT LIKE '!%' ORDER BY tbl"
+    # marks of tracked tables only: a schema's name may start with the "!" of "!ddl"
+    f"SELECT DISTINCT m.tbl FROM {TRACKING_SCHEMA}.marks m "
+    f"WHERE EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.tables k WHERE k.key = m.tbl) ORDER BY 1"
 )
 _TRACKED_SQL = text(f"SELECT key FROM {TRACKING_SCHEMA}.tables ORDER BY key")
 _MARK_SQL = text(
@@ -884,10 +975,24 @@ class PostgreSQLDialect(Dialect):
     #: (see :meth:`rewind`); False sets it for each rewind statement only.
     keep_replica = True
 
+    def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
+        super().__init__(schemas=schemas)
+        self._churn: dict[str, int] = {}
+        """Dead rows the rewinds left per table key since its last ``VACUUM``."""
+
     @property
     def user_schemas(self) -> tuple[str, ...]:
         """Schemas whose tables are the user's (``public`` unless told otherwise)."""
         return tuple(s for s in (self.schemas or ("public",)) if s != TRACKING_SCHEMA)
+
+    def split_key(self, key: str) -> tuple[str | None, str]:
+        """Keys are ``<schema>.<table>``, split after the longest tracked schema they start
+        with: a schema's name may hold a ``.`` too."""
+        for schema in sorted(self.user_schemas, key=len, reverse=True):
+            if key.startswith(schema + "."):
+                return schema, key[len(schema) + 1 :]
+        schema, _, name = key.partition(".")
+        return schema, name
 
     # ----------------------------------------------------------- introspection
     def inspect(self, conn: Connection) -> SchemaInfo:
@@ -1005,7 +1110,7 @@ class PostgreSQLDialect(Dialect):
                     f"SELECT {i} WHERE EXISTS (SELECT 1 FROM {self._from(schema.tables[k], info)})"
                     for i, k in enumerate(order)
                 )
-                non_empty = {order[i] for (i,) in conn.exec_driver_sql(probe)}
+                non_empty = {order[i] for (i,) in _query(conn, probe)}
             seq_names = sorted({q for k in order for q in schema.tables[k].sequences})
             seq_values: dict[str, tuple[int, bool]] = {}
             seq_columns: dict[tuple[int, str], str] = {}
@@ -1013,7 +1118,7 @@ class PostgreSQLDialect(Dialect):
                 probe = " UNION ALL ".join(
                     f"SELECT {i}, last_value, is_called FROM {q}" for i, q in enumerate(seq_names)
                 )
-                for i, last, called in conn.exec_driver_sql(probe):
+                for i, last, called in _query(conn, probe):
                     seq_values[seq_names[i]] = (int(last), bool(called))
                 for relid, seq_schema, seq_name, column in conn.execute(
                     _SEQUENCE_COLUMNS_SQL, {"oids": all_oids}
@@ -1228,9 +1333,48 @@ $reset$;
         keep = self.keep_replica
         if keep:
             _reset_role_on_checkin(conn)
-        return self._call_rewinding(
+        result = self._call_rewinding(
             conn, _REWIND_RAW, (sorted(truncate), reset_sequences, keep, self._lock_timeout_ms())
         )
+        if result.tables:
+            self._vacuum_when_due(conn, result)
+        return result
+
+    def _vacuum_when_due(self, conn: Connection, result: RewindResult) -> None:
+        """``VACUUM`` the tables whose rewinds left :data:`VACUUM_AFTER` dead rows.
+
+        Every rewind deletes rows (what the test wrote, the baseline rows it
+        changed) and the marks it read: dead tuples that only ``VACUUM``
+        reclaims. A suite rewinds the same few tables thousands of times, far
+        faster than autovacuum visits them (and CI servers often run with
+        autovacuum off), so scans of those tables, the test's own included,
+        grow slower test after test. dbrewind vacuums what it made dead: a few
+        milliseconds every few hundred rewinds. Needs an autocommit connection
+        (dbrewind's own); any error is left to autovacuum.
+        """
+        churn = self._churn
+        for key, count in result.deleted.items():
+            if key not in result.truncated:
+                churn[key] = churn.get(key, 0) + max(count, 1) * 2  # the old version, and ours
+        # the marks are read by every tracked write: keep them denser (every ~500 rewinds)
+        churn[_MARKS] = churn.get(_MARKS, 0) + 4 * len(result.tables)
+        due = sorted(key for key, dead in churn.items() if dead >= VACUUM_AFTER)
+        if not due or not getattr(conn.connection.dbapi_connection, "autocommit", False):
+            return
+        names = ", ".join(
+            _qualified(TRACKING_SCHEMA, "marks") if key == _MARKS else _qualified(*self._parts(key))
+            for key in due
+        )
+        try:
+            _query(conn, f"VACUUM {names}")
+        except DBAPIError as exc:  # a table dropped since: no matter
+            logger.debug("dbrewind: VACUUM %s failed: %s", names, exc)
+        for key in due:
+            churn.pop(key, None)
+
+    def _parts(self, key: str) -> tuple[str, str]:
+        schema, name = self.split_key(key)
+        return schema or "public", name
 
     def _lock_timeout_ms(self) -> str | None:
         if self.lock_timeout is None:
@@ -1401,6 +1545,21 @@ $reset$;
             )
         return DbrewindError(f"dbrewind failed on {where}: {first}")
 
+    # ------------------------------------------------------------- connecting
+    def connect_failure(self, error: BaseException) -> type[ConnectionFailedError] | None:
+        """asyncpg's SQLSTATE when it has one; else libpq's message (psycopg, psycopg2 and
+        asyncpg's own connection errors carry no code), then the base's OS errors."""
+        state = getattr(error, "sqlstate", None)
+        if state in _AUTH_STATES:
+            return AuthenticationError
+        if state == _NO_DATABASE_STATE:
+            return DatabaseNotFoundError
+        said = str(error).lower()
+        for kind, phrases in _CONNECT_PHRASES:
+            if any(phrase in said for phrase in phrases):
+                return kind
+        return super().connect_failure(error)
+
     # ---------------------------------------------------------------- databases
     def _server(self, url: DatabaseURL, application_name: str = "dbrewind") -> Engine:
         server = url.with_database("postgres")
@@ -1474,6 +1633,43 @@ $reset$;
             + (f" on {where}" if where else "")
             + (f", {application}" if application else "")
         )
+
+    def end_open_transactions(self, conn: Connection) -> list[str]:
+        """``pg_terminate_backend`` for each other session of this database inside a transaction."""
+        ended = []
+        for pid, state, seconds, query in conn.execute(_OPEN_TRANSACTIONS_SQL).all():
+            if conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar():
+                ended.append(
+                    f"pid {pid}, {state or 'unknown state'} for {seconds} s, "
+                    f"last statement: {query!r}"
+                )
+        return ended
+
+    def columns_stamp(self, conn: Connection) -> str | None:
+        """Count and hash sum of the user schemas' table columns (``pg_attribute``).
+
+        None, without reading the catalog, when the ``dbrewind_ddl`` event
+        trigger is on and left no ``!ddl`` mark: no ``ALTER TABLE`` ran since the
+        last rewind (one index lookup instead of a scan of every column).
+        """
+        quiet = conn.exec_driver_sql(_NO_DDL_SQL).scalar()
+        if quiet:
+            return None
+        row = conn.execute(
+            text(
+                """
+                SELECT count(*), coalesce(sum(hashtext(concat_ws(':', a.attrelid, a.attname,
+                       a.attnum, a.atttypid, a.atttypmod, a.attnotnull))), 0)
+                FROM pg_attribute a
+                JOIN pg_class c ON c.oid = a.attrelid
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = ANY(:schemas) AND c.relkind IN ('r', 'p')
+                  AND a.attnum > 0 AND NOT a.attisdropped
+                """
+            ),
+            {"schemas": list(self.user_schemas)},
+        ).one()
+        return f"{int(row[0])}:{int(row[1])}"
 
     def list_databases(self, url: DatabaseURL, prefix: str) -> list[str]:
         """Names in ``pg_database`` starting with ``prefix`` (compared literally), sorted."""
@@ -1558,6 +1754,14 @@ $reset$;
             )
         ).scalar()
         return comment == CREATED_COMMENT
+
+    def connect_defaults(self, driver: str) -> dict[str, object]:
+        """libpq waits forever for a server that never answers: 10 s, unless the URL says."""
+        return {"connect_timeout": CONNECT_TIMEOUT} if driver in ("psycopg", "psycopg2") else {}
+
+    def connected_database(self, conn: Connection) -> str:
+        """``current_database()``: a ``dbname`` option or a proxy may differ from the URL."""
+        return str(conn.exec_driver_sql("SELECT current_database()").scalar_one())
 
     def mark_created(self, conn: Connection) -> None:
         """``COMMENT ON DATABASE <current> IS 'dbrewind test database'``."""

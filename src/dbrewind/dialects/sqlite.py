@@ -541,6 +541,10 @@ class SQLiteDialect(Dialect):
                 os.close(fd)
         return None
 
+    def columns_stamp(self, conn: Connection) -> str | None:
+        """``PRAGMA schema_version``: SQLite counts every change of the schema."""
+        return str(conn.exec_driver_sql("PRAGMA schema_version").scalar())
+
     def list_databases(self, url: DatabaseURL, prefix: str) -> list[str]:
         """SQLite files in the directory of ``url``'s file whose name starts with ``prefix``.
 
@@ -620,6 +624,32 @@ class SQLiteDialect(Dialect):
                 "last connection closes. Close the engine (Rewinder.close()) instead."
             )
         _remove_files(_file_path(url))
+
+    connect_creates_database: ClassVar[bool] = True
+
+    def connect_defaults(self, driver: str) -> dict[str, object]:
+        """Wait up to 30 s for another writer's lock (sqlite3's default is 5 s: too short
+        for threads or processes writing at once on a busy machine)."""
+        return {"timeout": 30} if driver == "pysqlite" else {}
+
+    def connected_database(self, conn: Connection) -> str:
+        """The main database's real file (symbolic links resolved), from ``PRAGMA
+        database_list``; ``""`` in memory. A test-named link to an application's file
+        reaches that file, whose own name is what counts."""
+        for _seq, name, path in conn.exec_driver_sql("PRAGMA database_list"):
+            if name == "main":
+                return os.path.realpath(path) if path else ""
+        return ""
+
+    def reaches(self, url: DatabaseURL, reached: str) -> bool:
+        """The file the URL names itself (its directory may be a link), or both in memory."""
+        if url.is_memory or not reached:
+            return url.is_memory and not reached
+        path = _file_path(url)
+        named = os.path.join(
+            os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path)
+        )
+        return named == reached
 
     def created_by_dbrewind(self, conn: Connection) -> bool:
         """Whether ``dbrewind_meta`` says dbrewind created this database."""
