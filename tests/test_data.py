@@ -378,3 +378,25 @@ def test_postgresql_generated_always_identity_accepts_loaded_ids(
     with engine.connect() as conn:
         rows = conn.execute(select(tickets).order_by(tickets.c.id)).all()
     assert [tuple(r) for r in rows] == [(41, "loaded"), (42, "next")]
+
+
+def test_names_with_colons_and_percents_load(engine: Engine, tmp_path: Path) -> None:
+    """A table or column named with ``:x`` or ``%`` is an identifier, never a parameter."""
+    odd = MetaData()
+    table = Table(
+        "t:x %s",
+        odd,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("v:alue%", String(20)),
+    )
+    odd.create_all(engine)
+    (tmp_path / "odd.json").write_text(json.dumps({"t:x %s": [{"id": 1, "v:alue%": "a"}]}))
+    with engine.begin() as conn:
+        load_data(conn, "odd.json", base_dir=tmp_path)
+    with engine.begin() as conn:
+        conn.execute(table.insert().values({"v:alue%": "b"}))
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(select(table).order_by(table.c.id))] == [
+            (1, "a"),
+            (2, "b"),
+        ]

@@ -614,7 +614,7 @@ def _advance_sequences(conn: Connection, target: _Target, given: set[str]) -> No
                 "SELECT setval(pg_get_serial_sequence(:table, :column), "
                 f"COALESCE(MAX({col_sql}), 1), MAX({col_sql}) IS NOT NULL) FROM {table_sql}"
             ),
-            {"table": table_sql, "column": column},
+            {"table": table_sql.replace("\\:", ":"), "column": column},
         )
 
 
@@ -625,7 +625,15 @@ def _backend(conn: Connection) -> str:
 
 
 def _quote(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote_identifier(name)
+    """``name`` as a quoted identifier for a :func:`~sqlalchemy.text` statement.
+
+    Always quoted, and written as the server reads it (``%`` not doubled: ``text()``
+    does that for the driver), with ``:`` escaped so that ``text()`` never takes
+    part of a name for a bind parameter.
+    """
+    preparer = conn.dialect.identifier_preparer
+    escaped = name.replace(preparer.escape_quote, preparer.escape_to_quote)
+    return f"{preparer.initial_quote}{escaped}{preparer.final_quote}".replace(":", "\\:")
 
 
 def _qualified(conn: Connection, schema: str | None, name: str) -> str:
