@@ -3,31 +3,55 @@
 SQLAlchemy's asyncio extension needs ``greenlet``; it is imported only when an
 async engine is asked for, and its absence is reported with the extra that
 installs it.
+
+Every engine made here turns a failed connect into a
+:class:`~dbrewind.exceptions.ConnectionFailedError` (:func:`connect_error`),
+with the driver's own error as its ``__cause__``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from ._url import DatabaseURL
-from .exceptions import DriverNotInstalledError
+from .exceptions import ConnectionFailedError, DbrewindError, DriverNotInstalledError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["make_async_engine", "make_engine", "require_asyncio"]
+__all__ = [
+    "connect_error",
+    "make_async_engine",
+    "make_engine",
+    "require_asyncio",
+    "translate_connect_errors",
+]
 
 
 def make_engine(url: DatabaseURL, **options: Any) -> Engine:
-    """A sync engine on ``url``; an in-memory SQLite database shares one connection."""
+    """A sync engine on ``url``; an in-memory SQLite database shares one connection.
+
+    On a server its pool pings a connection before handing it out (one round
+    trip): a connection the server closed while it sat in the pool (a
+    failover, a restart, an idle-connection reaper) is replaced, with every
+    other one older than it, instead of failing the next test's first statement.
+    """
+    from .dialects import get_dialect
+
+    sync_url = url.sync_url()
+    defaults = get_dialect(url.backend).connect_defaults(sync_url.get_driver_name())
+    connect_args = {k: v for k, v in defaults.items() if k not in sync_url.query}
     if url.is_memory:
         options.setdefault("poolclass", StaticPool)
-        options.setdefault("connect_args", {"check_same_thread": False})
-    return create_engine(url.sync_url(), **options)
+        connect_args["check_same_thread"] = False
+    elif url.backend != "sqlite":
+        options.setdefault("pool_pre_ping", True)
+    options["connect_args"] = {**connect_args, **options.get("connect_args", {})}
+    return translate_connect_errors(create_engine(sync_url, **options), url)
 
 
 def make_async_engine(url: DatabaseURL, *, pooled: bool = False) -> AsyncEngine:
@@ -42,8 +66,57 @@ def make_async_engine(url: DatabaseURL, *, pooled: bool = False) -> AsyncEngine:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     if pooled:
-        return create_async_engine(url.async_url())
-    return create_async_engine(url.async_url(), poolclass=NullPool)
+        engine = create_async_engine(url.async_url())
+    else:
+        engine = create_async_engine(url.async_url(), poolclass=NullPool)
+    translate_connect_errors(engine.sync_engine, url)
+    return engine
+
+
+def connect_error(
+    url: DatabaseURL, error: BaseException, *, server: str | None = None
+) -> ConnectionFailedError | None:
+    """The error to raise instead of ``error``, which connecting to ``url`` raised; or None.
+
+    The one place that asks the dialect what a failed connect means
+    (:meth:`~dbrewind.dialects.Dialect.connect_failure`): unreachable server,
+    refused credentials, another kind of server at the port, no such database.
+    The message names the URL (password hidden) — ``server`` says what was
+    connected to when it was not the URL's own database — what the driver said
+    and what to check. Raise it ``from`` the driver's error. None for an error
+    that says nothing about the connection, and for a dbrewind error already.
+    """
+    if isinstance(error, DbrewindError):
+        return None
+    from .dialects import get_dialect
+
+    driver_error = getattr(error, "orig", None) or error
+    kind = get_dialect(url.backend).connect_failure(driver_error)
+    if kind is None:
+        return None
+    lines = str(driver_error).strip().splitlines()
+    said = lines[0].strip() if lines else type(driver_error).__name__
+    password = url.url.password
+    if password:
+        said = said.replace(str(password), "***")
+    where = f"the {server} of {url.display()}" if server else url.display()
+    return kind(f"Cannot connect to {where}: {said}. {kind.advice}")
+
+
+def translate_connect_errors(engine: Engine, url: DatabaseURL) -> Engine:
+    """Make ``engine`` raise :func:`connect_error`'s errors when a connect fails; returns it."""
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            failure = connect_error(url, exc)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    return engine
 
 
 def require_asyncio(url: DatabaseURL | None = None) -> None:

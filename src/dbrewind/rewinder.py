@@ -19,11 +19,13 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import Dialect as SADialect
+from sqlalchemy.exc import DBAPIError
 
 from ._engines import make_engine
 from ._setups import SetupCallable, as_steps
@@ -38,6 +40,8 @@ from .exceptions import (
 )
 
 __all__ = ["ALLOW_ENV", "Rewinder", "SetupCallable"]
+
+T = TypeVar("T")
 
 ALLOW_ENV = "DBREWIND_ALLOW"
 """Environment variable: comma-separated database names dbrewind may write to
@@ -91,7 +95,11 @@ class Rewinder:
         self._lock = threading.RLock()
         self._truncate: set[str] = set()
         self._schema: SchemaInfo | None = None
-        self._safe: bool | None = None
+        self._verdict: tuple[list[str], str | None] | None = None
+        #: Times dbrewind's own connection was found closed by the server and replaced.
+        self.reconnects = 0
+        #: What happened the last time it was (for a run's report), else "".
+        self.last_reconnect = ""
         #: Rewinds that found something to do, and their total time (seconds).
         self.rewinds = 0
         self.checks = 0
@@ -132,8 +140,61 @@ class Rewinder:
         with self._lock:
             self.dialect.settle()
             if self._conn is None or self._conn.closed or self._conn.invalidated:
+                if self._conn is not None and self._conn.invalidated:
+                    # a statement that tolerates errors found it closed by the server
+                    self._reconnected("a statement found it closed", verified=False)
                 self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             yield self._conn
+
+    def _reconnected(self, lost: str, *, verified: bool) -> None:
+        self.reconnects += 1
+        found = ", found its tracking installed" if verified else ""
+        self.last_reconnect = (
+            f"dbrewind's own connection to {self.url.database!r} was lost ({lost}); it "
+            f"reconnected{found} and carried on"
+        )
+
+    def call(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(conn)`` on dbrewind's own connection (see :meth:`connection`), surviving its loss.
+
+        When the server closed that connection (a failover, a restart, an
+        idle-connection reaper, ``pg_terminate_backend``/``KILL``), dbrewind
+        opens a new one, checks that its tracking is still installed, and runs
+        ``fn`` once more: ``fn`` must be safe to repeat (every rewind is). The
+        loss is counted in :attr:`reconnects` and described in
+        :attr:`last_reconnect`.
+        """
+        with self._lock:
+            conn: Connection | None = None
+            raw: object = None
+            try:
+                with self.connection() as conn:
+                    raw = conn.connection.dbapi_connection
+                    return fn(conn)
+            except Exception as exc:
+                # (also a second connection of dbrewind's, e.g. MySQL's counter reset)
+                lost = _disconnect(exc, self.engine.dialect, conn, raw)
+                if lost is None:
+                    raise
+                self._discard_connection()
+            with self.connection() as conn:
+                if not self.dialect.is_installed(conn):
+                    raise NotPreparedError(
+                        f"dbrewind's connection to {self.url.display()} was lost ({lost}); on a "
+                        "new connection its tracking is gone (was the database restored or "
+                        "recreated?). Prepare the database again (Rewinder.prepare())."
+                    ) from None
+                result = fn(conn)
+            self._reconnected(lost, verified=True)
+            return result
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def close(self) -> None:
         """Return dbrewind's connection and dispose of the engine it created."""
@@ -153,33 +214,89 @@ class Rewinder:
         self.close()
 
     # ------------------------------------------------------------------ safety
-    def _allowed_by_env(self) -> bool:
-        names = {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
-        return self.url.database in names or os.path.basename(self.url.database) in names
+    def _reasons(self, url: DatabaseURL, *, named: bool) -> list[str]:
+        """Why ``url``'s name lets dbrewind write there; ``allow`` counts only for the
+        database the URL names (``named``), not for one a connection reached instead."""
+        reasons = []
+        if named and self.allow:
+            reasons.append("allowed explicitly (allow=True)")
+        if url.name_says_test():
+            reasons.append("its name says test")
+        listed = {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
+        if url.database in listed or os.path.basename(url.database) in listed:
+            reasons.append(f"listed in {ALLOW_ENV}")
+        return reasons
+
+    def _judge(self) -> tuple[list[str], str | None]:
+        """Why this is a test database (empty: it is not provably one), and the name of
+        the database a connection reached when it is not the one the URL names.
+
+        Judged on the database the connection actually reached, as its server
+        reports it: a proxy, a ``dbname``/``init_command`` connection option or a
+        driver default cannot turn a test URL into a write elsewhere. A database
+        that does not exist yet is judged by its name (creating it is safe).
+        """
+        url, dialect = self.url, self.dialect
+        if url.is_memory:
+            return ["it is in memory"], None
+        if dialect.connect_creates_database and not dialect.database_exists(url):
+            return self._reasons(url, named=True), None
+        try:
+            with self.connection() as conn:
+                reached = dialect.connected_database(conn)
+                if not dialect.reaches(url, reached):
+                    actual = url.with_database(reached)
+                    reasons = self._reasons(actual, named=False)
+                    if not reasons and dialect.created_by_dbrewind(conn):
+                        reasons = ["dbrewind created it"]
+                    return reasons, actual.database
+                reasons = self._reasons(url, named=True)
+                if not reasons and dialect.created_by_dbrewind(conn):
+                    reasons = ["dbrewind created it"]
+                return reasons, None
+        except (DBAPIError, DbrewindError):
+            if dialect.database_exists(url):
+                raise
+            return self._reasons(url, named=True), None
+
+    def test_database_reasons(self) -> list[str]:
+        """Why dbrewind may write to this database (empty when it may not): its name
+        says test, dbrewind created it, or the user allowed it (``allow=True`` or the
+        ``DBREWIND_ALLOW`` variable) — judged on the database the connection reaches."""
+        if self._verdict is None:
+            self._verdict = self._judge()
+        return list(self._verdict[0])
 
     def is_test_database(self) -> bool:
-        """Whether dbrewind may write here: the name says test, dbrewind created it,
-        or the user allowed it (``allow=True`` or the ``DBREWIND_ALLOW`` variable)."""
-        if self.allow or self.url.name_says_test() or self._allowed_by_env():
-            return True
-        if self._safe is None:
-            self._safe = False
-            if self.dialect.database_exists(self.url):
-                with self.connection() as conn:
-                    self._safe = self.dialect.created_by_dbrewind(conn)
-        return self._safe
+        """Whether dbrewind may write here (see :meth:`test_database_reasons`)."""
+        return bool(self.test_database_reasons())
 
     def ensure_safe(self, action: str) -> None:
-        """Raise :class:`UnsafeDatabaseError` unless this is provably a test database."""
+        """Raise :class:`UnsafeDatabaseError` unless this is provably a test database.
+
+        Checked before dbrewind sends any write: nothing is created, set up,
+        installed or rewound in a database that fails it.
+        """
         if self.is_test_database():
             return
+        assert self._verdict is not None
+        reached = self._verdict[1]
         name = self.url.database
+        if reached is not None:
+            raise UnsafeDatabaseError(
+                f"Refusing to {action} database {name!r} ({self.url.display()}): the "
+                f"connection reached the database {reached!r} instead (a connection option, "
+                "a proxy or a service definition sends it there), and dbrewind cannot show "
+                f"that {reached!r} is a test database. Remove the option that redirects the "
+                f"connection, or point dbrewind at a test database such as {name!r} itself."
+            )
+        stem = os.path.splitext(os.path.basename(name))[0]
         raise UnsafeDatabaseError(
             f"Refusing to {action} database {name!r} ({self.url.display()}): dbrewind cannot "
-            "show it is a test database (its name does not contain 'test' and dbrewind did "
-            "not create it). Point dbrewind at a test database such as "
-            f"{name + '_test'!r}, or allow this one explicitly with Rewinder(..., allow=True) "
-            f"or the environment variable {ALLOW_ENV}={name}."
+            "show it is a test database (no word of its name is 'test', 'tests' or "
+            "'testing', and dbrewind did not create it). Point dbrewind at a test database "
+            f"such as {stem + '_test'!r}, or allow this one explicitly with "
+            f"Rewinder(..., allow=True) or the environment variable {ALLOW_ENV}={name}."
         )
 
     # ---------------------------------------------------------------- databases
@@ -192,13 +309,21 @@ class Rewinder:
         self.ensure_safe("create")
         tmpl = parse_url(template) if template is not None else None
         self.dialect.create_database(self.url, template=tmpl)
+        # judged by its name until now: judge the database a connection reaches
+        self._verdict = None
+        try:
+            self.ensure_safe("write to")
+        except UnsafeDatabaseError:
+            self.close()
+            self.dialect.drop_database(self.url)  # empty, made just now: leave nothing
+            raise
 
     def drop(self) -> None:
         """Drop the test database (after closing dbrewind's own connections)."""
         self.ensure_safe("drop")
         self.close()
         self.dialect.drop_database(self.url)
-        self._safe = None
+        self._verdict = None
 
     # ----------------------------------------------------------------- prepare
     def prepare(
@@ -282,8 +407,7 @@ class Rewinder:
     # ------------------------------------------------------------------ rewind
     def dirty_tables(self) -> list[str]:
         """Tables written to (and committed) since the last rewind."""
-        with self.connection() as conn:
-            return self.dialect.dirty_tables(conn)
+        return self.call(self.dialect.dirty_tables)
 
     def mark_dirty(self, *tables: str) -> list[str]:
         """Treat ``tables`` as written: the next :meth:`rewind` puts them back too.
@@ -293,10 +417,9 @@ class Rewinder:
         gives them; on PostgreSQL a bare name is found in the tracked schemas
         when it is not ambiguous. Returns the keys marked.
         """
-        with self.connection() as conn:
-            tracked = self.dialect.tracked_tables(conn)
-            keys = [_resolve_key(name, tracked, self.url) for name in tables]
-            self.dialect.mark_dirty(conn, keys)
+        tracked = self.call(self.dialect.tracked_tables)
+        keys = [_resolve_key(name, tracked, self.url, self.dialect) for name in tables]
+        self.call(lambda conn: self.dialect.mark_dirty(conn, keys))
         return keys
 
     def rewind(self, *, raise_on_dropped: bool = True) -> RewindResult:
@@ -318,18 +441,7 @@ class Rewinder:
         """
         self.ensure_safe("rewind")
         started = time.perf_counter()
-        with self.connection() as conn:
-            try:
-                result = self.dialect.rewind(
-                    conn,
-                    truncate=frozenset(self._truncate),
-                    reset_sequences=self.reset_sequences,
-                )
-            except NotPreparedError:
-                raise self._not_prepared() from None
-            if result.created_tables and self.drop_created_tables:
-                for key in result.created_tables:
-                    conn.execute(text(f"DROP TABLE {self._quote_key(conn, key)}"))
+        result = self.call(self._rewind)
         result.seconds = time.perf_counter() - started
         self.checks += 1
         if result.tables:
@@ -349,6 +461,20 @@ class Rewinder:
             )
         return result
 
+    def _rewind(self, conn: Connection) -> RewindResult:
+        try:
+            result = self.dialect.rewind(
+                conn,
+                truncate=frozenset(self._truncate),
+                reset_sequences=self.reset_sequences,
+            )
+        except NotPreparedError:
+            raise self._not_prepared() from None
+        if result.created_tables and self.drop_created_tables:
+            for key in result.created_tables:
+                self.dialect.drop_table(conn, key)
+        return result
+
     async def arewind(self) -> RewindResult:
         """:meth:`rewind` from async code, without blocking the event loop."""
         return await asyncio.to_thread(self.rewind)
@@ -357,18 +483,37 @@ class Rewinder:
         """:meth:`dirty_tables` from async code."""
         return await asyncio.to_thread(self.dirty_tables)
 
-    def _quote_key(self, conn: Connection, key: str) -> str:
-        preparer = conn.dialect.identifier_preparer
-        if self.url.backend == "postgresql" and "." in key:
-            schema, _, name = key.partition(".")
-            return f"{preparer.quote_identifier(schema)}.{preparer.quote_identifier(name)}"
-        return preparer.quote_identifier(key)
+
+def _disconnect(
+    exc: BaseException, dialect: SADialect, conn: Connection | None, raw: object
+) -> str | None:
+    """What a lost connection said, when ``exc`` (or what caused it) says the server closed
+    a connection (``conn``, whose driver connection is ``raw``, or another one); else None.
+    SQLAlchemy tells a disconnect on every database, for its own errors and the driver's."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DBAPIError):
+            if error.connection_invalidated:
+                return _first_line(error.orig or error)
+        elif isinstance(error, dialect.loaded_dbapi.Error) and (
+            (conn is not None and conn.invalidated) or dialect.is_disconnect(error, raw, None)  # type: ignore[arg-type]
+        ):
+            return _first_line(error)
+        error = error.__cause__ or error.__context__
+    return None
 
 
-def _resolve_key(name: str, tracked: Sequence[str], url: DatabaseURL) -> str:
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _resolve_key(name: str, tracked: Sequence[str], url: DatabaseURL, dialect: Dialect) -> str:
     if name in tracked:
         return name
-    matches = [k for k in tracked if "." in k and k.partition(".")[2] == name]
+    matches = [k for k in tracked if dialect.split_key(k)[1] == name]
     if len(matches) == 1:
         return matches[0]
     shown = ", ".join(tracked[:12]) + (", ..." if len(tracked) > 12 else "")

@@ -51,6 +51,12 @@ Semantics worth knowing:
 * With a :class:`~dbrewind.Rewinder` (tracking installed by ``prepare()``),
   whatever escaped the sandbox (another engine, a subprocess) is rewound
   after the rollback and reported as :attr:`Sandbox.leaked`.
+* The sandbox takes its real connection from the engine's pool. Give it an
+  engine made with ``pool_pre_ping=True`` (the pytest plugin's engines are)
+  and a connection the server closed while it sat in the pool (a restart, a
+  failover, an idle-connection reaper) is replaced before the test starts.
+  A connection that dies during the test fails the test's next statement; the
+  sandbox then ends without error (the server rolled back already).
 """
 
 from __future__ import annotations
@@ -78,7 +84,9 @@ LeakCallback = Callable[[RewindResult], object]
 
 
 def _display(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    from ._url import show_url
+
+    return show_url(engine.url)
 
 
 class _Base:
