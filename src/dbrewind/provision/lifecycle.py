@@ -42,12 +42,14 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 
 from .._context import notify
 from .._engines import make_async_engine, make_engine
@@ -56,6 +58,7 @@ from .._url import DatabaseURL, parse_url
 from ..dialects import Dialect, Installation, Lock, RewindResult, get_dialect
 from ..exceptions import (
     DbrewindError,
+    LockTimeoutError,
     SafetyNetWarning,
     SchemaChangedError,
     UnsafeDatabaseError,
@@ -166,6 +169,9 @@ class Database:
         self.reclones = 0
         self.notes: list[str] = []
         """What the lifecycle did that a user should hear of (slots, reinstalls...)."""
+        self.problems: list[str] = []
+        """What the last :meth:`after_test` had to repair that fails the test (read and
+        cleared by the caller)."""
         self.released = False
         self._state: dict[str, str] = {}
         self._layers: list[tuple[object, int | None]] = []
@@ -175,6 +181,10 @@ class Database:
         self._lock = threading.RLock()
         self._sandboxes = 0
         self._stamp: str | None = None
+        self._columns: str | None = None
+        self._out: dict[int, tuple[Any, int]] = {}
+        """The connections of :attr:`engine` checked out now, by record: (record, seq)."""
+        self._checkouts = 0
 
     def __repr__(self) -> str:
         return f"Database({self.url.display()!r}, {self.target.mode})"
@@ -210,7 +220,56 @@ class Database:
                 self._engine = given
             else:
                 self._engine = make_engine(self.url)
+            self._watch(self._engine)
         return self._engine
+
+    # ------------------------------------------------------ leaked connections
+    def _watch(self, engine: Engine) -> None:
+        """Keep track of the connections checked out of ``engine``'s pool (:meth:`take_back`)."""
+        if isinstance(engine.pool, StaticPool):  # one shared connection: the database itself
+            return
+        from .._sandbox_core import ProxyConnection
+
+        def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            if not isinstance(dbapi_connection, ProxyConnection):  # a sandbox's: it reclaims
+                self._out[id(record)] = (record, self._checkouts)
+                self._checkouts += 1
+
+        def checked_in(_dbapi_connection: Any, record: Any) -> None:
+            self._out.pop(id(record), None)
+
+        event.listen(engine, "checkout", checked_out)
+        event.listen(engine, "checkin", checked_in)
+
+    def checkouts(self) -> int:
+        """A mark for :meth:`take_back`: connections checked out from now on count."""
+        return self._checkouts
+
+    def take_back(self, since: int) -> int:
+        """Close the connections of :attr:`engine` checked out since the mark ``since`` and
+        still out; the number closed.
+
+        The policy for a connection a test leaked (never closed): its owner is
+        gone, and an open transaction on it would hold locks that block the
+        rewind (or, on SQLite, the whole database) for every later test. So it
+        is invalidated: the server rolls back what it had not committed, and
+        the pool opens a fresh connection in its place. A caller that still
+        holds it gets SQLAlchemy's usual behaviour for an invalidated
+        connection (a reconnect, or ``PendingRollbackError`` inside a
+        transaction until it rolls back).
+        """
+        taken = 0
+        for record, seq in list(self._out.values()):
+            if seq < since:
+                continue
+            self._out.pop(id(record), None)
+            fairy = record.fairy_ref() if record.fairy_ref is not None else None
+            if fairy is None or fairy.dbapi_connection is None:
+                continue
+            with contextlib.suppress(Exception):  # a connection the server already closed
+                fairy.invalidate()
+            taken += 1
+        return taken
 
     @property
     def async_engine(self) -> AsyncEngine:
@@ -281,10 +340,10 @@ class Database:
             watch = check_schema and not dialect.sees_recreated_tables
             moved = False
             if watch:
-                with self.rewinder.connection() as conn:
-                    moved = dialect.schema_stamp(conn) != self._stamp
+                moved = self.rewinder.call(dialect.schema_stamp) != self._stamp
+            columns = self.rewinder.call(dialect.columns_stamp) if check_schema else None
             try:
-                result = self.rewinder.rewind(raise_on_dropped=False)
+                result = self._rewind()
             except SchemaChangedError as exc:  # MySQL: a table's columns changed under it
                 if self.template is None:
                     raise
@@ -292,11 +351,55 @@ class Database:
                 return RewindResult()
             if result.dropped_tables:
                 self._schema_lost(result)
-            elif moved:
+                return result
+            if moved:
                 result = self._mend(result)
+            if self._altered(columns):
+                if self.template is None:
+                    raise SchemaChangedError(
+                        f"A test altered the columns of a table of {self.url.display()} (ALTER "
+                        "TABLE) and committed; dbrewind rewound the rows, but cannot undo the "
+                        "change. Undo it before the test ends (in its teardown), or let "
+                        "dbrewind clone the database from a template (the pytest plugin's "
+                        "dbrewind_setup, or a unittest class's database_url)."
+                    )
+                self._remake("the columns of a table were altered")
+                return result
             if watch and (moved or result.truncated or result.created_tables):
                 self._restamp()
             return result
+
+    def _rewind(self) -> RewindResult:
+        """The rewind. On a clone, a lock wait that outlasts ``lock_timeout`` ends the
+        sessions holding a transaction open there, and the rewind runs again.
+
+        The policy: a clone is dbrewind's own, leased by this run, so a session
+        inside a transaction on it is one the tests left open (through an
+        engine dbrewind does not see; its own engines' connections were taken
+        back already). Left alone, its locks would fail every later test's
+        rewind; ended, the next test starts from the baseline. The test is
+        failed all the same, naming the session (:attr:`problems`). On a
+        database dbrewind did not make, the
+        :class:`~dbrewind.exceptions.LockTimeoutError` stands.
+        """
+        assert self.rewinder is not None
+        try:
+            return self.rewinder.rewind(raise_on_dropped=False)
+        except LockTimeoutError:
+            if self.template is None:
+                raise
+            ended = self.rewinder.call(self.rewinder.dialect.end_open_transactions)
+            if not ended:
+                raise
+        result = self.rewinder.rewind(raise_on_dropped=False)
+        self.problems.append(
+            f"a session kept a transaction open on {self.url.display()} after the test, and "
+            f"its locks blocked the rewind for more than {self.rewinder.lock_timeout or 0:g} s; "
+            f"as the database is dbrewind's own clone, dbrewind ended it ({'; '.join(ended)}) "
+            "and rewound, so the next test starts from the baseline. Commit or roll back, and "
+            "close, every connection a test opens before the test ends."
+        )
+        return result
 
     def _schema_moved(self) -> bool:
         """Whether tables were created, dropped or recreated since tracking was installed.
@@ -317,12 +420,26 @@ class Database:
         return moved
 
     def _restamp(self) -> None:
-        """Remember the schema stamp as it is now (where rewinds need one)."""
+        """Remember the schema stamps as they are now (tables where rewinds need it; columns)."""
         assert self.rewinder is not None
-        if self.rewinder.dialect.sees_recreated_tables:
-            return
+        dialect = self.rewinder.dialect
         with self.rewinder.connection() as conn:
-            self._stamp = self.rewinder.dialect.schema_stamp(conn)
+            if not dialect.sees_recreated_tables:
+                self._stamp = dialect.schema_stamp(conn)
+            self._columns = dialect.columns_stamp(conn)
+
+    def _altered(self, columns: str | None) -> bool:
+        """After a rewind: whether a baseline table's columns differ from the baseline's
+        (a test altered it). Compared in full only when the columns stamp moved."""
+        assert self.rewinder is not None
+        if columns is None or columns == self._columns:
+            return False
+        with self.rewinder.connection() as conn:
+            digest = schema_digest(self.rewinder.dialect.inspect(conn))
+        if digest == self._state.get(SCHEMA):
+            self._restamp()  # another change moved it (a created table the rewind dropped)
+            return False
+        return True
 
     def _mend(self, result: RewindResult) -> RewindResult:
         """The schema moved during the test: give recreated tables their tracking back."""
@@ -418,11 +535,13 @@ class Database:
             return self._pop_to(below[-1] if below else 0)
 
     def _pop_to(self, depth: int) -> RewindResult:
-        assert self.rewinder is not None
-        with self.rewinder.connection() as conn:
-            result = self.rewinder.dialect.pop_baseline(
-                conn, depth, reset_sequences=self.rewinder.reset_sequences
+        rewinder = self.rewinder
+        assert rewinder is not None
+        result = rewinder.call(
+            lambda conn: rewinder.dialect.pop_baseline(
+                conn, depth, reset_sequences=rewinder.reset_sequences
             )
+        )
         self._depth = depth
         if result.dropped_tables:
             self._schema_lost(result)
@@ -513,19 +632,66 @@ class Database:
         try:
             found, digest = self._installation()
         except DbrewindError:
-            return False
+            found, digest = Installation(installed=False), ""
         state = found.state
         if (
             not self._matches(found, digest)
             or state.get(FINGERPRINT) != self.fingerprint
             or state.get(ORIGIN) != self._state[ORIGIN]
         ):
+            if not found.installed or HOLDER not in state:
+                self.notes.append(self._not_a_clone())
             return False
         self._state.update(state)
-        if found.depth or found.dirty:
-            self._pop_to(0)
+        repaired = self._pop_to(0) if found.depth or found.dirty else None
+        self._repair_left_behind(state, found, repaired)
         self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
         return True
+
+    def _not_a_clone(self) -> str:
+        """What to say of a database found where this run's clone goes that is not one:
+        half-made by a run that ended while making it, or made by someone else."""
+        assert self.rewinder is not None
+        with self.rewinder.connection() as conn:
+            ours = self.rewinder.dialect.created_by_dbrewind(conn)
+        if ours:
+            return (
+                f"{self.url.database!r} was left half-made by a run that ended while making it "
+                "(killed or crashed); dbrewind made it again from its template"
+            )
+        return (
+            f"{self.url.database!r} existed but was not a clone dbrewind made (created by hand "
+            "or by another tool); dbrewind replaced it with a clone of its template"
+        )
+
+    def _repair_left_behind(
+        self, state: Mapping[str, str], found: Installation, repaired: RewindResult | None
+    ) -> None:
+        """After ``repaired`` (the rewind of what was dirty, if anything was): put back the
+        counters a run that ended without releasing this database moved, and say so.
+
+        A database is leased while a run works on it and released cleanly at
+        its end (:data:`CLEAN`); one found unreleased was held by a run that
+        was killed (SIGKILL, ``os._exit`` of pytest-timeout's thread method, a
+        crash). Its lease died with it; what it committed is rewound, and the
+        counters its rolled-back writes moved (a sandbox's inserts) are put back.
+        """
+        if state.get(CLEAN) == "1" or CLEAN not in state:
+            return
+        assert self.rewinder is not None
+        with self.rewinder.connection() as conn:
+            self.rewinder.dialect.restore_counters(conn)
+        who = state.get(HOLDER) or "an earlier run"
+        if repaired is not None and (repaired.tables or found.depth):
+            names = ", ".join(repr(t) for t in (repaired.tables or found.dirty)) or "-"
+            layers = f" and {found.depth} baseline layer(s)" if found.depth else ""
+            what = f"dbrewind rewound what it left in table(s) {names}{layers}"
+        else:
+            what = "it left no rows to rewind (its counters were put back)"
+        self.notes.append(
+            f"{self.url.database!r} was not released by the run that held it ({who}; killed "
+            f"or crashed): its lease had ended with it, and {what}"
+        )
 
     @contextlib.contextmanager
     def _build_lock(self) -> Iterator[None]:
@@ -563,6 +729,11 @@ class Database:
                     and state.get(VERSION) == tracking_version(self.url.backend)
                 ):
                     return
+                if state.get(COMPLETE) != "1":
+                    self.notes.append(
+                        f"the template {self.template.database!r} was left half-built by a run "
+                        "that ended while building it (killed or crashed); dbrewind built it again"
+                    )
             schema = template.prepare(list(target.setups or ()), recreate=True)
             with template.connection() as conn:
                 template.dialect.write_state(
@@ -639,8 +810,10 @@ class Database:
         target = self.target
         rewinder = self._rewinder(self.url, clone=False)
         if not rewinder.is_test_database():
-            # A rollback sandbox writes nothing lasting: it may still run, untracked.
             rewinder.close()
+            if target.origin not in ROLLBACK_ONLY_ORIGINS:
+                rewinder.ensure_safe("use")  # raises: nothing is sent to it
+            # peewee's own test cases roll back and never commit: they may still run there
             self.notes.append(_not_a_test_database(self.url))
             return
         # an in-memory database is private to this process: nothing to lease
@@ -676,7 +849,8 @@ class Database:
                 # Written after a clean release: this run's own setup did it.
                 self._install()
             else:
-                self._pop_to(0)  # what a run that died left behind
+                repaired = self._pop_to(0)  # what a run that died left behind
+                self._repair_left_behind(found.state, found, repaired)
         self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
 
 
@@ -702,6 +876,12 @@ def _choose_clone(target: Target) -> tuple[DatabaseURL, Lock, str | None]:
             f"{candidate.database!r}"
         )
     return candidate, lease, note
+
+
+#: Origins whose tests run in a pure rollback sandbox on a database that is not
+#: provably a test database (peewee-async's ``TransactionTestCase`` semantics,
+#: which its users' suites rely on); every other entry point refuses it.
+ROLLBACK_ONLY_ORIGINS = frozenset({"peewee"})
 
 
 def _not_a_test_database(url: DatabaseURL) -> str:

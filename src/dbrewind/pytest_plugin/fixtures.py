@@ -201,7 +201,7 @@ def db(
 ) -> Iterator[Connection]:
     """A Connection to the primary test database inside the rollback sandbox.
 
-    Fastest isolation (two round trips): the test runs in one outer
+    Fastest isolation (two round trips, and the pool's ping on a server): the test runs in one outer
     transaction that is rolled back afterwards; the application's own
     ``BEGIN``/``COMMIT`` become savepoints, and ``db_engine`` connections are
     routed here. It cannot show real commit behaviour (other connections,

@@ -6,14 +6,18 @@ A test that touches no database, in a run where none is configured or in use
 yet, passes through it without any work. Once a
 database is in use (the plugin's, a ``clean_db_urls`` one, or one a peewee or
 unittest sandbox acquired), every test ends with one cheap check per database;
-writes that escaped a sandbox are rewound and reported.
+writes that escaped a sandbox are rewound and reported. Before that check, the
+threads a test left running are waited for, and the connections it left
+checked out of dbrewind's engines are closed (see :class:`Watch`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -116,14 +120,81 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
             load_data(conn, *mark.data, base_dir=data_dir(request))
         transactional = True
     strategy = "transactional" if transactional else "rollback" if rollback else "none"
+    watch = Watch.start(state)
     yield
-    after_test(item, state, mark, strategy)
+    after_test(item, state, mark, strategy, watch)
 
 
-def after_test(item: Any, state: PluginState, mark: Any, strategy: str) -> None:
+THREAD_GRACE = 2.0
+"""Seconds the safety net waits for threads a test started and left running."""
+
+
+@dataclass
+class Watch:
+    """What was running when a test started: its threads, and a mark of each database's
+    checked-out connections."""
+
+    threads: set[threading.Thread]
+    checkouts: dict[int, int]
+
+    @classmethod
+    def start(cls, state: PluginState) -> Watch:
+        marks = {id(db): db.checkouts() for db in state.active}
+        return cls(set(threading.enumerate()), marks)
+
+    def settle(self, item: Any, state: PluginState) -> list[str]:
+        """Wait for the threads the test left running, take back the connections it left
+        checked out; what to tell the user of it.
+
+        The policy: a thread the test started that still runs when its fixtures
+        were torn down is waited for (up to :data:`THREAD_GRACE` seconds) before
+        the rewind, so that what it writes while finishing is rewound too; one
+        that outlives the wait is named (its later writes would reach the next
+        tests). A connection of dbrewind's engines the test left checked out is
+        closed, rolling back what it had not committed
+        (:meth:`~dbrewind.provision.Database.take_back`).
+        """
+        said: list[str] = []
+        started = time.monotonic()
+        left = [t for t in threading.enumerate() if t not in self.threads and t.is_alive()]
+        for thread in left:
+            thread.join(max(0.0, THREAD_GRACE - (time.monotonic() - started)))
+        waited = time.monotonic() - started
+        running = [t.name for t in left if t.is_alive()]
+        if running:
+            said.append(
+                f"{item.nodeid} left thread(s) {', '.join(map(repr, running))} running "
+                f"{THREAD_GRACE:.0f} s after it ended; dbrewind rewound what they wrote until "
+                "then, but what they write later reaches the next tests. Stop and join the "
+                "threads a test starts before it ends (in the test or a fixture's teardown)."
+            )
+        elif left:
+            names = ", ".join(repr(t.name) for t in left)
+            state.stats.note(
+                f"{item.nodeid} left thread(s) {names} running; dbrewind waited "
+                f"{waited * 1000:.0f} ms for them to finish before the rewind"
+            )
+        for database in state.active:
+            taken = database.take_back(self.checkouts.get(id(database), 0))
+            if taken:
+                said.append(
+                    f"{item.nodeid} left {taken} connection(s) to {database.url.display()} "
+                    "checked out (never closed); dbrewind closed them, rolling back what they "
+                    "had not committed, so that their locks cannot block the rewind. Close "
+                    "connections (a with block, or close()) before the test ends."
+                )
+        return said
+
+
+def after_test(
+    item: Any, state: PluginState, mark: Any, strategy: str, watch: Watch | None = None
+) -> None:
     """Rewind every guarded database after ``item``; report leaks, failures, differences."""
+    left = watch.settle(item, state) if watch is not None else []
     guarded = state.guarded()
     if not guarded:
+        for message in left:
+            warnings.warn(DbrewindLeakWarning(message), stacklevel=1)
         return
     started = time.perf_counter()
     own = {id(db) for db in state.databases.values()}
@@ -133,6 +204,7 @@ def after_test(item: Any, state: PluginState, mark: Any, strategy: str) -> None:
     compat = {id(db) for db in state.compat or ()}
     for database in guarded:  # every one, even when another fails
         reclones = database.reclones
+        reconnects = database.rewinder.reconnects if database.rewinder is not None else 0
         # a test that committed for real may have changed the schema too
         committed = strategy == "transactional" or id(database) in compat
         try:
@@ -143,6 +215,10 @@ def after_test(item: Any, state: PluginState, mark: Any, strategy: str) -> None:
                 f"{item.nodeid}: {exc}"
             )
             continue
+        if database.rewinder is not None and database.rewinder.reconnects != reconnects:
+            state.stats.note(f"after {item.nodeid}: {database.rewinder.last_reconnect}")
+        failures += [f"{item.nodeid}: {problem}" for problem in database.problems]
+        database.problems.clear()
         tables = [_label(state, database, t) for t in result.tables]
         dirtied += tables
         if tables and id(database) in own and strategy != "transactional":
@@ -159,6 +235,11 @@ def after_test(item: Any, state: PluginState, mark: Any, strategy: str) -> None:
     problems = list(failures[:1])
     if len(failures) > 1:
         problems.append(f"({len(failures) - 1} more database(s) failed the same way.)")
+    for message in left:
+        if strict:
+            problems.append(message)
+        else:
+            warnings.warn(DbrewindLeakWarning(message), stacklevel=1)
     if leaks:
         message = (
             f"{item.nodeid} committed writes to {', '.join(sorted(leaks))} outside a dbrewind "

@@ -89,6 +89,6 @@ class Stats:
                 f"hint: {len(narrow)} transactional tests touched only 1-2 tables; unless they "
                 "need real commits (other connections, threads, SELECT ... FOR UPDATE), the "
                 "rollback sandbox (db / db_session, no transactional=True) isolates them for "
-                "two round trips."
+                "two or three round trips."
             )
         return out
