@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ._backends import Backend, backend_named
 from .exceptions import ConfigurationError, DriverNotInstalledError
@@ -16,7 +16,9 @@ from .exceptions import ConfigurationError, DriverNotInstalledError
 __all__ = [
     "Backend",
     "DatabaseURL",
+    "is_test_name",
     "parse_url",
+    "show_url",
 ]
 
 # driver name -> (python module, extra that installs it, is_async)
@@ -46,7 +48,59 @@ _ASYNC_DRIVERS: dict[Backend, tuple[str, ...]] = {
 }
 _ASYNC_ONLY_DRIVER_NAMES = {"asyncpg", "aiosqlite", "aiomysql", "asyncmy", "psycopg_async"}
 
-_TEST_NAME = re.compile(r"test", re.IGNORECASE)
+# A name's words: split at anything not an ASCII letter (``_``, ``-``, ``.``,
+# spaces, digits, ...) and at case changes (``AppTest``, ``APITests``).
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+_TEST_WORDS = frozenset({"test", "tests", "testing"})
+
+
+def is_test_name(name: str) -> bool:
+    """Whether one of the name's words is ``test``, ``tests`` or ``testing``.
+
+    Words split at ``_``, ``-``, ``.``, spaces, digits and case changes:
+    ``app_test``, ``test_app``, ``shop-test-2``, ``AppTest`` and ``tests``
+    are test names; ``latest_prod``, ``contest``, ``attestations`` and
+    ``pytest_prod`` are not.
+    """
+    return any(word.lower() in _TEST_WORDS for word in _WORD.findall(name))
+
+
+# Query parameters drivers read a secret from (libpq's conninfo, MySQL drivers).
+_SECRET_PARAMS = frozenset({"password", "passwd", "sslpassword", "passfile"})
+_HIDDEN = "dbrewindhidden"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)(.*)$", re.DOTALL)
+
+
+def show_url(url: URL) -> str:
+    """``url`` as text fit for a message or a log: its password and any secret in its
+    query (``?password=``) shown as ``***``."""
+    hidden = {key: _HIDDEN for key in url.query if key.lower() in _SECRET_PARAMS and url.query[key]}
+    if not hidden:
+        return url.render_as_string(hide_password=True)
+    shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace(_HIDDEN, "***")
+
+
+def _show_unparsed(text: str) -> str:
+    """Text that is not a URL SQLAlchemy can parse, with whatever may be a password hidden:
+    the part between the user's name and the last ``@``, or a port that is not a number."""
+    found = _SCHEME.match(text)
+    if found is None:  # no scheme: up to the first ':' or '@' (a password may follow)
+        head = re.split(r"[:@]", text, maxsplit=1)[0]
+        return head if head == text and len(text) <= 40 else f"{head[:20]}..."
+    scheme, netloc, rest = found.groups()
+    user, at, host = netloc.rpartition("@")
+    if at:
+        name = user.split(":", 1)[0]
+        netloc = f"{name}:***@{host}" if ":" in user else f"{name}@{host}"
+        host_part = host
+    else:
+        host_part = netloc
+    _host, colon, port = host_part.rpartition(":")
+    if colon and not port.isdigit() and "]" not in port:
+        netloc = netloc[: len(netloc) - len(port)] + "***"
+    rest = re.sub(r"((?:^|[?&])(?:password|passwd|sslpassword)=)[^&#]*", r"\1***", rest, flags=re.I)
+    return f"{scheme}{netloc}{rest}"
 
 
 def _module_available(module: str) -> bool:
@@ -84,11 +138,15 @@ class DatabaseURL:
         )
 
     def display(self) -> str:
-        """The URL as text with any password hidden: safe for messages and logs."""
-        return self.url.render_as_string(hide_password=True)
+        """The URL as text with any password hidden (also one given as ``?password=``):
+        safe for messages and logs."""
+        return show_url(self.url)
 
     def __str__(self) -> str:
         return self.display()
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.display()!r})"
 
     @property
     def driver(self) -> str:
@@ -135,13 +193,16 @@ class DatabaseURL:
         return DatabaseURL(self.url.set(database=name), self.backend)
 
     def name_says_test(self) -> bool:
-        """Whether the database name marks it as a test database."""
+        """Whether the database name marks it as a test database (:func:`is_test_name`).
+
+        For SQLite the file's stem is the name; an in-memory database is always one.
+        """
         if self.is_memory:
             return True
         name = self.database
         if self.backend == "sqlite":
-            name = os.path.basename(name)
-        return bool(_TEST_NAME.search(name))
+            name = PurePath(name).stem
+        return is_test_name(name)
 
 
 def check_driver(db_url: DatabaseURL) -> None:
@@ -151,8 +212,28 @@ def check_driver(db_url: DatabaseURL) -> None:
         return
     driver = parts[1]
     known = _DRIVERS.get(driver)
-    if known is None:
-        return  # a driver we do not know: let SQLAlchemy judge it
+    if known is None:  # a driver dbrewind does not know: SQLAlchemy may
+        try:
+            dialect = db_url.url.get_dialect()
+        except NoSuchModuleError:
+            preferred = _SYNC_DRIVERS[db_url.backend][0]
+            names = sorted(
+                name for name, (_, extra, _) in _DRIVERS.items() if extra == db_url.backend
+            )
+            raise ConfigurationError(
+                f"Unknown driver '{driver}' in {db_url.display()}: SQLAlchemy has no "
+                f"'{parts[0]}+{driver}' dialect. Use one of {', '.join(names)} "
+                f"(e.g. {parts[0]}+{preferred}://...), or leave the driver out to let "
+                "dbrewind choose an installed one."
+            ) from None
+        try:
+            dialect.import_dbapi()
+        except ImportError as exc:
+            raise DriverNotInstalledError(
+                f"Driver '{driver}' for {db_url.display()} is not installed ({exc}). Install "
+                f"it, or use one dbrewind installs: pip install 'dbrewind[{db_url.backend}]'"
+            ) from None
+        return
     module, extra, _ = known
     if not _module_available(module):
         raise DriverNotInstalledError(
@@ -180,26 +261,28 @@ def parse_url(url: str | URL | DatabaseURL) -> DatabaseURL:
         try:
             parsed = make_url(text)
         except (ArgumentError, ValueError) as exc:
-            shown = text if "@" not in text else "<url with credentials>"
+            # the parser's own message may quote the password (as a port): not shown
+            why = "its port is not a number" if "int()" in str(exc) else "it is not a URL"
             raise ConfigurationError(
-                f"Could not parse the database URL {shown!r}: {exc}. Expected the form "
-                "'dialect[+driver]://user[:password]@host[:port]/database', "
-                "e.g. 'postgresql://postgres@127.0.0.1/app_test'."
-            ) from exc
+                f"Could not parse the database URL {_show_unparsed(text)!r}: {why}. Expected "
+                "the form 'dialect[+driver]://user[:password]@host[:port]/database', "
+                "e.g. 'postgresql://postgres@127.0.0.1/app_test'; percent-encode '@', ':', "
+                "'/' and '%' in a user name or password (e.g. '@' as %40)."
+            ) from None
     else:
         parsed = url
     backend = backend_named(parsed.get_backend_name())
     if backend is None:
         raise ConfigurationError(
             f"Unsupported database '{parsed.get_backend_name()}' in "
-            f"{parsed.render_as_string(hide_password=True)}: dbrewind supports "
-            "sqlite, postgresql and mysql/mariadb."
+            f"{show_url(parsed)}: dbrewind supports sqlite, postgresql and mysql/mariadb, "
+            "e.g. 'postgresql://postgres@127.0.0.1/app_test'."
         )
     db_url = DatabaseURL(parsed, backend)
     check_driver(db_url)
     if backend != "sqlite" and not db_url.database:
         raise ConfigurationError(
             f"The URL {db_url.display()} names no database. Add one after the host, "
-            f"e.g. {parsed.set(database='app_test').render_as_string(hide_password=True)}"
+            f"e.g. {show_url(parsed.set(database='app_test'))}"
         )
     return db_url

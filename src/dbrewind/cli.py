@@ -24,11 +24,6 @@ def _doctor(rewinder: Rewinder, out: TextIO) -> int:
     caps = rewinder.dialect.capabilities
     print(f"database:   {url.display()}", file=out)
     print(f"backend:    {url.backend} (sync driver {url.sync_url().get_driver_name()})", file=out)
-    reasons = []
-    if url.name_says_test():
-        reasons.append("its name says test")
-    if rewinder.allow:
-        reasons.append("allowed explicitly")
     exists = rewinder.exists()
     print(f"exists:     {'yes' if exists else 'no'}", file=out)
     if not exists:
@@ -37,8 +32,7 @@ def _doctor(rewinder: Rewinder, out: TextIO) -> int:
             file=out,
         )
         return 0
-    if rewinder.is_test_database() and not reasons:
-        reasons.append("dbrewind created it")
+    reasons = rewinder.test_database_reasons()
     verdict = (
         ", ".join(reasons)
         if reasons
