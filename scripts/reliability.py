@@ -344,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="-n for the reliability suite")
     parser.add_argument("--suite", default="tests/reliability", help="the reliability tests")
     parser.add_argument("--skip-suite", action="store_true", help="only the load run")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        help="take the suite's results from this record of an earlier run (one that loaded "
+        "-p _reliability_record with RELIABILITY_RECORD set, as .ci/run's test run does) "
+        "instead of running the suite again",
+    )
     parser.add_argument("pytest_args", nargs="*", help="more arguments for the suite's pytest")
     args = parser.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
@@ -353,7 +360,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="dbrewind-reliability-") as tmp:
         tests: list[dict[str, Any]] = []
-        if not args.skip_suite:
+        if args.record is not None:
+            suite = args.suite.rstrip("/")
+            every = load_record(args.record, 0)
+            tests = [t for t in every if t["path"] == suite or t["path"].startswith(suite + "/")]
+            if not tests:
+                tests = load_record(Path(tmp) / "missing.json", 0)  # says nothing was recorded
+        elif not args.skip_suite:
             record = Path(tmp) / "record.json"
             code = run_suite(record, args.suite, args.workers, args.pytest_args)
             tests = load_record(record, code)
