@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from conftest import SERVER_URLS, drop_database, make_database, require_backend
 from dbrewind import Rewinder
-from dbrewind.exceptions import DbrewindError, UnsafeDatabaseError
+from dbrewind.exceptions import ServerUnreachableError, UnsafeDatabaseError
 from helpers.runs import drop_derived, pytest_args, start
 
 # Names a human reads as "not a test database", though they contain the letters.
@@ -313,13 +314,19 @@ def test_a_service_or_defaults_file_cannot_send_a_test_url_elsewhere(
 
 
 @pytest.mark.backends("postgresql", "mysql")
-def test_a_remote_host_that_cannot_be_reached_gets_no_write(backend: str) -> None:
+def test_a_remote_host_that_cannot_be_reached_gets_no_write(
+    backend: str, record_property: Callable[..., None]
+) -> None:
     """A production name on a remote host (unresolvable here)"""
     require_backend(backend)
     scheme = "postgresql+psycopg" if backend == "postgresql" else "mysql+pymysql"
     url = f"{scheme}://app@prod-db.example.invalid/shop?connect_timeout=2"
-    with Rewinder(url) as rewinder, pytest.raises((UnsafeDatabaseError, DbrewindError, Exception)):
+    started = time.monotonic()
+    with Rewinder(url) as rewinder, pytest.raises(ServerUnreachableError) as caught:
         rewinder.prepare(_setup)
+    assert "prod-db.example.invalid" in str(caught.value)
+    assert time.monotonic() - started < 30
+    record_property("result", "ServerUnreachableError naming the host; nothing sent")
 
 
 def _project(tmp_path: Path, conftest: str = "") -> Path:
