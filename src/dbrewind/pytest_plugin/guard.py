@@ -127,6 +127,8 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
 
 THREAD_GRACE = 2.0
 """Seconds the safety net waits for threads a test started and left running."""
+THREAD_NOTE_AFTER = 0.05
+"""A wait for such threads this long or longer is noted in the run's summary."""
 
 
 @dataclass
@@ -168,7 +170,7 @@ class Watch:
                 "then, but what they write later reaches the next tests. Stop and join the "
                 "threads a test starts before it ends (in the test or a fixture's teardown)."
             )
-        elif left:
+        elif left and waited >= THREAD_NOTE_AFTER:  # idle pool workers end at once: no news
             names = ", ".join(repr(t.name) for t in left)
             state.stats.note(
                 f"{item.nodeid} left thread(s) {names} running; dbrewind waited "
