@@ -640,9 +640,9 @@ def test_rewind_while_another_connection_writes_names_the_database(
             raw.execute("ROLLBACK")
             raw.close()
         assert rewinder.rewind().tables == ("empty_log",)
-        # the connection's own busy timeout (5 s by default) is back
+        # the connection's own busy timeout (dbrewind's engines: 30 s) is back
         with rewinder.connection() as conn:
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
 
 
 # ------------------------------------------------------------------ in memory
