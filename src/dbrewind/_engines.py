@@ -104,12 +104,18 @@ def connect_error(
 
 
 def translate_connect_errors(engine: Engine, url: DatabaseURL) -> Engine:
-    """Make ``engine`` raise :func:`connect_error`'s errors when a connect fails; returns it."""
+    """Make ``engine`` open its connections through the dialect's
+    :meth:`~dbrewind.dialects.Dialect.open_connection` and raise :func:`connect_error`'s
+    errors when a connect fails; returns it."""
+
+    from .dialects import get_dialect
+
+    ours = get_dialect(url.backend)
 
     @event.listens_for(engine, "do_connect")
     def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         try:
-            return dialect.connect(*cargs, **cparams)
+            return ours.open_connection(dialect.driver, dialect.connect, cargs, cparams)
         except Exception as exc:
             failure = connect_error(url, exc)
             if failure is None:

@@ -13,6 +13,7 @@ says what to do next::
      |    +-- AuthenticationError        the server refused the URL's user or password
      |    +-- WrongServerError           something answers at the port, but not a
      |    |                              server of the URL's kind (another protocol)
+     |    |    +-- NotADatabaseFileError    SQLite: the URL's file is not a database
      |    +-- DatabaseNotFoundError      the server has no database of the URL's name
      +-- UnsafeDatabaseError         refused: not provably a test database
      +-- SchemaChangedError          a table was created or dropped by a test
@@ -49,6 +50,7 @@ __all__ = [
     "DriverNotInstalledError",
     "LeakError",
     "LockTimeoutError",
+    "NotADatabaseFileError",
     "NotPreparedError",
     "SafetyNetWarning",
     "SandboxBrokenError",
@@ -105,6 +107,15 @@ class WrongServerError(ConnectionFailedError):
     """Something answers at the URL's port, but it is not a server of the URL's kind."""
 
     advice = "Check the URL's port and scheme: another kind of server (or a proxy) listens there."
+
+
+class NotADatabaseFileError(WrongServerError):
+    """SQLite: the file the URL names exists, and is not a SQLite database."""
+
+    advice = (
+        "Check the URL's path: it names a file of another kind (or a damaged or "
+        "encrypted database). dbrewind leaves the file as it is."
+    )
 
 
 class DatabaseNotFoundError(ConnectionFailedError):

@@ -33,6 +33,8 @@ from ._url import DatabaseURL, parse_url
 from .dialects import Dialect, RewindResult, SchemaInfo, get_dialect
 from .exceptions import (
     ConfigurationError,
+    ConnectionFailedError,
+    DatabaseNotFoundError,
     DbrewindError,
     NotPreparedError,
     SchemaChangedError,
@@ -254,6 +256,10 @@ class Rewinder:
                 if not reasons and dialect.created_by_dbrewind(conn):
                     reasons = ["dbrewind created it"]
                 return reasons, None
+        except DatabaseNotFoundError:
+            return self._reasons(url, named=True), None
+        except ConnectionFailedError:
+            raise  # the server itself cannot be used: asking it again would wait again
         except (DBAPIError, DbrewindError):
             if dialect.database_exists(url):
                 raise

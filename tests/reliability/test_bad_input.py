@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -49,12 +50,15 @@ from dbrewind import (
     DatabaseNotFoundError,
     DbrewindError,
     DriverNotInstalledError,
+    NotADatabaseFileError,
     Rewinder,
     ServerUnreachableError,
     WrongServerError,
     parse_url,
 )
 from dbrewind.cli import main
+from dbrewind.dialects.base import CONNECT_TIMEOUT
+from dbrewind.provision import make_engine
 from dbrewind.sandbox import Sandbox
 from helpers.runs import databases_named
 
@@ -639,6 +643,151 @@ def test_a_port_that_accepts_and_never_answers(
     record_property("result", f"{kind.__name__} in {seconds:.1f} s: {message}")
 
 
+@pytest.mark.backends("postgresql", "mysql")
+def test_a_server_of_the_other_kind_with_no_timeouts_in_the_url(
+    backend: str,
+    pytester: pytest.Pytester,
+    caplog: pytest.LogCaptureFixture,
+    record_property: RecordProperty,
+) -> None:
+    """a URL at the other server's port with no timeouts of its own (a MySQL client at
+    PostgreSQL's port: PostgreSQL waits for the client to speak first)"""
+    url = url_on(backend, port=server(OTHER_PORT[backend]).port)
+    started = time.monotonic()
+    said = failing(lambda: Rewinder(url).prepare(), ConnectionFailedError, caplog)
+    seconds = time.monotonic() - started
+    assert seconds < CONNECT_TIMEOUT + 5, seconds
+    message = assert_clear(said, names=hidden(url).rsplit("/", 1)[0], fix=said.error.advice)
+    run = plugin_run(pytester, url, subprocess=True, timeout=CONNECT_TIMEOUT * 3 + 30)
+    assert_test_error(run, names=hidden(url).rsplit("/", 1)[0], fix=said.error.advice)
+    drivers = []
+    for driver in ASYNC_DRIVERS[backend]:
+        # each in a process of its own: after asyncpg met MariaDB's greeting, a later
+        # asyncpg TLS connect in the same process crashed it (seen under pytest only)
+        async_url = f"{SCHEMES[backend]}+{driver}://{url.split('://', 1)[1]}"
+        started = time.monotonic()
+        tried = subprocess.run(
+            [sys.executable, "-c", ASYNC_CONNECT, async_url],
+            capture_output=True,
+            text=True,
+            timeout=CONNECT_TIMEOUT * 3,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        assert tried.stdout.startswith("ConnectionFailedError "), tried.stdout + tried.stderr
+        assert not secrets_in(tried.stdout + tried.stderr)
+        drivers.append(f"{driver} {tried.stdout.split()[1]} in {seconds:.1f} s")
+        assert seconds < CONNECT_TIMEOUT + 5, drivers
+    record_property(
+        "result",
+        f"{type(said.error).__name__} in {seconds:.1f} s ({', '.join(drivers)}): {message}",
+    )
+
+
+@pytest.mark.backends("mysql")
+def test_the_bounded_handshake_leaves_queries_unbounded(
+    backend: str, monkeypatch: pytest.MonkeyPatch, record_property: RecordProperty
+) -> None:
+    """the handshake's time limit does not cut a query that runs longer than it"""
+    import dbrewind.dialects.mysql as mysql_dialect
+
+    monkeypatch.setattr(mysql_dialect, "CONNECT_TIMEOUT", 0.5)
+    engine = make_engine(parse_url(f"{SERVER_URLS[backend].rstrip('/')}/mysql"))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT SLEEP(1.5)")).scalar() == 0
+    finally:
+        engine.dispose()
+    record_property("result", "a 1.5 s query ran on a connection whose handshake had 0.5 s")
+
+
+@pytest.mark.backends("sqlite")
+def test_a_sqlite_file_that_is_not_a_database(
+    backend: str,
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    record_property: RecordProperty,
+) -> None:
+    """a SQLite URL naming a file that is not a database (a text file)"""
+    path = tmp_path / "notes_test.db"
+    path.write_bytes(b"These are notes, not a database.\n" * 20)
+    before = path.read_bytes()
+    url = f"sqlite:///{path}"
+    fix = NotADatabaseFileError.advice
+    messages = []
+    for call in (lambda: Rewinder(url).prepare(), lambda: Rewinder(url).rewind()):
+        said = failing(call, NotADatabaseFileError, caplog)
+        assert isinstance(said.error, WrongServerError)
+        messages.append(assert_clear(said, names=hidden(url), fix=fix))
+    run = plugin_run(pytester, url)
+    assert_test_error(run, names=hidden(url), fix=fix)
+    assert path.read_bytes() == before
+    record_property("result", f"NotADatabaseFileError, the file unchanged: {messages[0]}")
+
+
+@pytest.mark.backends("postgresql")
+def test_asyncpg_timeouts_in_the_url(
+    backend: str, caplog: pytest.LogCaptureFixture, record_property: RecordProperty
+) -> None:
+    """asyncpg's timeout and command_timeout in the URL (text, which asyncpg takes as
+    numbers), and one that is not a number"""
+    good = f"postgresql+asyncpg://{SERVER_URLS[backend].split('://', 1)[1]}"
+    good += "?timeout=3&command_timeout=0.5"
+
+    async def query(url: str) -> str:
+        from dbrewind.provision import make_async_engine
+
+        engine = make_async_engine(parse_url(url))
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(2)"))
+        except Exception as exc:  # the command timeout cuts the 2 s sleep
+            return type(getattr(exc, "orig", exc)).__name__
+        finally:
+            await engine.dispose()
+        return "no timeout"
+
+    assert "Timeout" in asyncio.run(query(good))
+    bad = good.replace("timeout=3", "timeout=soon")
+    said = failing(lambda: asyncio.run(async_connect(bad)), ConfigurationError, caplog)
+    message = assert_clear(said, names="timeout='soon'", fix="timeout=10")
+    record_property("result", f"seconds taken as numbers; ConfigurationError: {message}")
+
+
+ASYNC_CONNECT = """
+import asyncio, sys
+from dbrewind import ConnectionFailedError, parse_url
+from dbrewind.provision import make_async_engine
+
+async def connect():
+    engine = make_async_engine(parse_url(sys.argv[1]))
+    try:
+        async with engine.connect():
+            pass
+    finally:
+        await engine.dispose()
+
+try:
+    asyncio.run(connect())
+except ConnectionFailedError as exc:
+    print("ConnectionFailedError", type(exc).__name__, exc)
+"""
+"""Connect to the URL given through dbrewind's async engine factory; print the error."""
+
+
+async def async_connect(url: str) -> None:
+    """Connect to ``url`` through dbrewind's async engine factory, and close."""
+    from dbrewind.provision import make_async_engine
+
+    engine = make_async_engine(parse_url(url))
+    try:
+        async with engine.connect():
+            pass
+    finally:
+        await engine.dispose()
+
+
 # ------------------------------------------------------- names and passwords
 
 
@@ -786,16 +935,6 @@ def test_async_drivers_at_a_closed_port_and_with_a_user_that_does_not_exist(
     backend: str, caplog: pytest.LogCaptureFixture, record_property: RecordProperty
 ) -> None:
     """an async driver (asyncpg, psycopg async, aiomysql, asyncmy): closed port, no such user"""
-    from dbrewind.provision import make_async_engine
-
-    async def connect(url: str) -> None:
-        engine = make_async_engine(parse_url(url))
-        try:
-            async with engine.connect():
-                pass
-        finally:
-            await engine.dispose()
-
     tried = []
     for driver in ASYNC_DRIVERS[backend]:
         for kind, url in (
@@ -803,7 +942,7 @@ def test_async_drivers_at_a_closed_port_and_with_a_user_that_does_not_exist(
             (AuthenticationError, url_on(backend, username=f"nobody_{uuid.uuid4().hex[:6]}")),
         ):
             url = f"{SCHEMES[backend]}+{driver}://{url.split('://', 1)[1]}"
-            said = failing(lambda u=url: asyncio.run(connect(u)), kind, caplog)
+            said = failing(lambda u=url: asyncio.run(async_connect(u)), kind, caplog)
             assert said.error.__cause__ is not None
             assert_clear(said, names=hidden(url).rsplit("/", 1)[0], fix=kind.advice)
         tried.append(driver)

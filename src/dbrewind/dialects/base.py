@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -51,6 +51,9 @@ __all__ = [
     "short_name",
 ]
 
+
+CONNECT_TIMEOUT = 10
+"""Seconds a connect waits for the server by default (the URL's own timeout wins)."""
 
 _UNREACHABLE_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.ENOENT}
@@ -272,7 +275,9 @@ def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator
         try:
             conn = engine.connect()
         except Exception as exc:
-            failure = connect_error(url, exc, server=server)
+            # an engine of dbrewind's names its own URL: name the server and the user's URL
+            cause = exc.__cause__ if isinstance(exc, ConnectionFailedError) else exc
+            failure = connect_error(url, cause or exc, server=server)
             if failure is not None:
                 raise failure from getattr(exc, "orig", None) or exc
             if not isinstance(exc, OperationalError):
@@ -454,6 +459,24 @@ class Dialect(ABC):
         """Connect arguments dbrewind's engines use unless the URL's query sets them:
         a bounded wait for a server that does not answer, a lock wait for SQLite."""
         return {}
+
+    def open_connection(
+        self,
+        driver: str,
+        connect: Callable[..., Any],
+        cargs: Sequence[Any],
+        cparams: dict[str, Any],
+    ) -> Any:
+        """Open one DB-API connection of dbrewind's engines: ``connect(*cargs, **cparams)``.
+
+        ``driver`` is SQLAlchemy's name for it (``pymysql``, ``asyncpg``, ``pysqlite``).
+        A dialect overrides this to bound a wait its driver leaves unbounded, to give
+        the driver a URL option in the type it needs, or to check at once what the
+        driver only finds out on the first statement. Called only by
+        :func:`dbrewind._engines.translate_connect_errors`, whose caller turns what
+        this raises into a :class:`~dbrewind.exceptions.ConnectionFailedError`.
+        """
+        return connect(*cargs, **cparams)
 
     #: Whether connecting to a database that does not exist creates it (SQLite
     #: makes an empty file): then :meth:`database_exists` is asked first.

@@ -97,17 +97,19 @@ Known limits, by the database's design:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib
 import json
 import math
 import queue
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import NullPool, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -125,6 +127,7 @@ from ..exceptions import (
     WrongServerError,
 )
 from .base import (
+    CONNECT_TIMEOUT,
     LOCK_ADVICE,
     Capabilities,
     Dialect,
@@ -241,6 +244,13 @@ def _errno(exc: DBAPIError) -> int | None:
     if args and isinstance(args[0], int):
         return args[0]
     return None
+
+
+def _autocommit_engine(url: DatabaseURL) -> Engine:
+    """A short-lived engine of dbrewind's own, for creating and dropping databases."""
+    from .._engines import make_engine
+
+    return make_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -999,11 +1009,42 @@ class MySQLDialect(Dialect):
             return WrongServerError
         return super().connect_failure(error)
 
+    def open_connection(
+        self,
+        driver: str,
+        connect: Callable[..., Any],
+        cargs: Sequence[Any],
+        cparams: dict[str, Any],
+    ) -> Any:
+        """The drivers' ``connect_timeout`` bounds only the TCP connect; the server's
+        greeting is then awaited with no limit. A port where a server of another kind
+        waits for the client to speak first (PostgreSQL does, until its 60 s
+        ``authentication_timeout``) would hold the run that long: the whole handshake
+        gets the URL's ``connect_timeout`` (default ``CONNECT_TIMEOUT`` seconds), and the
+        connection's queries keep the URL's ``read_timeout`` (none unless it sets one)."""
+        seconds = float(cparams.get("connect_timeout") or CONNECT_TIMEOUT)
+        if driver == "pymysql" and "read_timeout" not in cparams:
+            conn = connect(*cargs, **{**cparams, "read_timeout": seconds})
+            # PyMySQL applies this attribute to the socket before each read
+            conn._read_timeout = None
+            return conn
+        if driver in ("aiomysql", "asyncmy") and "async_creator_fn" not in cparams:
+            opener = importlib.import_module(driver).connect
+
+            async def bounded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await asyncio.wait_for(opener(*args, **kwargs), seconds)
+                except TimeoutError:
+                    raise TimeoutError(f"no server greeting within {seconds:g} s") from None
+
+            return connect(*cargs, **{**cparams, "async_creator_fn": bounded})
+        return connect(*cargs, **cparams)
+
     # ---------------------------------------------------------------- databases
     @staticmethod
     def _server(url: DatabaseURL) -> Engine:
-        # URL.set ignores None; an empty name makes the driver connect to no database
-        return create_engine(url.sync_url().set(database=""), isolation_level="AUTOCOMMIT")
+        # an empty name makes the driver connect to no database
+        return _autocommit_engine(url.with_database(""))
 
     def _server_connection(self, url: DatabaseURL) -> AbstractContextManager[Connection]:
         return server_connection(self._server(url), "MySQL/MariaDB server", url)
@@ -1051,15 +1092,15 @@ class MySQLDialect(Dialect):
                 raise DbrewindError(
                     f"Cannot create database {name!r} ({url.display()}): {_first_line(exc)}"
                 ) from exc
-        failure: DBAPIError | None = None
-        engine = create_engine(url.sync_url(), isolation_level="AUTOCOMMIT")
+        failure: Exception | None = None
+        engine = _autocommit_engine(url)
         try:
             with engine.connect() as conn:
                 if not _is_mariadb(conn):
                     self.mark_created(conn)
                 if template is not None:
                     _copy_schema(conn, template.database)
-        except DBAPIError as exc:
+        except (DBAPIError, ConnectionFailedError) as exc:
             failure = exc
         finally:
             engine.dispose()

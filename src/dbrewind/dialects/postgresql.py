@@ -72,17 +72,18 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import NullPool, create_engine, event, text
+from sqlalchemy import NullPool, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .._url import Backend, DatabaseURL
 from ..exceptions import (
     AuthenticationError,
+    ConfigurationError,
     ConnectionFailedError,
     DatabaseNotFoundError,
     DbrewindError,
@@ -92,6 +93,7 @@ from ..exceptions import (
     WrongServerError,
 )
 from .base import (
+    CONNECT_TIMEOUT,
     LOCK_ADVICE,
     Capabilities,
     Dialect,
@@ -200,8 +202,22 @@ def _lit(value: str) -> str:
 
 logger = logging.getLogger("dbrewind")
 
-CONNECT_TIMEOUT = 10
-"""Seconds a connect waits for the server by default (the URL's ``connect_timeout`` wins)."""
+_ASYNCPG_SECONDS = ("timeout", "command_timeout")
+"""asyncpg's connect options that are seconds (a URL gives them as text)."""
+
+
+def _seconds(option: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigurationError(
+            f"The URL option {option}={value!r} is not a number of seconds. "
+            f"Write it as {option}=10 or {option}=2.5."
+        )
+    return seconds
+
 
 VACUUM_AFTER = 2000
 """Dead rows (estimated) the rewinds leave in a table before dbrewind vacuums it."""
@@ -1562,9 +1578,10 @@ $reset$;
 
     # ---------------------------------------------------------------- databases
     def _server(self, url: DatabaseURL, application_name: str = "dbrewind") -> Engine:
-        server = url.with_database("postgres")
-        return create_engine(
-            server.sync_url(),
+        from .._engines import make_engine
+
+        return make_engine(
+            url.with_database("postgres"),
             isolation_level="AUTOCOMMIT",
             poolclass=NullPool,
             connect_args={"application_name": application_name},
@@ -1758,6 +1775,22 @@ $reset$;
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """libpq waits forever for a server that never answers: 10 s, unless the URL says."""
         return {"connect_timeout": CONNECT_TIMEOUT} if driver in ("psycopg", "psycopg2") else {}
+
+    def open_connection(
+        self,
+        driver: str,
+        connect: Callable[..., Any],
+        cargs: Sequence[Any],
+        cparams: dict[str, Any],
+    ) -> Any:
+        """asyncpg takes ``timeout`` and ``command_timeout`` as numbers, and SQLAlchemy
+        hands it the URL's text (``?timeout=2``): they are read as seconds here."""
+        if driver == "asyncpg":
+            cparams = {**cparams}
+            for option in _ASYNCPG_SECONDS:
+                if isinstance(cparams.get(option), str):
+                    cparams[option] = _seconds(option, cparams[option])
+        return connect(*cargs, **cparams)
 
     def connected_database(self, conn: Connection) -> str:
         """``current_database()``: a ``dbname`` option or a proxy may differ from the URL."""

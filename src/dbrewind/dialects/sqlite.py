@@ -70,7 +70,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -81,8 +81,10 @@ from sqlalchemy.exc import DBAPIError
 from .._url import Backend, DatabaseURL
 from ..exceptions import (
     ConfigurationError,
+    ConnectionFailedError,
     DbrewindError,
     LockTimeoutError,
+    NotADatabaseFileError,
     NotPreparedError,
     SchemaChangedError,
 )
@@ -631,6 +633,34 @@ class SQLiteDialect(Dialect):
         """Wait up to 30 s for another writer's lock (sqlite3's default is 5 s: too short
         for threads or processes writing at once on a busy machine)."""
         return {"timeout": 30} if driver == "pysqlite" else {}
+
+    def open_connection(
+        self,
+        driver: str,
+        connect: Callable[..., Any],
+        cargs: Sequence[Any],
+        cparams: dict[str, Any],
+    ) -> Any:
+        """sqlite3 opens a file of any kind and says "file is not a database" only at the
+        first statement, deep inside whatever sent it: the header is read here at once
+        (``PRAGMA schema_version``, microseconds), so such a URL fails as it connects."""
+        conn = connect(*cargs, **cparams)
+        try:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA schema_version")
+            cursor.close()
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def connect_failure(self, error: BaseException) -> type[ConnectionFailedError] | None:
+        """A file that is not a SQLite database (``SQLITE_NOTADB``); else the base's."""
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_NOTADB":
+            return NotADatabaseFileError
+        if "file is not a database" in str(error):
+            return NotADatabaseFileError
+        return super().connect_failure(error)
 
     def connected_database(self, conn: Connection) -> str:
         """The main database's real file (symbolic links resolved), from ``PRAGMA
