@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from ._url import DatabaseURL
@@ -40,11 +40,8 @@ def make_engine(url: DatabaseURL, **options: Any) -> Engine:
     failover, a restart, an idle-connection reaper) is replaced, with every
     other one older than it, instead of failing the next test's first statement.
     """
-    from .dialects import get_dialect
-
     sync_url = url.sync_url()
-    defaults = get_dialect(url.backend).connect_defaults(sync_url.get_driver_name())
-    connect_args = {k: v for k, v in defaults.items() if k not in sync_url.query}
+    connect_args = _connect_defaults(url, sync_url)
     if url.is_memory:
         options.setdefault("poolclass", StaticPool)
         connect_args["check_same_thread"] = False
@@ -65,12 +62,21 @@ def make_async_engine(url: DatabaseURL, *, pooled: bool = False) -> AsyncEngine:
     require_asyncio(url)
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    if pooled:
-        engine = create_async_engine(url.async_url())
-    else:
-        engine = create_async_engine(url.async_url(), poolclass=NullPool)
+    async_url = url.async_url()
+    options: dict[str, Any] = {"connect_args": _connect_defaults(url, async_url)}
+    if not pooled:
+        options["poolclass"] = NullPool
+    engine = create_async_engine(async_url, **options)
     translate_connect_errors(engine.sync_engine, url)
     return engine
+
+
+def _connect_defaults(url: DatabaseURL, driver_url: URL) -> dict[str, object]:
+    """The dialect's connect arguments for ``driver_url``'s driver that its query leaves unset."""
+    from .dialects import get_dialect
+
+    defaults = get_dialect(url.backend).connect_defaults(driver_url.get_driver_name())
+    return {key: value for key, value in defaults.items() if key not in driver_url.query}
 
 
 def connect_error(

@@ -755,6 +755,67 @@ def test_asyncpg_timeouts_in_the_url(
     record_property("result", f"seconds taken as numbers; ConfigurationError: {message}")
 
 
+def what_the_driver_is_given(url: str) -> dict[str, object]:
+    """The keyword arguments dbrewind's engine on ``url`` (sync or async, by its driver)
+    hands the driver's connect function; the connect itself is stopped there."""
+    from dbrewind.provision import make_async_engine
+
+    parsed = parse_url(url)
+    is_async = parsed.url.get_dialect().is_async
+    async_engine = make_async_engine(parsed) if is_async else None
+    engine = async_engine.sync_engine if async_engine is not None else make_engine(parsed)
+    given: dict[str, object] = {}
+
+    def capture(*_args: object, **cparams: object) -> None:
+        given.update(cparams)
+        raise ConnectionAbortedError("captured")
+
+    engine.dialect.connect = capture  # type: ignore[method-assign]
+
+    async def touch() -> None:
+        assert async_engine is not None
+        async with async_engine.connect():
+            pass
+
+    with contextlib.suppress(ConnectionAbortedError):
+        if async_engine is not None:
+            asyncio.run(touch())
+        else:
+            engine.connect()
+    engine.dispose()
+    return given
+
+
+def test_dbrewinds_engines_bound_the_connect_unless_the_url_does(
+    backend: str, tmp_path: Path, record_property: RecordProperty
+) -> None:
+    """every driver of dbrewind's engines, sync and async: a bounded connect wait by
+    default, the URL's own value when it gives one"""
+    drivers = {
+        "sqlite": {"pysqlite": "timeout", "aiosqlite": "timeout"},
+        "postgresql": {
+            "psycopg": "connect_timeout",
+            "psycopg_async": "connect_timeout",
+            "asyncpg": "timeout",
+        },
+        "mysql": {"pymysql": "connect_timeout", "aiomysql": "connect_timeout"},
+    }[backend]
+    seen = []
+    for driver, option in drivers.items():
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'dbrw_timeouts_test.db'}"
+        else:
+            url = url_on(backend, database="dbrw_timeouts_test")
+        url = f"{SCHEMES[backend]}+{driver}://{url.split('://', 1)[1]}"
+        default = what_the_driver_is_given(url).get(option)
+        assert default is not None, (driver, option)
+        assert 0 < float(str(default)) <= 30, (driver, default)
+        given = what_the_driver_is_given(f"{url}?{option}=7").get(option)
+        assert float(str(given)) == 7, (driver, given)
+        seen.append(f"{driver} {option}={default}")
+    record_property("result", ", ".join(seen))
+
+
 ASYNC_CONNECT = """
 import asyncio, sys
 from dbrewind import ConnectionFailedError, parse_url

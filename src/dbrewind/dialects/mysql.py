@@ -248,6 +248,10 @@ def _errno(exc: DBAPIError) -> int | None:
 
 def _autocommit_engine(url: DatabaseURL) -> Engine:
     """A short-lived engine of dbrewind's own, for creating and dropping databases."""
+_ASYNC_DRIVERS = ("aiomysql", "asyncmy")
+_DRIVERS = ("pymysql", "mysqldb", *_ASYNC_DRIVERS)
+
+
     from .._engines import make_engine
 
     return make_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
@@ -1028,7 +1032,7 @@ class MySQLDialect(Dialect):
             # PyMySQL applies this attribute to the socket before each read
             conn._read_timeout = None
             return conn
-        if driver in ("aiomysql", "asyncmy") and "async_creator_fn" not in cparams:
+        if driver in _ASYNC_DRIVERS and "async_creator_fn" not in cparams:
             opener = importlib.import_module(driver).connect
 
             async def bounded(*args: Any, **kwargs: Any) -> Any:
@@ -1056,6 +1060,11 @@ class MySQLDialect(Dialect):
                 conn.execute(
                     text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :n"),
                     {"n": url.database},
+    def connect_defaults(self, driver: str) -> dict[str, object]:
+        """A bounded wait for the TCP connect (aiomysql's default is 60 s): 10 s, unless
+        the URL says; :meth:`open_connection` bounds the greeting the same."""
+        return {"connect_timeout": CONNECT_TIMEOUT} if driver in _DRIVERS else {}
+
                 ).first()
                 is not None
             )

@@ -1773,8 +1773,13 @@ $reset$;
         return comment == CREATED_COMMENT
 
     def connect_defaults(self, driver: str) -> dict[str, object]:
-        """libpq waits forever for a server that never answers: 10 s, unless the URL says."""
-        return {"connect_timeout": CONNECT_TIMEOUT} if driver in ("psycopg", "psycopg2") else {}
+        """libpq waits forever for a server that never answers, asyncpg 60 s: 10 s,
+        unless the URL says."""
+        if driver == "asyncpg":
+            return {"timeout": CONNECT_TIMEOUT}
+        if driver in ("psycopg", "psycopg2", "psycopg_async"):
+            return {"connect_timeout": CONNECT_TIMEOUT}
+        return {}
 
     def open_connection(
         self,

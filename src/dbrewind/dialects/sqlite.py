@@ -632,7 +632,7 @@ class SQLiteDialect(Dialect):
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """Wait up to 30 s for another writer's lock (sqlite3's default is 5 s: too short
         for threads or processes writing at once on a busy machine)."""
-        return {"timeout": 30} if driver == "pysqlite" else {}
+        return {"timeout": 30} if driver in ("pysqlite", "aiosqlite") else {}
 
     def open_connection(
         self,
