@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
-BACKENDS = ("sqlite", "postgresql", "mysql")
+ALL_BACKENDS = ("sqlite", "postgresql", "mysql")
+BACKENDS = tuple(
+    name
+    for name in os.environ.get("DBREWIND_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
+    if name.strip() in ALL_BACKENDS
+)
+"""The backends the ``backend`` fixture runs each test on: all three, or those named in
+``DBREWIND_TEST_BACKENDS`` (``postgresql``, ``sqlite,mysql``) to work on one database."""
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -73,9 +80,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Under CI, refuse to start when a database server is down."""
+    """Under CI, refuse to start when a database server is down or a backend is left out."""
     if not IN_CI:
         return
+    if set(BACKENDS) != set(ALL_BACKENDS):
+        raise pytest.UsageError(
+            f"CI=true but DBREWIND_TEST_BACKENDS leaves out {set(ALL_BACKENDS) - set(BACKENDS)}: "
+            "CI runs every backend."
+        )
     down = {b: p for b in ("postgresql", "mysql") if (p := server_problem(b)) is not None}
     if down:
         detail = "; ".join(f"{b}: {p}" for b, p in down.items())
