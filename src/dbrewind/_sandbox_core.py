@@ -4,7 +4,7 @@ While a sandbox is active, the engine's pool is replaced by a :class:`SandboxPoo
 Every checkout from it gets a fresh :class:`ProxyConnection`: a DB-API connection
 look-alike that runs its statements on the one real connection holding the
 outer transaction. Each proxy keeps its own transaction as a chain of
-savepoints on a shared stack (:class:`Core`):
+savepoints on a shared stack (:class:`SandboxState`):
 
 * the first statement of a transaction opens a savepoint (or adopts a clean,
   finished one on top of the stack, at no cost);
@@ -45,7 +45,7 @@ from sqlalchemy.util.concurrency import await_, in_greenlet
 from ._backends import backend_named
 from .exceptions import SandboxBrokenError, SandboxError
 
-__all__ = ["Core", "ProxyConnection", "ProxyCursor", "SandboxPool"]
+__all__ = ["ProxyConnection", "ProxyCursor", "SandboxPool", "SandboxState"]
 
 _NEW, _ACTIVE, _ENDING, _CLOSED = range(4)
 _UNSET: Any = object()
@@ -120,7 +120,7 @@ class _Entry:
     def __init__(self, sql: tuple[str, str, str], owner: ProxyConnection, seq: int) -> None:
         self.sql = sql  # (SAVEPOINT x, RELEASE SAVEPOINT x, ROLLBACK TO SAVEPOINT x)
         self.owner: ProxyConnection | None = owner  # None once its transaction ended
-        self.seq = seq  # Core.write_seq when the database was last in this savepoint's state
+        self.seq = seq  # SandboxState.write_seq when the database was last at this savepoint
         self.wrote = False  # its owner wrote while this was the owner's current savepoint
         self.alive = True  # still exists in the database
 
@@ -169,7 +169,7 @@ class _GreenletLock:
                 break
 
 
-class Core:
+class SandboxState:
     """The state of one active sandbox: the real connection and its savepoint stack."""
 
     def __init__(self, engine: Engine, *, is_async: bool, url_display: str) -> None:
@@ -753,7 +753,7 @@ class ProxyConnection:
 
     __slots__ = ("chain", "closed", "core", "named", "seen", "shadow")
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: SandboxState) -> None:
         self.core = core
         self.chain: list[_Entry] = []
         self.named: dict[str, _Entry] = {}
@@ -895,7 +895,7 @@ class SandboxPool(Pool):
     real connection; nothing is ever opened or closed for real.
     """
 
-    def __init__(self, core: Core, original: Pool) -> None:
+    def __init__(self, core: SandboxState, original: Pool) -> None:
         super().__init__(
             _no_creator,
             echo=original.echo,

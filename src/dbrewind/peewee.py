@@ -2,9 +2,9 @@
 
 ::
 
-    from dbrewind.peewee import TransactionTestCase
+    from dbrewind.peewee import PeeweeSandbox
 
-    with TransactionTestCase(database):
+    with PeeweeSandbox(database):
         User.create(name="ada")
         with database.atomic():          # a savepoint, to any depth
             ...
@@ -33,7 +33,7 @@ the tables as they are, by name, and installed again when the suite's setup
 recreated them; the database as it is at the first block is the baseline.
 After each block, any table a write outside the sandbox (another thread,
 another connection) committed to is rewound and reported in
-:attr:`TransactionTestCase.leaked`. On a database that is not provably a test
+:attr:`PeeweeSandbox.leaked`. On a database that is not provably a test
 database, or one another run holds, the sandbox runs without a safety net,
 after one :class:`~dbrewind.SafetyNetWarning`.
 
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LeakCallback",
+    "PeeweeSandbox",
     "Route",
     "SandboxOptions",
     "SavepointRouter",
@@ -122,7 +123,7 @@ def database_url(database: peewee.Database) -> DatabaseURL:
     if database.deferred:
         raise ConfigurationError(
             f"The peewee database {database!r} is not initialised (deferred): call "
-            "database.init(...) before entering TransactionTestCase."
+            "database.init(...) before entering the sandbox."
         )
     backend = backend_of(database)
     params: dict[str, Any] = dict(database.connect_params)
@@ -332,7 +333,7 @@ class SavepointRouter:
                     sql,
                     "MySQL commits the open transaction before this statement, which would "
                     "end the test's sandbox and keep its writes.",
-                    "Create tables before entering TransactionTestCase, use "
+                    "Create tables before entering the sandbox, use "
                     "Model.delete() instead of TRUNCATE, or test this code with dbrewind's "
                     "clean strategy.",
                 )
@@ -441,7 +442,7 @@ class SandboxOptions:
             self.on_leak(result)
 
 
-class TransactionTestCase(SandboxOptions, ContextDecorator):
+class PeeweeSandbox(SandboxOptions, ContextDecorator):
     """Run a block (or, as a decorator, a function) in a rollback sandbox on ``database``.
 
     :param database: a peewee ``SqliteDatabase``, ``PostgresqlDatabase`` or
@@ -458,6 +459,10 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
     ``thread_safe=False`` database every thread shares it and statements are
     serialised. Other threads of a thread-safe database use their own
     connections: their commits are real, and the safety net rewinds them.
+
+    ``TransactionTestCase`` is another name for this class (the name of
+    peewee-async's testing helper, whose drop-in is
+    :class:`dbrewind.peewee_async.AsyncPeeweeSandbox`).
     """
 
     def __init__(
@@ -475,10 +480,10 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
         self._active = False
 
     def __repr__(self) -> str:
-        return f"TransactionTestCase({self.database!r})"
+        return f"PeeweeSandbox({self.database!r})"
 
     # ------------------------------------------------------------- lifecycle
-    def __enter__(self) -> TransactionTestCase:
+    def __enter__(self) -> PeeweeSandbox:
         if self._active:
             raise SandboxError(
                 f"{self!r} is already active: it cannot be entered twice at once. Nest "
@@ -490,7 +495,7 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
         where = database_url(db).display()
         if db.in_transaction():
             raise SandboxError(
-                f"{where} has a transaction open on this thread: enter TransactionTestCase "
+                f"{where} has a transaction open on this thread: enter PeeweeSandbox "
                 "before opening transactions, not inside database.atomic()."
             )
         self._router = SavepointRouter(backend_of(db), where)
@@ -627,3 +632,7 @@ class TransactionTestCase(SandboxOptions, ContextDecorator):
                 raise
             run(router.guard_release())
             return cursor
+
+
+TransactionTestCase = PeeweeSandbox
+"""Alias of :class:`PeeweeSandbox` (the same class), kept for existing imports."""

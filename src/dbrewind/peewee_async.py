@@ -2,9 +2,9 @@
 
 ::
 
-    from dbrewind.peewee_async import TransactionTestCase
+    from dbrewind.peewee_async import AsyncPeeweeSandbox
 
-    async with TransactionTestCase(database):
+    async with AsyncPeeweeSandbox(database):
         await Author.aio_create(name="ada")
         async with database.aio_atomic():        # a savepoint, to any depth
             ...
@@ -14,7 +14,10 @@
     # everything is rolled back; sync queries that escaped were rewound by the
     # safety net and reported in ``leaked``
 
-Unlike ``peewee_async.testing.TransactionTestCase``:
+``TransactionTestCase`` is another name for :class:`AsyncPeeweeSandbox`, so
+``from dbrewind.peewee_async import TransactionTestCase`` replaces
+``from peewee_async.testing import TransactionTestCase`` with nothing else to
+change. Unlike ``peewee_async.testing.TransactionTestCase``:
 
 1. ``aio_atomic()`` and ``aio_transaction()`` work inside the block and nest
    as savepoints to any depth (``aio_transaction()`` too); a failing inner
@@ -24,8 +27,8 @@ Unlike ``peewee_async.testing.TransactionTestCase``:
    (MySQL and SQLite undo a failing statement by themselves).
 3. Sync queries (``Model.create()`` through peewee's sync path) commit on
    another connection; the safety net rewinds the tables they wrote after the
-   block and reports them in :attr:`TransactionTestCase.leaked` (the queries
-   themselves are listed in :attr:`TransactionTestCase.sync_queries`).
+   block and reports them in :attr:`AsyncPeeweeSandbox.leaked` (the queries
+   themselves are listed in :attr:`AsyncPeeweeSandbox.sync_queries`).
 4. ``aio_begin()`` / ``aio_savepoint()`` and raw ``BEGIN`` / ``COMMIT`` /
    ``ROLLBACK`` statements become savepoints; commands that would end the
    outer transaction (MySQL DDL and ``TRUNCATE``, two-phase commit) are
@@ -69,7 +72,7 @@ from .peewee import (
 )
 from .rewinder import Rewinder
 
-__all__ = ["TransactionTestCase"]
+__all__ = ["AsyncPeeweeSandbox", "TransactionTestCase"]
 
 
 class _Scope:
@@ -79,7 +82,7 @@ class _Scope:
     lock and gives its body (and the tasks the body starts) the next level.
     """
 
-    def __init__(self, case: TransactionTestCase) -> None:
+    def __init__(self, case: AsyncPeeweeSandbox) -> None:
         self.case = case
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
@@ -132,7 +135,7 @@ async def _release_dead(database: Any, raw: Any) -> None:
 class _Cursor:
     """The driver's cursor, with ``execute`` routed through the sandbox."""
 
-    def __init__(self, case: TransactionTestCase, raw: Any, cursor: Any) -> None:
+    def __init__(self, case: AsyncPeeweeSandbox, raw: Any, cursor: Any) -> None:
         self._case = case
         self._raw = raw
         self._cursor = cursor
@@ -165,7 +168,7 @@ class _Cursor:
 class _CursorContext:
     """``async with connection.cursor()``: holds the current level's lock meanwhile."""
 
-    def __init__(self, case: TransactionTestCase, raw: Any, kwargs: dict[str, Any]) -> None:
+    def __init__(self, case: AsyncPeeweeSandbox, raw: Any, kwargs: dict[str, Any]) -> None:
         self._case = case
         self._raw = raw
         self._kwargs = kwargs
@@ -200,7 +203,7 @@ class _CursorContext:
 class _Connection:
     """The one pooled connection every query of the block uses."""
 
-    def __init__(self, case: TransactionTestCase, raw: Any) -> None:
+    def __init__(self, case: AsyncPeeweeSandbox, raw: Any) -> None:
         self._case = case
         self._raw = raw
 
@@ -217,7 +220,7 @@ class _Connection:
 class _ScopedTransaction(Transaction):  # type: ignore[misc]
     """A peewee-async ``Transaction`` that holds the connection for its task until it ends."""
 
-    def __init__(self, case: TransactionTestCase, connection: Any, is_savepoint: bool) -> None:
+    def __init__(self, case: AsyncPeeweeSandbox, connection: Any, is_savepoint: bool) -> None:
         super().__init__(connection, is_savepoint=is_savepoint)
         self._case = case
         self._held: _Scope | None = None
@@ -255,7 +258,7 @@ class _ScopedTransaction(Transaction):  # type: ignore[misc]
         await self._end(super().rollback)
 
 
-class TransactionTestCase(SandboxOptions):
+class AsyncPeeweeSandbox(SandboxOptions):
     """Run a block in a rollback sandbox on a peewee-async ``database``.
 
     :param database: a peewee-async database (``Psycopg3Database``,
@@ -267,6 +270,9 @@ class TransactionTestCase(SandboxOptions):
         installed, escaped writes are neither cleaned nor reported.
     :param on_leak: called with the :class:`~dbrewind.RewindResult` when
         writes escaped the sandbox and were rewound.
+
+    ``TransactionTestCase`` is another name for this class (see the module's
+    documentation).
     """
 
     def __init__(
@@ -285,7 +291,7 @@ class TransactionTestCase(SandboxOptions):
         self._active = False
 
     def __repr__(self) -> str:
-        return f"TransactionTestCase({self.database!r})"
+        return f"AsyncPeeweeSandbox({self.database!r})"
 
     def _current_scope(self) -> _Scope:
         scope = _scope.get()
@@ -295,7 +301,7 @@ class TransactionTestCase(SandboxOptions):
         return self._root
 
     # ------------------------------------------------------------- lifecycle
-    async def __aenter__(self) -> TransactionTestCase:
+    async def __aenter__(self) -> AsyncPeeweeSandbox:
         if self._active:
             raise SandboxError(
                 f"{self!r} is already active: it cannot be entered twice at once. Nest "
@@ -406,7 +412,7 @@ class TransactionTestCase(SandboxOptions):
                     raise SandboxError(
                         f"A sync query could not run on {database_url(db).display()} because "
                         "the async sandbox holds SQLite's write lock. Use the aio_ methods "
-                        "inside TransactionTestCase, or make the sync write before the "
+                        "inside AsyncPeeweeSandbox, or make the sync write before the "
                         "sandbox writes."
                     ) from exc
                 raise
@@ -415,3 +421,8 @@ class TransactionTestCase(SandboxOptions):
         self._patches.set(db, "_aio_atomic", _aio_atomic)
         self._patches.set(db, "_aio_begin", _aio_begin)
         self._patches.set(db, "execute_sql", execute_sql)
+
+
+TransactionTestCase = AsyncPeeweeSandbox
+"""Alias of :class:`AsyncPeeweeSandbox` (the same class): the drop-in for
+``peewee_async.testing.TransactionTestCase``."""

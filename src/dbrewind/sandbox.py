@@ -69,7 +69,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from ._asyncio import is_async_engine
-from ._sandbox_core import Core
+from ._sandbox_core import SandboxState
 from .dialects import RewindResult
 from .exceptions import SandboxBrokenError, SandboxError
 from .rewinder import Rewinder
@@ -100,19 +100,19 @@ class _Base:
         self.check = check
         #: What the safety net rewound after the test (writes that escaped), else None.
         self.leaked: RewindResult | None = None
-        self._core: Core | None = None
+        self._core: SandboxState | None = None
 
     @property
     def active(self) -> bool:
         """Whether the sandbox is started and not yet stopped."""
         return self._core is not None
 
-    def _new_core(self, engine: Engine, *, is_async: bool) -> Core:
+    def _new_core(self, engine: Engine, *, is_async: bool) -> SandboxState:
         if self._core is not None:
             raise SandboxError(
                 f"This sandbox on {_display(engine)} is already active; call stop() first."
             )
-        core = Core(engine, is_async=is_async, url_display=_display(engine))
+        core = SandboxState(engine, is_async=is_async, url_display=_display(engine))
         if self.rewinder is not None:
             core.before_rollback = self.rewinder.dialect.sandbox_rollback_sql()
         return core
@@ -132,7 +132,7 @@ class _Base:
 
     @staticmethod
     def _final_error(
-        core: Core, deferred: BaseException | None, pending: BaseException | None
+        core: SandboxState, deferred: BaseException | None, pending: BaseException | None
     ) -> BaseException | None:
         """The error stop() raises after cleaning up, if any."""
         if isinstance(pending, SandboxBrokenError):
@@ -224,7 +224,7 @@ class Sandbox(_Base):
         if error is not None:
             raise error
 
-    def _close_own(self, core: Core) -> None:
+    def _close_own(self, core: SandboxState) -> None:
         core.begin_ending()  # closing the test's own connections now emits no SQL
         for session in list(self._sessions):
             session.close()

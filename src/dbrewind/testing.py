@@ -2,22 +2,22 @@
 
 ::
 
-    from dbrewind.testing import DatabaseTestCase
+    from dbrewind.testing import DatabaseAssertions
 
     def test_signup(db_session):
-        db = DatabaseTestCase(db_session)            # a Session: plain calls
+        db = DatabaseAssertions(db_session)            # a Session: plain calls
         db.seed([User(name="Alice", email="alice@example.com")])
         db.assert_database_has("users", {"email": "alice@example.com"})
         db.assert_database_count(User, 1)
 
     async def test_signup_async(async_db_session):
-        db = DatabaseTestCase(async_db_session)      # an AsyncSession: awaitables
+        db = DatabaseAssertions(async_db_session)      # an AsyncSession: awaitables
         await db.assert_database_missing("users", {"email": "bob@example.com"})
         async with db.assert_num_queries(1):
             await async_db_session.execute(select(User))
 
-:class:`DatabaseTestCase` returns a :class:`SyncDatabaseTestCase` for a
-:class:`~sqlalchemy.orm.Session` and an :class:`AsyncDatabaseTestCase` for an
+:class:`DatabaseAssertions` returns a :class:`SyncDatabaseAssertions` for a
+:class:`~sqlalchemy.orm.Session` and an :class:`AsyncDatabaseAssertions` for an
 :class:`~sqlalchemy.ext.asyncio.AsyncSession`. Both offer the same methods; the
 async ones are awaitable and run the very same code through
 ``AsyncSession.run_sync``, so the two flavours cannot drift apart.
@@ -28,6 +28,10 @@ Every query goes through the session, so it sees what the session has flushed
 Tables are named by string (reflected once per helper, quoted by SQLAlchemy
 whatever their case or spelling), by :class:`~sqlalchemy.Table` or by ORM
 model class.
+
+``DatabaseTestCase``, ``SyncDatabaseTestCase`` and ``AsyncDatabaseTestCase``
+are other names for :class:`DatabaseAssertions`, :class:`SyncDatabaseAssertions`
+and :class:`AsyncDatabaseAssertions` (the same classes), kept for existing imports.
 """
 
 from __future__ import annotations
@@ -62,9 +66,12 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
+    "AsyncDatabaseAssertions",
     "AsyncDatabaseTestCase",
+    "DatabaseAssertions",
     "DatabaseTestCase",
     "QueryCounter",
+    "SyncDatabaseAssertions",
     "SyncDatabaseTestCase",
     "TableRef",
 ]
@@ -289,7 +296,7 @@ def _identity(session: Session, instance: object) -> _Identity:
     if identity is None:
         raise ConfigurationError(
             f"{type(instance).__name__} instance {instance!r} has no identity yet: it was "
-            "never flushed. Add it to the session and flush (DatabaseTestCase.seed() does both)."
+            "never flushed. Add it to the session and flush (DatabaseAssertions.seed() does both)."
         )
     pk_cols = list(mapper.primary_key)
     label = (
@@ -452,28 +459,28 @@ def _bind_of(session: Session) -> Connection | Engine:
 # --------------------------------------------------------------------------
 
 
-class DatabaseTestCase:
+class DatabaseAssertions:
     """Seeding and assertion helpers over one session; see the module docstring.
 
-    ``DatabaseTestCase(session)`` gives a :class:`SyncDatabaseTestCase` for a
-    ``Session`` and an :class:`AsyncDatabaseTestCase` (awaitable methods) for
+    ``DatabaseAssertions(session)`` gives a :class:`SyncDatabaseAssertions` for a
+    ``Session`` and an :class:`AsyncDatabaseAssertions` (awaitable methods) for
     an ``AsyncSession``.
     """
 
     @overload
-    def __new__(cls, session: AsyncSession) -> AsyncDatabaseTestCase: ...
+    def __new__(cls, session: AsyncSession) -> AsyncDatabaseAssertions: ...
 
     @overload
-    def __new__(cls, session: Session) -> SyncDatabaseTestCase: ...
+    def __new__(cls, session: Session) -> SyncDatabaseAssertions: ...
 
-    def __new__(cls, session: Session | AsyncSession) -> DatabaseTestCase:
-        if cls is DatabaseTestCase:
+    def __new__(cls, session: Session | AsyncSession) -> DatabaseAssertions:
+        if cls is DatabaseAssertions:
             if is_async_session(session):
-                return super().__new__(AsyncDatabaseTestCase)
+                return super().__new__(AsyncDatabaseAssertions)
             if isinstance(session, Session):
-                return super().__new__(SyncDatabaseTestCase)
+                return super().__new__(SyncDatabaseAssertions)
             raise ConfigurationError(
-                f"DatabaseTestCase needs a SQLAlchemy Session or AsyncSession, got "
+                f"DatabaseAssertions needs a SQLAlchemy Session or AsyncSession, got "
                 f"{type(session).__name__}."
             )
         return super().__new__(cls)
@@ -481,17 +488,17 @@ class DatabaseTestCase:
     _tables: dict[str, Table]
 
 
-class SyncDatabaseTestCase(DatabaseTestCase):
+class SyncDatabaseAssertions(DatabaseAssertions):
     """The helpers over a synchronous :class:`~sqlalchemy.orm.Session`."""
 
-    def __new__(cls, session: Session) -> SyncDatabaseTestCase:
+    def __new__(cls, session: Session) -> SyncDatabaseAssertions:
         return object.__new__(cls)
 
     def __init__(self, session: Session) -> None:
         if not isinstance(session, Session):
             raise ConfigurationError(
-                f"SyncDatabaseTestCase needs a Session, got {type(session).__name__}. "
-                "Use DatabaseTestCase(session) or AsyncDatabaseTestCase for an AsyncSession."
+                f"SyncDatabaseAssertions needs a Session, got {type(session).__name__}. "
+                "Use DatabaseAssertions(session) or AsyncDatabaseAssertions for an AsyncSession."
             )
         self._tables = {}
         self.session = session
@@ -561,21 +568,21 @@ class SyncDatabaseTestCase(DatabaseTestCase):
         return QueryCounter(_bind_of(self.session), count)
 
 
-class AsyncDatabaseTestCase(DatabaseTestCase):
+class AsyncDatabaseAssertions(DatabaseAssertions):
     """The helpers over an :class:`~sqlalchemy.ext.asyncio.AsyncSession`: every method is awaitable.
 
-    Each runs the same function as :class:`SyncDatabaseTestCase` through
+    Each runs the same function as :class:`SyncDatabaseAssertions` through
     ``AsyncSession.run_sync``.
     """
 
-    def __new__(cls, session: AsyncSession) -> AsyncDatabaseTestCase:
+    def __new__(cls, session: AsyncSession) -> AsyncDatabaseAssertions:
         return object.__new__(cls)
 
     def __init__(self, session: AsyncSession) -> None:
         if not is_async_session(session):
             raise ConfigurationError(
-                f"AsyncDatabaseTestCase needs an AsyncSession, got {type(session).__name__}. "
-                "Use DatabaseTestCase(session) or SyncDatabaseTestCase for a Session."
+                f"AsyncDatabaseAssertions needs an AsyncSession, got {type(session).__name__}. "
+                "Use DatabaseAssertions(session) or SyncDatabaseAssertions for a Session."
             )
         self._tables = {}
         self.session = session
@@ -642,3 +649,11 @@ class AsyncDatabaseTestCase(DatabaseTestCase):
     def assert_num_queries(self, count: int) -> QueryCounter:
         """An ``async with`` block that fails unless exactly ``count`` statements ran in it."""
         return QueryCounter(_bind_of(self.session.sync_session), count)
+
+
+DatabaseTestCase = DatabaseAssertions
+"""Alias of :class:`DatabaseAssertions` (the same class), kept for existing imports."""
+SyncDatabaseTestCase = SyncDatabaseAssertions
+"""Alias of :class:`SyncDatabaseAssertions` (the same class)."""
+AsyncDatabaseTestCase = AsyncDatabaseAssertions
+"""Alias of :class:`AsyncDatabaseAssertions` (the same class)."""

@@ -254,18 +254,18 @@ def transactional_db(dbrewind_databases: dict[str, Database]) -> Iterator[Connec
 
 @pytest.fixture
 def db_assert(request: pytest.FixtureRequest) -> Any:
-    """:class:`dbrewind.testing.DatabaseTestCase` bound to this test's session.
+    """:class:`dbrewind.testing.DatabaseAssertions` bound to this test's session.
 
     Async tests get it over ``async_db_session`` (awaitable methods), others
     over ``db_session``; it shares their isolation.
     """
-    from ..testing import DatabaseTestCase
+    from ..testing import DatabaseAssertions
 
     if "async_db_session" in request.fixturenames or inspect.iscoroutinefunction(
         getattr(request.node, "function", None)
     ):
-        return DatabaseTestCase(request.getfixturevalue("async_db_session"))
-    return DatabaseTestCase(request.getfixturevalue("db_session"))
+        return DatabaseAssertions(request.getfixturevalue("async_db_session"))
+    return DatabaseAssertions(request.getfixturevalue("db_session"))
 
 
 # ----------------------------------------------------------------- async
