@@ -48,8 +48,6 @@ import difflib
 import io
 import json
 import os
-import re
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +60,8 @@ from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from ._graph import children_first
+from ._sql import split
+from .dialects._syntax import syntax_for
 from .exceptions import DataLoadError
 
 if TYPE_CHECKING:
@@ -163,10 +163,6 @@ def _resolve(base: Path, path: PathArg) -> Path:
 
 
 # --------------------------------------------------------------------------- SQL files
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
-_DELIMITER_LINE = re.compile(r"DELIMITER[ \t]+(\S+)[ \t]*(?:\r?\n|$)", re.IGNORECASE)
-
-
 def split_sql(sql: str, backend: str) -> list[tuple[int, str]]:
     """Split a script into statements: ``(line the statement starts on, statement)``.
 
@@ -175,141 +171,9 @@ def split_sql(sql: str, backend: str) -> list[tuple[int, str]]:
     Comment-only pieces are dropped; statements keep their inner comments.
 
     :raises ValueError: a string, quoted identifier, comment or dollar-quoted
-        body is not closed.
+        body is not closed; the message names the line it opened on.
     """
-    return list(_SqlSplitter(sql, backend).statements())
-
-
-class _SqlSplitter:
-    def __init__(self, sql: str, backend: str) -> None:
-        self.sql = sql
-        self.backend = backend
-        self.pos = 0
-        self.line = 1
-
-    def _advance_to(self, end: int) -> None:
-        self.line += self.sql.count("\n", self.pos, end)
-        self.pos = end
-
-    def _unclosed(self, what: str, line: int) -> ValueError:
-        return ValueError(f"{what} opened on line {line} is never closed")
-
-    def statements(self) -> Iterator[tuple[int, str]]:
-        sql, backend = self.sql, self.backend
-        n = len(sql)
-        delimiter = ";"
-        code_start = -1  # index of the current statement's first code character
-        code_line = 0
-        while self.pos < n:
-            i = self.pos
-            ch = sql[i]
-            if code_start < 0 and backend == "mysql" and ch in "dD":
-                match = _DELIMITER_LINE.match(sql, i)
-                if match and (i == 0 or sql[i - 1] in "\n\r \t"):
-                    delimiter = match.group(1)
-                    self._advance_to(match.end())
-                    continue
-            if ch == "\n":
-                self.line += 1
-                self.pos += 1
-                continue
-            if ch.isspace():
-                self.pos += 1
-                continue
-            if sql.startswith("--", i) and (
-                backend != "mysql" or i + 2 >= n or sql[i + 2].isspace()
-            ):
-                end = sql.find("\n", i)
-                self._advance_to(n if end < 0 else end)
-                continue
-            if ch == "#" and backend == "mysql":
-                end = sql.find("\n", i)
-                self._advance_to(n if end < 0 else end)
-                continue
-            if sql.startswith("/*", i) and not (backend == "mysql" and sql.startswith("/*!", i)):
-                self._skip_block_comment()
-                continue
-            if sql.startswith(delimiter, i):
-                end = i + len(delimiter)
-                if code_start >= 0:
-                    piece = sql[code_start:i]
-                    if backend == "sqlite" and not sqlite3.complete_statement(piece + ";"):
-                        # Inside a trigger body: BEGIN ... ; ... END
-                        self._advance_to(end)
-                        continue
-                    yield code_line, piece.rstrip()
-                    code_start = -1
-                self._advance_to(end)
-                continue
-            if code_start < 0:
-                code_start, code_line = i, self.line
-            if ch in "'\"`" or (ch == "[" and backend == "sqlite"):
-                self._skip_quoted(ch)
-            elif ch == "$" and backend == "postgresql" and self._dollar_quote_start():
-                pass
-            elif sql.startswith("/*!", i):
-                self._skip_block_comment()
-            else:
-                self.pos += 1
-        if code_start >= 0:
-            yield code_line, sql[code_start:].rstrip()
-
-    def _skip_block_comment(self) -> None:
-        sql, start_line = self.sql, self.line
-        depth = 0
-        i = self.pos
-        while i < len(sql):
-            if sql.startswith("/*", i):
-                depth += 1
-                i += 2
-                if self.backend != "postgresql" and depth > 1:
-                    depth = 1  # only PostgreSQL nests comments
-            elif sql.startswith("*/", i):
-                depth -= 1
-                i += 2
-                if depth == 0:
-                    self._advance_to(i)
-                    return
-            else:
-                i += 1
-        raise self._unclosed("A /* comment", start_line)
-
-    def _skip_quoted(self, opening: str) -> None:
-        sql, start_line = self.sql, self.line
-        closing = "]" if opening == "[" else opening
-        i = self.pos
-        backslash = self.backend == "mysql" and opening in "'\""
-        if self.backend == "postgresql" and opening == "'" and i > 0 and sql[i - 1] in "eE":
-            backslash = i == 1 or not (sql[i - 2].isalnum() or sql[i - 2] == "_")
-        i += 1
-        while i < len(sql):
-            ch = sql[i]
-            if backslash and ch == "\\":
-                i += 2
-                continue
-            if ch == closing:
-                if closing != "]" and sql.startswith(closing * 2, i):
-                    i += 2
-                    continue
-                self._advance_to(i + 1)
-                return
-            i += 1
-        kind = "A string" if opening == "'" else "A quoted identifier"
-        raise self._unclosed(kind, start_line)
-
-    def _dollar_quote_start(self) -> bool:
-        sql, i = self.sql, self.pos
-        if i > 0 and (sql[i - 1].isalnum() or sql[i - 1] in "_$"):
-            return False  # part of an identifier such as a$b
-        match = _DOLLAR_TAG.match(sql, i)
-        if match is None:
-            return False
-        tag = match.group(0)
-        end = sql.find(tag, match.end())
-        if end < 0:
-            raise self._unclosed(f"A dollar-quoted body {tag}", self.line)
-        self._advance_to(end + len(tag))
-        return True
+    return [(s.line, s.text) for s in split(sql, syntax_for(backend))]
 
 
 def _run_sql_file(conn: Connection, path: Path) -> int:

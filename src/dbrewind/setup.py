@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
+from ._sql import SqlSplitError, split
+from .dialects._syntax import PORTABLE, syntax_for
 from .exceptions import ConfigurationError
 from .provision.fingerprint import fingerprint, metadata_fingerprint
 
@@ -145,7 +147,11 @@ def alembic_setup(
 
 
 class SQLFilesSetup:
-    """Runs the statements of SQL files in order (see :func:`split_sql` for what is understood)."""
+    """Runs the statements of SQL files in order, split by the connection's database's rules.
+
+    See :func:`split_sql` for what is understood; a file that cannot be split
+    raises :class:`~dbrewind.exceptions.ConfigurationError` naming it and the line.
+    """
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
         self.paths = [Path(p) for p in paths]
@@ -157,9 +163,17 @@ class SQLFilesSetup:
                 )
 
     def __call__(self, conn: Connection) -> None:
+        syntax = syntax_for(conn.dialect.name)
         for path in self.paths:
-            for statement in split_sql(path.read_text(encoding="utf-8")):
-                conn.exec_driver_sql(_escape_percent(conn, statement))
+            try:
+                statements = split(path.read_text(encoding="utf-8"), syntax)
+            except SqlSplitError as exc:
+                raise ConfigurationError(
+                    f"Cannot split SQL file {str(path)!r}: {exc}. Close it, or check the "
+                    "quoting of the statement that starts there."
+                ) from exc
+            for statement in statements:
+                conn.exec_driver_sql(_escape_percent(conn, statement.text))
 
     def dbrewind_fingerprint(self) -> str:
         """Digest of the files' names and contents."""
@@ -204,54 +218,20 @@ def _escape_percent(conn: Connection, statement: str) -> str:
     return statement
 
 
-def split_sql(script: str) -> list[str]:
-    """Split a SQL script into statements on ``;``.
+def split_sql(script: str, backend: str | None = None) -> list[str]:
+    """Split a SQL script into its statements, as :func:`sql_files_setup` runs them.
 
-    Semicolons inside quotes (``'..'``, ``".."``, backticks), PostgreSQL
-    dollar quoting (``$$ .. $$``, ``$tag$ .. $tag$``) and comments (``--``,
-    ``/* */``) do not split. MySQL ``DELIMITER`` lines are not supported: put
-    such routines in a setup callable instead.
+    With ``backend`` (``sqlite``, ``postgresql`` or ``mysql``) the script is
+    read by that database's rules, the same as a ``.sql`` test-data file (see
+    :mod:`dbrewind.data`): semicolons inside quotes, comments, PostgreSQL
+    dollar-quoted bodies and SQLite trigger bodies do not split, and a MySQL
+    ``DELIMITER //`` line changes the terminator for trigger and routine
+    bodies. Without it, quotes (``'..'``, ``".."``, backticks), dollar quoting,
+    comments (``--``, ``/* */``) and ``DELIMITER`` lines are all understood.
+    Comment-only pieces are dropped.
+
+    :raises ValueError: a string, quoted identifier, comment or dollar-quoted
+        body is never closed; the message names the line it opened on.
     """
-    return [s for s in (part.strip() for part in _split(script)) if s]
-
-
-def _split(script: str) -> Iterator[str]:
-    start = 0
-    i = 0
-    n = len(script)
-    while i < n:
-        ch = script[i]
-        if ch in "'\"`":
-            end = i + 1
-            while end < n:
-                if script[end] == ch:
-                    if end + 1 < n and script[end + 1] == ch:  # doubled quote
-                        end += 2
-                        continue
-                    break
-                if script[end] == "\\" and ch != '"':
-                    end += 2
-                    continue
-                end += 1
-            i = end + 1
-        elif script.startswith("--", i):
-            newline = script.find("\n", i)
-            i = n if newline < 0 else newline + 1
-        elif script.startswith("/*", i):
-            close = script.find("*/", i + 2)
-            i = n if close < 0 else close + 2
-        elif ch == "$":
-            close_tag = script.find("$", i + 1)
-            tag = script[i : close_tag + 1] if close_tag > 0 else ""
-            if tag and (tag == "$$" or tag[1:-1].replace("_", "").isalnum()):
-                body_end = script.find(tag, close_tag + 1)
-                i = n if body_end < 0 else body_end + len(tag)
-            else:
-                i += 1
-        elif ch == ";":
-            yield script[start:i]
-            i += 1
-            start = i
-        else:
-            i += 1
-    yield script[start:]
+    syntax = PORTABLE if backend is None else syntax_for(backend)
+    return [statement.text for statement in split(script, syntax)]
