@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable
 from contextlib import ContextDecorator
@@ -56,8 +55,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import peewee
 from sqlalchemy.engine import URL, make_url
 
+from ._sql import autocommit_setting, commits_implicitly, transaction_control
 from ._url import Backend, DatabaseURL, parse_url
 from .dialects import RewindResult
+from .dialects._syntax import syntax_for
 from .exceptions import ConfigurationError, SandboxError
 from .rewinder import Rewinder
 
@@ -189,34 +190,6 @@ def close_rewinders() -> None:
 
 
 # ---------------------------------------------------------- statement routing
-_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
-_WORDS = re.compile(r"[A-Za-z_]+")
-
-# MySQL statements that commit the open transaction before they run.
-_MYSQL_IMPLICIT_COMMIT = frozenset(
-    {
-        "ALTER",
-        "ANALYZE",
-        "CACHE",
-        "CREATE",
-        "DROP",
-        "FLUSH",
-        "GRANT",
-        "INSTALL",
-        "LOCK",
-        "OPTIMIZE",
-        "RENAME",
-        "REPAIR",
-        "REVOKE",
-        "TRUNCATE",
-        "UNINSTALL",
-    }
-)
-_BEGIN_NEXT = frozenset(
-    {"TRANSACTION", "WORK", "DEFERRED", "IMMEDIATE", "EXCLUSIVE", "ISOLATION", "READ"}
-)
-
-
 @dataclass(frozen=True)
 class Route:
     """What to run for one statement the code under test sent."""
@@ -242,6 +215,7 @@ class SavepointRouter:
 
     def __init__(self, backend: Backend, where: str) -> None:
         self.backend: Backend = backend
+        self.syntax = syntax_for(backend)
         self.where = where
         #: Whether each statement needs its own savepoint to survive an error
         #: (PostgreSQL aborts the whole transaction on any error).
@@ -295,54 +269,36 @@ class SavepointRouter:
 
     def route(self, sql: str) -> Route:
         """Decide what to run for ``sql``; updates the open-savepoint stack."""
-        body = _COMMENTS.sub("", sql, count=1)
-        words = [w.upper() for w in _WORDS.findall(body[:120])[:6]]
-        if not words:
-            return Route("run")
-        first, rest = words[0], words[1:]
-        nxt = rest[0] if rest else ""
-        chain = "CHAIN" in rest and "NO" not in rest
-        if first == "BEGIN" and (not rest or nxt in _BEGIN_NEXT):
-            return Route("replace", (self._open(),))
-        if first == "START" and nxt == "TRANSACTION":
-            return Route("replace", (self._open(),))
-        if first in {"SAVEPOINT", "RELEASE"}:
-            return Route("control")
-        if (first in {"COMMIT", "ROLLBACK"} and nxt == "PREPARED") or first == "XA":
-            raise self._refuse(
-                sql,
-                "two-phase commit cannot run inside the test's outer transaction.",
-                "Test that code with dbrewind's clean strategy (real commits, cleaned after).",
-            )
-        if first == "PREPARE" and nxt == "TRANSACTION":
-            raise self._refuse(
-                sql,
-                "two-phase commit cannot run inside the test's outer transaction.",
-                "Test that code with dbrewind's clean strategy (real commits, cleaned after).",
-            )
-        if first == "ROLLBACK" and "TO" in rest:
-            return Route("control")
-        if first in {"COMMIT", "END"}:
-            return Route("replace", self._commit(chain))
-        if first in {"ROLLBACK", "ABORT"}:
-            return Route("replace", self._rollback(chain))
-        if self.backend == "mysql":
-            temporary = nxt == "TEMPORARY" and first in {"CREATE", "DROP"}
-            if first in _MYSQL_IMPLICIT_COMMIT and not temporary:
+        control = transaction_control(sql, self.syntax)
+        if control is not None:
+            if control.kind == "begin":
+                return Route("replace", (self._open(),))
+            if control.kind == "commit":
+                return Route("replace", self._commit(control.chain))
+            if control.kind == "rollback":
+                return Route("replace", self._rollback(control.chain))
+            if control.kind == "two_phase":
                 raise self._refuse(
                     sql,
-                    "MySQL commits the open transaction before this statement, which would "
-                    "end the test's sandbox and keep its writes.",
-                    "Create tables before entering the sandbox, use "
-                    "Model.delete() instead of TRUNCATE, or test this code with dbrewind's "
-                    "clean strategy.",
+                    "two-phase commit cannot run inside the test's outer transaction.",
+                    "Test that code with dbrewind's clean strategy (real commits, cleaned after).",
                 )
-            if first == "SET" and "AUTOCOMMIT" in rest:
-                raise self._refuse(
-                    sql,
-                    "changing autocommit would commit the test's outer transaction.",
-                    "Use database.atomic() for a transaction instead.",
-                )
+            return Route("control")  # SAVEPOINT, RELEASE, ROLLBACK TO
+        if autocommit_setting(sql, self.syntax) is not None:
+            raise self._refuse(
+                sql,
+                "changing autocommit would commit the test's outer transaction.",
+                "Use database.atomic() for a transaction instead.",
+            )
+        if commits_implicitly(sql, self.syntax):
+            raise self._refuse(
+                sql,
+                "MySQL commits the open transaction before this statement, which would "
+                "end the test's sandbox and keep its writes.",
+                "Create tables before entering the sandbox, use "
+                "Model.delete() instead of TRUNCATE, or test this code with dbrewind's "
+                "clean strategy.",
+            )
         return Route("run")
 
     def reset(self) -> None:
