@@ -43,12 +43,12 @@ from sqlalchemy.pool.base import _ConnectionRecord
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from ._backends import backend_named
+from .dialects import OuterTransaction, SandboxOps, get_dialect
 from .exceptions import SandboxBrokenError, SandboxError
 
 __all__ = ["ProxyConnection", "ProxyCursor", "SandboxPool", "SandboxState"]
 
 _NEW, _ACTIVE, _ENDING, _CLOSED = range(4)
-_UNSET: Any = object()
 
 _CONTROL_HEADS = frozenset({"BEG", "STA", "COM", "END", "ROL", "SAV", "REL"})
 _CONTROL = re.compile(
@@ -77,7 +77,6 @@ _READ_HEADS = ("SELECT", "SHOW", "EXPLAIN", "DESCRIBE", "DESC ", "VALUES", "PRAG
 _SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly", "deferrable"})
 HOME_TIMEOUT = 60.0
 """Seconds a statement from another thread waits for the sandbox's event loop."""
-_MYSQL_GUARD = ("SAVEPOINT `dbrewind_guard`", "ROLLBACK TO SAVEPOINT `dbrewind_guard`")
 
 
 def _is_read(statement: str) -> bool:
@@ -99,12 +98,6 @@ def _mysql_commits_implicitly(statement: str) -> bool:
             head in ("CREATE", "DROP") and len(words) > 1 and words[1].upper() == "TEMPORARY"
         )
     return head == "SET" and _MYSQL_AUTOCOMMIT_ON.match(body) is not None
-
-
-def _savepoint_missing(exc: BaseException) -> bool:
-    """MySQL error 1305: the savepoint is gone (an implicit commit removed it)."""
-    args: tuple[Any, ...] = getattr(exc, "args", ())
-    return bool(args) and args[0] == 1305
 
 
 def _shorten(statement: str, limit: int = 120) -> str:
@@ -177,7 +170,13 @@ class SandboxState:
         self.is_async = is_async
         self.url_display = url_display
         dialect_name = engine.dialect.name
-        self.backend = backend_named(dialect_name) or dialect_name
+        known = backend_named(dialect_name)
+        self.backend = known or dialect_name
+        #: A database dbrewind supports; ``ops`` and ``implicit_commits`` are its dialect's.
+        self.supported = known is not None
+        dialect = get_dialect(known) if known is not None else None
+        self.ops: SandboxOps = dialect.sandbox if dialect is not None else SandboxOps()
+        self.implicit_commits = dialect is not None and dialect.capabilities.implicit_commits
         self.lock: Any = _GreenletLock() if is_async else threading.RLock()
         self.stack: list[_Entry] = []
         self.write_seq = 0
@@ -196,9 +195,8 @@ class SandboxState:
         self._fairy: Any = None
         self.raw: Any = None
         self._explicit = False
-        self._sqlite_isolation: Any = _UNSET
+        self._outer: OuterTransaction | None = None
         self._in_tx: Callable[[], bool] | None = None
-        self._pg_status: Any = None
         self.proxies = 0
         self.interrupted = False
         self._rolled_back = False
@@ -251,7 +249,7 @@ class SandboxState:
 
     def _connect_error(self, error: Exception) -> Exception | None:
         """The dbrewind error for a failed first connect of the engine, as its own engines give."""
-        if self.backend not in ("sqlite", "postgresql", "mysql"):
+        if not self.supported:
             return None
         from ._engines import connect_error
         from ._url import DatabaseURL
@@ -263,42 +261,18 @@ class SandboxState:
         return getter if getter is not None else self.raw
 
     def _begin_outer(self) -> None:
+        if not self.supported:
+            raise SandboxError(
+                f"The rollback sandbox does not support the '{self.engine.dialect.name}' "
+                f"database ({self.url_display}); dbrewind supports sqlite, postgresql and "
+                "mysql/mariadb."
+            )
         raw = self.raw
         driver = self._driver()
-        self.default_autocommit = _driver_autocommit(self.backend, raw, driver)
-        if self.backend == "sqlite":
-            # take control of BEGIN: pysqlite's legacy mode would commit before DDL
-            # and breaks SAVEPOINT nesting
-            self._sqlite_isolation = raw.isolation_level
-            raw.isolation_level = None
-            self._explicit = True
-            self.sql("BEGIN")
-            self._in_tx = lambda: bool(driver.in_transaction)
-            return
-        if self.backend == "mysql":
-            self._explicit = True
-            self.sql("START TRANSACTION")
-            # implicit commits that no check saw (a procedure's DDL) remove this savepoint
-            self.sql(_MYSQL_GUARD[0])
-            if hasattr(driver, "server_status"):
-                self._in_tx = lambda: bool(driver.server_status & 1)  # SERVER_STATUS_IN_TRANS
-            return
-        if self.backend == "postgresql":
-            autocommit = getattr(raw, "autocommit", False)
-            if autocommit:
-                self._explicit = True
-                self.sql("BEGIN")
-            info = getattr(driver, "info", None)
-            if info is not None and hasattr(info, "transaction_status"):
-                self._pg_status = info
-                self._in_tx = lambda: info.transaction_status != 0  # IDLE
-            elif hasattr(driver, "is_in_transaction"):
-                self._in_tx = driver.is_in_transaction
-            return
-        raise SandboxError(
-            f"The rollback sandbox does not support the '{self.engine.dialect.name}' database "
-            f"({self.url_display}); dbrewind supports sqlite, postgresql and mysql/mariadb."
-        )
+        self.default_autocommit = self.ops.autocommit(raw, driver)
+        self._outer = self.ops.begin(raw, self.sql)
+        self._explicit = self._outer.explicit
+        self._in_tx = self.ops.transaction_probe(driver)
 
     def begin_ending(self) -> None:
         """From now on, ending a proxy's transaction emits no SQL (all is rolled back next)."""
@@ -340,34 +314,19 @@ class SandboxState:
     def _check_outer_transaction(self) -> None:
         expected = self._explicit or self.used
         gone = self._in_tx is not None and expected and not self._in_tx()
-        if self.broken is None and not gone and self.backend == "mysql":
-            try:
-                self.sql(_MYSQL_GUARD[1])
-            except Exception as exc:
-                if not _savepoint_missing(exc):
-                    raise
-                gone = True
+        if self.broken is None and not gone and self.ops.outer_lost(self.sql):
+            gone = True
         if self.broken is None and gone:
             self.broken = f"a statement up to {_shorten(self.last_statement)!r}"
 
     def _check_deferred(self) -> BaseException | None:
-        """PostgreSQL: check deferred constraints now, as COMMIT would."""
-        if self.backend != "postgresql" or not self.wrote_any or self.broken is not None:
+        """Check deferred constraints now, as COMMIT would (the dialect's check: PostgreSQL)."""
+        if not self.wrote_any or self.broken is not None:
             return None
-        try:
-            if self._pg_status is not None:  # psycopg: all of it and the rollback in one trip
-                prologue = f"{self.before_rollback}; " if self.before_rollback else ""
-                self.sql(f"{prologue}SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
-                self._rolled_back = True
-            else:  # one statement per call (asyncpg prepares what it runs)
-                if self.before_rollback:
-                    self.sql(self.before_rollback)
-                self.sql("SET CONSTRAINTS ALL IMMEDIATE")
-        except Exception as exc:
-            state = str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
-            if state.startswith("23"):  # integrity constraint violation
-                return exc
-        return None
+        error, self._rolled_back = self.ops.check_deferred(
+            self._driver(), self.sql, self.before_rollback
+        )
+        return error
 
     def _restore(self) -> None:
         if self.pool is not None:
@@ -384,9 +343,10 @@ class SandboxState:
         self.raw = self._fairy = None
         if raw is None:
             return
-        if self._sqlite_isolation is not _UNSET:
+        restore = self._outer.restore if self._outer is not None else None
+        if restore is not None:  # what opening the outer transaction changed (SQLite)
             try:
-                raw.isolation_level = self._sqlite_isolation
+                restore()
             except Exception:
                 ok = False
         if fairy is None:
@@ -418,7 +378,7 @@ class SandboxState:
         try:
             self.sql(statement)
         except Exception as exc:
-            if self.backend == "mysql" and _savepoint_missing(exc):
+            if self.ops.savepoint_missing(exc):
                 self._break(self.last_statement, ran=True)
             raise
 
@@ -489,7 +449,7 @@ class SandboxState:
             if match is not None:
                 self._control(proxy, match, cursor, statement, args)
                 return None
-        if self.backend == "mysql" and _mysql_commits_implicitly(statement):
+        if self.implicit_commits and _mysql_commits_implicitly(statement):
             self._break(statement, ran=False)
         with self.lock:
             self._ensure(proxy)
@@ -546,13 +506,7 @@ class SandboxState:
         if not isinstance(exc, Exception):  # cancelled or interrupted mid-statement
             self.interrupted = True
             return
-        if self.backend != "postgresql":
-            return
-        if self._pg_status is not None:
-            aborted = self._pg_status.transaction_status == 3  # INERROR
-        else:
-            aborted = bool(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None))
-        if not aborted or not self.stack:
+        if not self.ops.error_aborts(self._driver(), exc) or not self.stack:
             return
         top = self.stack[-1]
         try:
@@ -583,15 +537,10 @@ class SandboxState:
         if not self.broken_ran:
             return (
                 f"The rollback sandbox on {self.url_display} {when}refused to run "
-                f"{statement!r}: MySQL/MariaDB commits implicitly before and after DDL, "
-                "TRUNCATE, LOCK TABLES and similar statements, which would end the sandbox's "
+                f"{statement!r}: {self.ops.refused_because}, which would end the sandbox's "
                 f"transaction and commit what the test wrote. {fix}."
             )
-        why = (
-            "MySQL/MariaDB commits implicitly before and after some statements"
-            if self.backend == "mysql"
-            else "the statement ended the transaction"
-        )
+        why = self.ops.ended_because
         return (
             f"The rollback sandbox on {self.url_display} was {when}broken by {statement!r}: its "
             f"outer transaction ended ({why}), so what the test wrote before it was committed "
@@ -734,20 +683,6 @@ class SandboxState:
         self._forget(proxy)
 
 
-def _driver_autocommit(backend: str, raw: Any, driver: Any) -> bool:
-    """Whether the real connection was in autocommit mode (the engine's isolation level)."""
-    if backend == "sqlite":
-        return raw.isolation_level is None
-    value = getattr(raw, "autocommit", False)
-    if not callable(value):
-        return bool(value)
-    for obj in (raw, driver):  # MySQL drivers: autocommit(value) sets, get_autocommit() reads
-        getter = getattr(obj, "get_autocommit", None)
-        if getter is not None:
-            return bool(getter())
-    return False
-
-
 class ProxyConnection:
     """A DB-API connection look-alike whose transaction is a savepoint chain on the real one."""
 
@@ -815,10 +750,7 @@ class ProxyConnection:
         if "autocommit" in shadow:
             return bool(shadow["autocommit"])
         if "isolation_level" in shadow:
-            level = shadow["isolation_level"]
-            if self.core.backend == "sqlite":
-                return level is None
-            return str(level).upper().replace("_", " ") == "AUTOCOMMIT"
+            return self.core.ops.isolation_autocommit(shadow["isolation_level"])
         return self.core.default_autocommit
 
     def set_isolation_level(self, level: Any) -> None:

@@ -43,7 +43,9 @@ __all__ = [
     "ForeignKey",
     "Installation",
     "Lock",
+    "OuterTransaction",
     "RewindResult",
+    "SandboxOps",
     "SchemaInfo",
     "Table",
     "quote",
@@ -293,6 +295,110 @@ def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class OuterTransaction:
+    """How :meth:`SandboxOps.begin` opened a rollback sandbox's outer transaction."""
+
+    explicit: bool
+    """Opened by a statement (``BEGIN``), so a ``ROLLBACK`` statement ends it; else the
+    driver opens it with the first statement and its ``rollback()`` ends it."""
+    restore: Callable[[], None] | None = None
+    """Puts back what opening it changed on the connection (SQLite's isolation level),
+    before the connection goes back to its pool; None when nothing changed."""
+
+
+class SandboxOps:
+    """What the rollback sandbox (:mod:`dbrewind._sandbox_core`) does differently per
+    database, on the sandbox's one real DB-API connection.
+
+    ``raw`` is that connection as SQLAlchemy's pool holds it (for asyncio drivers,
+    SQLAlchemy's adapter) and ``driver`` the driver's own connection under it (the
+    same object for sync drivers). ``run`` runs one statement on ``raw``. This
+    base is right for a database where an error leaves the transaction usable
+    and no statement commits implicitly; each dialect's subclass adds its own.
+    One instance per dialect class (:attr:`Dialect.sandbox`), holding no state.
+    """
+
+    statement_guard: ClassVar[bool] = False
+    """Whether a failed statement aborts the whole transaction (PostgreSQL), so a
+    statement must run under a savepoint of its own to be undone alone."""
+    identifier_quote: ClassVar[str] = '"'
+    """The character that quotes an identifier (a savepoint's name)."""
+    ended_because: ClassVar[str] = "the statement ended the transaction"
+    """Why a statement that ended the outer transaction did, for the error message."""
+    refused_because: ClassVar[str] = (
+        "the database commits implicitly before and after such statements"
+    )
+    """Why a statement that would commit implicitly is refused, for the error message
+    (only where :attr:`Capabilities.implicit_commits`)."""
+
+    def quote(self, name: str) -> str:
+        """``name`` quoted as an identifier, always."""
+        q = self.identifier_quote
+        return q + name.replace(q, q + q) + q
+
+    def autocommit(self, raw: Any, driver: Any) -> bool:
+        """Whether the connection was in autocommit mode (the engine's isolation level)."""
+        value = getattr(raw, "autocommit", False)
+        if not callable(value):
+            return bool(value)
+        for obj in (raw, driver):  # MySQL drivers: autocommit(value) sets, get_autocommit() reads
+            getter = getattr(obj, "get_autocommit", None)
+            if getter is not None:
+                return bool(getter())
+        return False
+
+    def isolation_autocommit(self, level: Any) -> bool:
+        """Whether the isolation level a connection was given means autocommit."""
+        return str(level).upper().replace("_", " ") == "AUTOCOMMIT"
+
+    def begin(self, raw: Any, run: Callable[[str], None]) -> OuterTransaction:
+        """Open the outer transaction on ``raw``: with ``BEGIN`` when the connection is in
+        autocommit mode, else the driver opens it with the first statement."""
+        if getattr(raw, "autocommit", False):
+            run("BEGIN")
+            return OuterTransaction(explicit=True)
+        return OuterTransaction(explicit=False)
+
+    def transaction_probe(self, driver: Any) -> Callable[[], bool] | None:
+        """A check that ``driver``'s connection is inside a transaction, from the
+        driver's own state (no round trip); None when the driver cannot say."""
+        return None
+
+    def outer_lost(self, run: Callable[[str], None]) -> bool:
+        """Whether a round trip shows that the outer transaction ended although the
+        probe saw it open; raises what the check raised when it failed otherwise.
+        Here: no check, no round trip (False)."""
+        return False
+
+    def savepoint_missing(self, error: BaseException) -> bool:
+        """Whether ``error`` says the savepoint it named does not exist because the
+        transaction that held it ended."""
+        return False
+
+    def error_aborts(self, driver: Any, error: BaseException) -> bool:
+        """Whether the failed statement's ``error`` left the transaction aborted: no
+        statement runs until a rollback to a savepoint. Here: never."""
+        return False
+
+    def check_deferred(
+        self, driver: Any, run: Callable[[str], None], before_rollback: str | None
+    ) -> tuple[BaseException | None, bool]:
+        """Check deferred constraints as ``COMMIT`` would, at the end of a sandbox that
+        wrote, running ``before_rollback`` first when given.
+
+        Returns the integrity error a ``COMMIT`` would raise (or None), and whether
+        the outer transaction was rolled back with the check. Here: nothing to check
+        and nothing run.
+        """
+        return None, False
+
+    def blocked_by_write_lock(self, error: BaseException) -> bool:
+        """Whether ``error`` means another connection holds the database's one write
+        lock (a database that allows one writer at a time). Here: never."""
+        return False
+
+
 class Dialect(ABC):
     """One database's SQL for dbrewind, for one :class:`~dbrewind.Rewinder`.
 
@@ -303,6 +409,8 @@ class Dialect(ABC):
 
     name: ClassVar[Backend]
     capabilities: ClassVar[Capabilities]
+    sandbox: ClassVar[SandboxOps]
+    """How the rollback sandbox drives this database's connection."""
     name_limit: ClassVar[int] = 63
     """Longest database name the server accepts (SQLite: a file name, kept well below 255)."""
     sees_recreated_tables: ClassVar[bool] = True

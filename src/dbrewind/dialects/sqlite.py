@@ -95,7 +95,9 @@ from .base import (
     ForeignKey,
     Installation,
     Lock,
+    OuterTransaction,
     RewindResult,
+    SandboxOps,
     SchemaInfo,
     Table,
     describe_wait,
@@ -166,10 +168,50 @@ class _Tracked:
     user_triggers: bool
 
 
+class SQLiteSandboxOps(SandboxOps):
+    """The rollback sandbox on SQLite (sqlite3, aiosqlite): the sandbox issues ``BEGIN``
+    itself, and sqlite3's ``isolation_level`` says whether a connection autocommits."""
+
+    def autocommit(self, raw: Any, driver: Any) -> bool:
+        """sqlite3's ``isolation_level`` None: autocommit."""
+        return raw.isolation_level is None
+
+    def isolation_autocommit(self, level: Any) -> bool:
+        """sqlite3's ``isolation_level`` None: autocommit."""
+        return level is None
+
+    def begin(self, raw: Any, run: Callable[[str], None]) -> OuterTransaction:
+        """``BEGIN``, with sqlite3's own transaction handling off until the sandbox ends."""
+        # take control of BEGIN: pysqlite's legacy mode would commit before DDL
+        # and breaks SAVEPOINT nesting
+        saved = raw.isolation_level
+        raw.isolation_level = None
+
+        def restore() -> None:
+            raw.isolation_level = saved
+
+        try:
+            run("BEGIN")
+        except BaseException:
+            with suppress(Exception):
+                restore()
+            raise
+        return OuterTransaction(explicit=True, restore=restore)
+
+    def transaction_probe(self, driver: Any) -> Callable[[], bool] | None:
+        """sqlite3's (and aiosqlite's) ``in_transaction``."""
+        return lambda: bool(driver.in_transaction)
+
+    def blocked_by_write_lock(self, error: BaseException) -> bool:
+        """SQLite allows one writer at a time: "database is locked"."""
+        return "locked" in str(error)
+
+
 class SQLiteDialect(Dialect):
     """SQLite 3.24+ (upsert in the tracking triggers); ``RETURNING`` from 3.35."""
 
     name: ClassVar[Backend] = "sqlite"
+    sandbox: ClassVar[SandboxOps] = SQLiteSandboxOps()
     name_limit: ClassVar[int] = 200  # a file name (most file systems allow 255 bytes)
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactional_ddl=True,

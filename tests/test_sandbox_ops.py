@@ -1,0 +1,241 @@
+"""The rollback sandbox's per-database behaviour (``Dialect.sandbox``), without a server.
+
+The driver facts each dialect reads (PyMySQL's ``server_status``, psycopg's
+``info.transaction_status``, asyncpg's ``is_in_transaction()``, sqlite3's
+``in_transaction`` and ``isolation_level``) are checked on fake DB-API
+connections; the sandbox suites check them on the real drivers.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dbrewind.dialects import OuterTransaction, SandboxOps, get_dialect
+from dbrewind.dialects.mysql import MySQLSandboxOps
+from dbrewind.dialects.postgresql import PostgreSQLSandboxOps
+from dbrewind.dialects.sqlite import SQLiteSandboxOps
+
+SQLITE = get_dialect("sqlite").sandbox
+POSTGRESQL = get_dialect("postgresql").sandbox
+MYSQL = get_dialect("mysql").sandbox
+
+
+class Recorder:
+    """A ``run`` callable: records each statement, raises ``error`` for the one named."""
+
+    def __init__(self, error: BaseException | None = None, on: str = "") -> None:
+        self.statements: list[str] = []
+        self.error = error
+        self.on = on
+
+    def __call__(self, statement: str) -> None:
+        self.statements.append(statement)
+        if self.error is not None and (not self.on or statement == self.on):
+            raise self.error
+
+
+class DriverError(Exception):
+    """A driver's error, with the attributes the dialects read."""
+
+    def __init__(self, *args: Any, sqlstate: str | None = None, pgcode: str | None = None):
+        super().__init__(*args)
+        self.sqlstate = sqlstate
+        self.pgcode = pgcode
+
+
+def test_each_dialect_has_its_sandbox_ops() -> None:
+    assert isinstance(SQLITE, SQLiteSandboxOps)
+    assert isinstance(POSTGRESQL, PostgreSQLSandboxOps)
+    assert isinstance(MYSQL, MySQLSandboxOps)
+    assert [ops.statement_guard for ops in (SQLITE, POSTGRESQL, MYSQL)] == [False, True, False]
+    assert [
+        get_dialect(b).capabilities.implicit_commits for b in ("sqlite", "postgresql", "mysql")
+    ] == [False, False, True]
+
+
+# ------------------------------------------------------------------- SQLite
+def test_sqlite_autocommit_is_isolation_level_none() -> None:
+    assert SQLITE.autocommit(SimpleNamespace(isolation_level=None), None) is True
+    assert SQLITE.autocommit(SimpleNamespace(isolation_level=""), None) is False
+    assert SQLITE.isolation_autocommit(None) is True
+    assert SQLITE.isolation_autocommit("AUTOCOMMIT") is False
+
+
+def test_sqlite_begin_takes_control_of_begin_and_restores_the_isolation_level() -> None:
+    raw = SimpleNamespace(isolation_level="DEFERRED")
+    run = Recorder()
+    outer = SQLITE.begin(raw, run)
+    assert run.statements == ["BEGIN"]
+    assert outer.explicit
+    assert raw.isolation_level is None
+    assert outer.restore is not None
+    outer.restore()
+    assert raw.isolation_level == "DEFERRED"
+
+
+def test_sqlite_a_failed_begin_puts_the_isolation_level_back() -> None:
+    raw = SimpleNamespace(isolation_level="")
+    with pytest.raises(DriverError):
+        SQLITE.begin(raw, Recorder(DriverError("disk I/O error")))
+    assert raw.isolation_level == ""
+
+
+def test_sqlite_probe_reads_in_transaction() -> None:
+    driver = SimpleNamespace(in_transaction=True)
+    probe = SQLITE.transaction_probe(driver)
+    assert probe is not None
+    assert probe() is True
+    driver.in_transaction = False
+    assert probe() is False
+
+
+def test_sqlite_write_lock() -> None:
+    assert SQLITE.blocked_by_write_lock(DriverError("database is locked"))
+    assert not SQLITE.blocked_by_write_lock(DriverError("no such table: t"))
+    assert not POSTGRESQL.blocked_by_write_lock(DriverError("database is locked"))
+
+
+# ------------------------------------------------------------------- MySQL
+def test_mysql_probe_reads_the_server_status_flag() -> None:
+    driver = SimpleNamespace(server_status=0x0003)  # IN_TRANS | AUTOCOMMIT
+    probe = MYSQL.transaction_probe(driver)
+    assert probe is not None
+    assert probe() is True
+    driver.server_status = 0x0002  # AUTOCOMMIT only: the transaction ended
+    assert probe() is False
+    assert MYSQL.transaction_probe(SimpleNamespace()) is None  # a driver that keeps none
+
+
+def test_mysql_begin_opens_the_guard_savepoint() -> None:
+    run = Recorder()
+    outer = MYSQL.begin(SimpleNamespace(autocommit=lambda value: None), run)
+    assert outer == OuterTransaction(explicit=True)
+    assert run.statements == ["START TRANSACTION", "SAVEPOINT `dbrewind_guard`"]
+
+
+def test_mysql_the_guard_savepoint_tells_an_implicit_commit() -> None:
+    run = Recorder()
+    assert MYSQL.outer_lost(run) is False
+    assert run.statements == ["ROLLBACK TO SAVEPOINT `dbrewind_guard`"]
+    assert MYSQL.outer_lost(Recorder(DriverError(1305, "SAVEPOINT dbrewind_guard does not exist")))
+    with pytest.raises(DriverError):
+        MYSQL.outer_lost(Recorder(DriverError(2013, "Lost connection to server")))
+
+
+def test_mysql_error_1305_means_the_savepoint_is_gone() -> None:
+    assert MYSQL.savepoint_missing(DriverError(1305, "SAVEPOINT x does not exist"))
+    assert not MYSQL.savepoint_missing(DriverError(1064, "syntax error"))
+    assert not MYSQL.savepoint_missing(DriverError())
+    assert not POSTGRESQL.savepoint_missing(DriverError(1305, "..."))
+    assert not MYSQL.error_aborts(None, DriverError(1062, "Duplicate entry"))
+
+
+def test_mysql_autocommit_is_read_from_the_drivers_getter() -> None:
+    raw = SimpleNamespace(autocommit=lambda value=None: None, get_autocommit=lambda: True)
+    assert MYSQL.autocommit(raw, raw) is True
+    driver = SimpleNamespace(get_autocommit=lambda: False)
+    assert MYSQL.autocommit(SimpleNamespace(autocommit=lambda value=None: None), driver) is False
+    assert MYSQL.isolation_autocommit("autocommit") is True
+    assert MYSQL.isolation_autocommit("REPEATABLE_READ") is False
+
+
+def test_quoting_per_database() -> None:
+    assert MYSQL.quote("a`b") == "`a``b`"
+    assert POSTGRESQL.quote('a"b') == '"a""b"'
+    assert SQLITE.quote("sp") == '"sp"'
+
+
+def test_mysql_messages() -> None:
+    assert (
+        MYSQL.ended_because == "MySQL/MariaDB commits implicitly before and after some statements"
+    )
+    assert MYSQL.refused_because.startswith("MySQL/MariaDB commits implicitly before and after DDL")
+    assert POSTGRESQL.ended_because == "the statement ended the transaction"
+
+
+# -------------------------------------------------------------- PostgreSQL
+def psycopg(status: int) -> Any:
+    return SimpleNamespace(info=SimpleNamespace(transaction_status=status))
+
+
+def test_postgresql_probe_reads_psycopgs_transaction_status() -> None:
+    driver = psycopg(2)  # INTRANS
+    probe = POSTGRESQL.transaction_probe(driver)
+    assert probe is not None
+    assert probe() is True
+    driver.info.transaction_status = 3  # INERROR: still inside it
+    assert probe() is True
+    driver.info.transaction_status = 0  # IDLE: it ended
+    assert probe() is False
+
+
+def test_postgresql_probe_reads_asyncpgs_is_in_transaction() -> None:
+    state = {"in": True}
+    driver = SimpleNamespace(is_in_transaction=lambda: state["in"])
+    probe = POSTGRESQL.transaction_probe(driver)
+    assert probe is not None
+    assert probe() is True
+    state["in"] = False
+    assert probe() is False
+    # an ``info`` without a transaction status is not psycopg's
+    assert POSTGRESQL.transaction_probe(SimpleNamespace(info=object())) is None
+
+
+def test_postgresql_begin_only_when_the_connection_autocommits() -> None:
+    run = Recorder()
+    assert POSTGRESQL.begin(SimpleNamespace(autocommit=False), run).explicit is False
+    assert run.statements == []
+    assert POSTGRESQL.begin(SimpleNamespace(autocommit=True), run).explicit is True
+    assert run.statements == ["BEGIN"]
+
+
+def test_postgresql_an_error_aborts_the_transaction() -> None:
+    assert POSTGRESQL.error_aborts(psycopg(3), DriverError("x"))  # INERROR
+    assert not POSTGRESQL.error_aborts(psycopg(2), DriverError("x", sqlstate="23505"))
+    asyncpg = SimpleNamespace(is_in_transaction=lambda: True)
+    assert POSTGRESQL.error_aborts(asyncpg, DriverError("x", sqlstate="23505"))
+    assert POSTGRESQL.error_aborts(asyncpg, DriverError("x", pgcode="42P01"))
+    assert not POSTGRESQL.error_aborts(asyncpg, DriverError("connection closed"))
+    assert not SQLITE.error_aborts(asyncpg, DriverError("x", sqlstate="23505"))
+
+
+def test_postgresql_deferred_check_with_psycopg_is_one_round_trip() -> None:
+    run = Recorder()
+    assert POSTGRESQL.check_deferred(psycopg(2), run, "SELECT 1") == (None, True)
+    assert run.statements == ["SELECT 1; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK"]
+    run = Recorder()
+    assert POSTGRESQL.check_deferred(psycopg(2), run, None) == (None, True)
+    assert run.statements == ["SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK"]
+
+
+def test_postgresql_deferred_check_with_asyncpg_runs_each_statement() -> None:
+    run = Recorder()
+    asyncpg = SimpleNamespace(is_in_transaction=lambda: True)
+    assert POSTGRESQL.check_deferred(asyncpg, run, "SELECT 1") == (None, False)
+    assert run.statements == ["SELECT 1", "SET CONSTRAINTS ALL IMMEDIATE"]
+
+
+def test_postgresql_deferred_check_returns_only_integrity_errors() -> None:
+    violation = DriverError("fk violated", sqlstate="23503")
+    assert POSTGRESQL.check_deferred(psycopg(2), Recorder(violation), None) == (violation, False)
+    other = DriverError("canceled", pgcode="57014")
+    assert POSTGRESQL.check_deferred(psycopg(2), Recorder(other), None) == (None, False)
+
+
+# -------------------------------------------------------------------- base
+def test_the_base_is_a_database_without_surprises() -> None:
+    ops = SandboxOps()
+    run = Recorder()
+    assert ops.transaction_probe(SimpleNamespace(in_transaction=True)) is None
+    assert ops.outer_lost(run) is False
+    assert run.statements == []
+    assert ops.check_deferred(None, run, "SELECT 1") == (None, False)
+    assert run.statements == []
+    assert SQLITE.check_deferred(None, run, "SELECT 1") == (None, False)
+    assert MYSQL.check_deferred(None, run, "SELECT 1") == (None, False)
+    assert run.statements == []
+    assert ops.autocommit(SimpleNamespace(autocommit=True), None) is True
+    assert ops.autocommit(SimpleNamespace(), None) is False
