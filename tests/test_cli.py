@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
-from dbrewind import Rewinder, ServerUnreachableError
+from dbrewind import Rewinder, ServerUnreachableError, Strategy
 from dbrewind.cli import main
 
 
@@ -99,6 +100,27 @@ def test_bench_without_tracking_says_what_to_do(db_url: URL) -> None:
     status, out = _run("bench", _url(db_url))
     assert status == 1
     assert "not installed" in out
+
+
+def test_bench_json_gives_the_figures_by_strategy(db_url: URL, prepared: Rewinder) -> None:
+    prepared.close()
+    status, out = _run("bench", _url(db_url), "--rounds", "3", "--json")
+    assert status == 0, out
+    said = json.loads(out)
+    assert set(said["strategies"]) == {strategy.value for strategy in Strategy}
+    assert said["strategies"]["rollback"]["begin_rollback_ms"] > 0
+    tables = {key.rpartition(".")[2] for key in said["strategies"]["clean"]["tables_ms"]}
+    assert tables == {"parent", "child"}  # PostgreSQL's keys name the schema too
+    assert said["strategies"]["safety net"]["check_ms"] > 0
+    assert said["recommendation"] == Strategy.ROLLBACK
+    with Rewinder(db_url) as check:
+        assert check.dirty_tables() == []
+
+
+def test_bench_json_without_tracking_is_json_too(db_url: URL) -> None:
+    status, out = _run("bench", _url(db_url), "--json")
+    assert status == 1
+    assert "not installed" in json.loads(out)["error"]
 
 
 def test_uninstall_removes_tracking_and_is_idempotent(

@@ -124,7 +124,7 @@ def test_transactional_db_commits_are_rewound_before_the_next_test(
     )
     result = _run(pytester, inner_url)
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*strategies: transactional 3*"])
+    result.stdout.fnmatch_lines(["*strategies: clean 3*"])
 
 
 def test_a_transaction_a_test_leaves_open_on_db_engine_is_rolled_back_and_warned_about(
@@ -375,7 +375,7 @@ def test_rollback_fixtures_leave_nothing_behind(pytester: pytest.Pytester, inner
     pytester.makefile(".json", rows='{"user notes": [{"body": "from file"}]}')
     result = _run(pytester, inner_url, "--dbrewind-strict", "--dbrewind-verify")
     result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines(["*strategies: rollback 4, transactional 1*"])
+    result.stdout.fnmatch_lines(["*strategies: rollback 4, clean 1*"])
 
 
 ASYNC_TESTS = """
@@ -427,7 +427,7 @@ def test_async_fixtures_under_pytest_asyncio_any_loop_scope(
     )
     result = _run(pytester, inner_url, "--dbrewind-strict")
     result.assert_outcomes(passed=6)
-    result.stdout.fnmatch_lines(["*strategies: rollback 5, transactional 1*"])
+    result.stdout.fnmatch_lines(["*strategies: rollback 5, clean 1*"])
 
 
 ANYIO_TESTS = """
@@ -520,7 +520,7 @@ def test_a_pytest_clean_database_suite_passes_unchanged(
     for seed in ("3", "4"):
         result = pytester.runpytest_subprocess("-p", "randomly", f"--randomly-seed={seed}")
         result.assert_outcomes(passed=5)
-        result.stdout.fnmatch_lines(["*strategies: clean_db_urls 5*", "*users (5)*"])
+        result.stdout.fnmatch_lines(["*strategies: clean 5*", "*users (5)*"])
 
 
 # ------------------------------------------------------------- the marker

@@ -35,6 +35,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._strategy import Strategy
     from ._url import DatabaseURL, parse_url
     from .dialects import Capabilities, ForeignKey, RewindResult, SchemaInfo, Table
     from .rewinder import Rewinder
@@ -50,6 +51,7 @@ _LAZY = {
     "SchemaInfo": ".dialects",
     "Table": ".dialects",
     "Rewinder": ".rewinder",
+    "Strategy": "._strategy",
 }
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "SchemaChangedError",
     "SchemaInfo",
     "ServerUnreachableError",
+    "Strategy",
     "Table",
     "UnsafeDatabaseError",
     "VerificationError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from ._graph import strongly_connected
+from ._strategy import Strategy
 from .dialects import Installation
 from .exceptions import DbrewindError
 from .provision.fingerprint import tracking_version
@@ -94,15 +96,19 @@ def _median_ms(
     return statistics.median(samples) * 1000
 
 
-def _bench(rewinder: Rewinder, out: TextIO, rounds: int) -> int:
+def _bench(rewinder: Rewinder, out: TextIO, rounds: int, *, as_json: bool = False) -> int:
+    """Measure the strategies on ``rewinder``'s database; print them (``as_json``: one
+    JSON object whose ``strategies`` keys are :class:`~dbrewind.Strategy` values)."""
     rewinder.ensure_safe("benchmark")
     with rewinder.connection() as conn:
         if not rewinder.dialect.is_installed(conn):
-            print(
+            message = (
                 f"dbrewind tracking is not installed in {rewinder.url.display()}; run your test "
-                "suite once (or Rewinder.prepare()) first, then bench.",
-                file=out,
+                "suite once (or Rewinder.prepare()) first, then bench."
             )
+            if as_json:
+                message = json.dumps({"database": rewinder.url.display(), "error": message})
+            print(message, file=out)
             return 1
         tracked = rewinder.dialect.tracked_tables(conn)
     rewinder.rewind()  # start from the baseline
@@ -136,6 +142,9 @@ def _bench(rewinder: Rewinder, out: TextIO, rounds: int) -> int:
     every = _median_ms(
         rewind_all_the_way, each, setup=functools.partial(rewinder.mark_dirty, *tracked)
     )
+    if as_json:
+        _bench_json(rewinder, out, floor, check, per_table, every)
+        return 0
 
     print(f"database:               {rewinder.url.display()}", file=out)
     print(f"BEGIN; ROLLBACK:        {floor:.3f} ms  (the rollback sandbox's floor)", file=out)
@@ -169,6 +178,34 @@ def _bench(rewinder: Rewinder, out: TextIO, rounds: int) -> int:
         )
     print(f"recommendation:         {advice}", file=out)
     return 0
+
+
+def _bench_json(
+    rewinder: Rewinder,
+    out: TextIO,
+    floor: float,
+    check: float,
+    per_table: dict[str, float],
+    every: float,
+) -> None:
+    """``bench --json``: the figures by strategy, in milliseconds."""
+    clean: dict[str, object] | None = None
+    if per_table:
+        clean = {
+            "one_table_ms": statistics.median(per_table.values()),
+            "all_tables_ms": every,
+            "tables_ms": per_table,
+        }
+    report = {
+        "database": rewinder.url.display(),
+        "strategies": {
+            Strategy.ROLLBACK.value: {"begin_rollback_ms": floor},
+            Strategy.CLEAN.value: clean,
+            Strategy.SAFETY_NET.value: {"check_ms": check},
+        },
+        "recommendation": Strategy.ROLLBACK.value,
+    }
+    print(json.dumps(report, indent=2), file=out)
 
 
 def _tracking_line(rewinder: Rewinder, found: Installation) -> str:
@@ -240,6 +277,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         cmd.add_argument("--schema", action="append", default=[], help="PostgreSQL schema to track")
         if name == "bench":
             cmd.add_argument("--rounds", type=int, default=200)
+            cmd.add_argument(
+                "--json", action="store_true", help="print the figures as one JSON object"
+            )
         if name == "uninstall":
             cmd.add_argument(
                 "--force", action="store_true", help="even while a test run holds the database"
@@ -250,7 +290,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             if args.command == "doctor":
                 return _doctor(rewinder, out)
             if args.command == "bench":
-                return _bench(rewinder, out, args.rounds)
+                return _bench(rewinder, out, args.rounds, as_json=args.json)
             return _uninstall(rewinder, out, force=args.force)
     except DbrewindError as exc:
         print(f"dbrewind: error: {exc}", file=sys.stderr)

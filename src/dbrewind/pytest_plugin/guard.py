@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .._strategy import Strategy
 from ..exceptions import DbrewindError, DbrewindLeakWarning, DbrewindWarning
 from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES
 from .fixtures import data_dir, item_mark
@@ -119,10 +120,12 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         with state.databases[PRIMARY].engine.begin() as conn:
             load_data(conn, *mark.data, base_dir=data_dir(request))
         transactional = True
-    strategy = "transactional" if transactional else "rollback" if rollback else "none"
+    strategy = (
+        Strategy.CLEAN if transactional else Strategy.ROLLBACK if rollback else Strategy.SAFETY_NET
+    )
     # threads are waited for only after a test that asked for a database: another
     # test's thread that writes is caught by the next test's check all the same
-    watch = Watch.start(state, threads=strategy != "none")
+    watch = Watch.start(state, threads=strategy is not Strategy.SAFETY_NET)
     yield
     after_test(item, state, mark, strategy, watch)
 
@@ -197,7 +200,7 @@ class Watch:
 
 
 def after_test(
-    item: Any, state: PluginState, mark: Any, strategy: str, watch: Watch | None = None
+    item: Any, state: PluginState, mark: Any, strategy: Strategy, watch: Watch | None = None
 ) -> None:
     """Rewind every guarded database after ``item``; report leaks, failures, differences."""
     left = watch.settle(item, state) if watch is not None else []
@@ -216,7 +219,7 @@ def after_test(
         reclones = database.reclones
         reconnects = database.rewinder.reconnects if database.rewinder is not None else 0
         # a test that committed for real may have changed the schema too
-        committed = strategy == "transactional" or id(database) in compat
+        committed = strategy is Strategy.CLEAN or id(database) in compat
         try:
             result = database.after_test(check_schema=committed)
         except Exception as exc:
@@ -231,15 +234,15 @@ def after_test(
         database.problems.clear()
         tables = [_label(state, database, t) for t in result.tables]
         dirtied += tables
-        if tables and id(database) in own and strategy != "transactional":
+        if tables and id(database) in own and strategy is not Strategy.CLEAN:
             leaks += tables
         if database.reclones != reclones:
             message = database.notes[-1]
             state.stats.note(message)
             warnings.warn(DbrewindWarning(f"{item.nodeid}: {message}"), stacklevel=1)
     seconds = time.perf_counter() - started
-    if state.compat and strategy == "none":
-        strategy = "clean_db_urls"
+    if state.compat and strategy is Strategy.SAFETY_NET:
+        strategy = Strategy.CLEAN  # its clean_db_urls databases were put back after it
     state.stats.add(TestRecord(item.nodeid, strategy, seconds, tuple(dirtied)))
     strict = state.strict if mark is None or mark.strict is None else mark.strict
     problems = list(failures[:1])

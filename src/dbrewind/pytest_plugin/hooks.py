@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from .._context import set_worker, subscribe
+from .._strategy import Strategy
 from ..exceptions import ConfigurationError, DbrewindError
 from .config import DB_FIXTURES, MARK, PRIMARY, check_configuration, default_url, mark_for
 from .guard import after_test
@@ -249,7 +250,7 @@ def pytest_runtest_teardown(
     if "_dbrewind_guard" not in names:
         state = plugin_state(item.config)
         if state.guarded():
-            after_test(item, state, None, "none")
+            after_test(item, state, None, Strategy.SAFETY_NET)
     return value
 
 
