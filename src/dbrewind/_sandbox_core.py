@@ -14,7 +14,8 @@ savepoints on a shared stack (:class:`SandboxState`):
   SQL when it only read), so work other connections committed in between
   survives whenever that is possible on one connection;
 * ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO`` statements (``begin_nested``) and
-  textual ``BEGIN``/``COMMIT``/``ROLLBACK`` are mapped onto the same stack;
+  textual ``BEGIN``/``COMMIT``/``ROLLBACK`` (``AND CHAIN`` too) are mapped onto
+  the same stack, and two-phase commit commands are refused;
 * on PostgreSQL a failed statement rolls back to the innermost savepoint, so
   the connection stays usable;
 * after every statement a local (no round trip) check confirms the outer
@@ -30,7 +31,6 @@ sandbox's loop, where the connection lives.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections import deque
@@ -43,61 +43,18 @@ from sqlalchemy.pool.base import _ConnectionRecord
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from ._backends import backend_named
+from ._sql import Control, commits_implicitly, is_read, transaction_control
 from .dialects import OuterTransaction, SandboxOps, get_dialect
+from .dialects._syntax import syntax_for
 from .exceptions import SandboxBrokenError, SandboxError
 
 __all__ = ["ProxyConnection", "ProxyCursor", "SandboxPool", "SandboxState"]
 
 _NEW, _ACTIVE, _ENDING, _CLOSED = range(4)
 
-_CONTROL_HEADS = frozenset({"BEG", "STA", "COM", "END", "ROL", "SAV", "REL"})
-_CONTROL = re.compile(
-    r"""\s*(?:
-        (?P<begin>BEGIN|START\s+TRANSACTION)\b[^;]*
-      | (?P<commit>COMMIT|END)(?:\s+(?:WORK|TRANSACTION))?
-      | ROLLBACK(?:\s+(?:WORK|TRANSACTION))?\s+TO\s+(?:SAVEPOINT\s+)?(?P<rollback_to>\S+?)
-      | (?P<rollback>ROLLBACK)(?:\s+(?:WORK|TRANSACTION))?
-      | SAVEPOINT\s+(?P<savepoint>\S+?)
-      | RELEASE\s+(?:SAVEPOINT\s+)?(?P<release>\S+?)
-    )\s*;?\s*\Z""",
-    re.IGNORECASE | re.VERBOSE,
-)
-# MySQL/MariaDB statements that commit implicitly (CREATE/DROP TEMPORARY TABLE do not)
-_MYSQL_IMPLICIT_COMMIT = frozenset(
-    {
-        "ALTER", "ANALYZE", "CACHE", "CHECK", "CREATE", "DROP", "FLUSH", "GRANT", "INSTALL",
-        "LOCK", "OPTIMIZE", "RENAME", "REPAIR", "RESET", "REVOKE", "TRUNCATE", "UNINSTALL", "XA",
-    }
-)  # fmt: skip
-_MYSQL_AUTOCOMMIT_ON = re.compile(
-    r"\s*SET\s+(?:SESSION\s+|@@(?:SESSION\.)?)?autocommit\s*=\s*(?:1|ON|TRUE)\b", re.I
-)
-_LEADING_COMMENT = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*|#[^\n]*\n\s*)*", re.S)
-_READ_HEADS = ("SELECT", "SHOW", "EXPLAIN", "DESCRIBE", "DESC ", "VALUES", "PRAGMA")
 _SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly", "deferrable"})
 HOME_TIMEOUT = 60.0
 """Seconds a statement from another thread waits for the sandbox's event loop."""
-
-
-def _is_read(statement: str) -> bool:
-    head = statement[:8]
-    if head[:1].isspace():
-        head = statement.lstrip()[:8]
-    return head.upper().startswith(_READ_HEADS)
-
-
-def _mysql_commits_implicitly(statement: str) -> bool:
-    """Whether a MySQL/MariaDB statement would commit the open transaction."""
-    body = statement[_LEADING_COMMENT.match(statement).end() :]  # type: ignore[union-attr]
-    words = body[:40].split(None, 2)
-    if not words:
-        return False
-    head = words[0].upper()
-    if head in _MYSQL_IMPLICIT_COMMIT:
-        return not (
-            head in ("CREATE", "DROP") and len(words) > 1 and words[1].upper() == "TEMPORARY"
-        )
-    return head == "SET" and _MYSQL_AUTOCOMMIT_ON.match(body) is not None
 
 
 def _shorten(statement: str, limit: int = 120) -> str:
@@ -177,6 +134,7 @@ class SandboxState:
         dialect = get_dialect(known) if known is not None else None
         self.ops: SandboxOps = dialect.sandbox if dialect is not None else SandboxOps()
         self.implicit_commits = dialect is not None and dialect.capabilities.implicit_commits
+        self.syntax = syntax_for(self.backend)
         self.lock: Any = _GreenletLock() if is_async else threading.RLock()
         self.stack: list[_Entry] = []
         self.write_seq = 0
@@ -444,12 +402,19 @@ class SandboxState:
         if self.foreign():
             return self.run_home(self.execute, proxy, cursor, statement, args, many)
         self.check_usable(statement)
-        if statement[:3].upper() in _CONTROL_HEADS or statement[:1].isspace():
-            match = _CONTROL.match(statement)
-            if match is not None:
-                self._control(proxy, match, cursor, statement, args)
-                return None
-        if self.implicit_commits and _mysql_commits_implicitly(statement):
+        control = transaction_control(statement, self.syntax)
+        if control is not None:
+            if control.kind == "two_phase":
+                raise SandboxError(
+                    f"The rollback sandbox on {self.url_display} refused to run "
+                    f"{_shorten(statement)!r}: two-phase commit cannot run inside the "
+                    "sandbox's outer transaction. Run this test with the clean strategy "
+                    "instead (@pytest.mark.dbrewind(transactional=True), the "
+                    "transactional_db fixture, or a dbrewind.Rewinder)."
+                )
+            self._control(proxy, control, cursor, statement, args)
+            return None
+        if self.implicit_commits and commits_implicitly(statement, self.syntax):
             self._break(statement, ran=False)
         with self.lock:
             self._ensure(proxy)
@@ -463,7 +428,7 @@ class SandboxState:
             except BaseException as exc:
                 self._after_error(proxy, exc)
                 raise
-            if not _is_read(statement):
+            if not is_read(statement, self.syntax):
                 self.write_seq += 1
                 self.wrote_any = True
                 proxy.chain[-1].wrote = True
@@ -617,25 +582,27 @@ class SandboxState:
     def _control(
         self,
         proxy: ProxyConnection,
-        match: re.Match[str],
+        control: Control,
         cursor: Any,
         statement: str,
         args: tuple[Any, ...],
     ) -> None:
-        if match["begin"]:
-            with self.lock:
-                self._ensure(proxy)
-        elif match["commit"]:
-            self.commit(proxy)
-        elif match["rollback"]:
-            self.rollback(proxy)
-        elif match["savepoint"]:
+        kind = control.kind
+        if kind in ("begin", "commit", "rollback"):
+            if kind == "commit":
+                self.commit(proxy)
+            elif kind == "rollback":
+                self.rollback(proxy)
+            if kind == "begin" or control.chain:
+                with self.lock:
+                    self._ensure(proxy)
+        elif kind == "savepoint":
             with self.lock:
                 if not proxy.chain or not proxy.chain[0].alive:
                     self._ensure(proxy)
-                proxy.named[match["savepoint"]] = self._push(proxy)
+                proxy.named[control.name or ""] = self._push(proxy)
         else:
-            name = match["release"] or match["rollback_to"]
+            name = control.name or ""
             with self.lock:
                 entry = proxy.named.get(name)
                 if entry is None or not entry.alive or entry not in proxy.chain:
@@ -643,7 +610,7 @@ class SandboxState:
                     return
                 index = proxy.chain.index(entry)
                 above = proxy.chain[index:]
-                if match["release"]:
+                if kind == "release":
                     del proxy.chain[index:]
                     for e in above:
                         e.owner = None
