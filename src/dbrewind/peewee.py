@@ -57,7 +57,7 @@ from sqlalchemy.engine import URL, make_url
 
 from ._sql import autocommit_setting, commits_implicitly, transaction_control
 from ._url import Backend, DatabaseURL, parse_url
-from .dialects import RewindResult
+from .dialects import RewindResult, get_dialect
 from .dialects._syntax import syntax_for
 from .exceptions import ConfigurationError, SandboxError
 from .rewinder import Rewinder
@@ -217,17 +217,16 @@ class SavepointRouter:
         self.backend: Backend = backend
         self.syntax = syntax_for(backend)
         self.where = where
+        self._ops = get_dialect(backend).sandbox
         #: Whether each statement needs its own savepoint to survive an error
         #: (PostgreSQL aborts the whole transaction on any error).
-        self.guard = backend == "postgresql"
+        self.guard = self._ops.statement_guard
         self.open: list[str] = []
         self._counter = 0
 
     def quote(self, name: str) -> str:
         """Quote an identifier for this backend."""
-        if self.backend == "mysql":
-            return "`" + name.replace("`", "``") + "`"
-        return '"' + name.replace('"', '""') + '"'
+        return self._ops.quote(name)
 
     # statements run around a guarded statement
     def guard_begin(self) -> str:

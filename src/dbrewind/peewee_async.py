@@ -62,6 +62,7 @@ from typing import Any
 import peewee
 from peewee_async import Transaction
 
+from .dialects import get_dialect
 from .exceptions import SandboxError
 from .peewee import (
     LeakCallback,
@@ -377,7 +378,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
     def _install_patches(self, connection: _Connection) -> None:
         db = self.database
         original_execute_sql = db.execute_sql
-        sqlite = backend_of(db) == "sqlite"
+        ops = get_dialect(backend_of(db)).sandbox
 
         @contextlib.asynccontextmanager
         async def aio_connection() -> AsyncIterator[_Connection]:
@@ -408,7 +409,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
             try:
                 return original_execute_sql(sql, params, *args, **kwargs)
             except peewee.OperationalError as exc:
-                if sqlite and "locked" in str(exc):
+                if ops.blocked_by_write_lock(exc):
                     raise SandboxError(
                         f"A sync query could not run on {database_url(db).display()} because "
                         "the async sandbox holds SQLite's write lock. Use the aio_ methods "
