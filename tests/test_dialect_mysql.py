@@ -19,6 +19,7 @@ from dbrewind.dialects import mysql as mysql_dialect
 from dbrewind.dialects.mysql import MARKS_TABLE, MySQLDialect
 from dbrewind.exceptions import (
     ConfigurationError,
+    DatabaseCreationError,
     DbrewindError,
     LockTimeoutError,
     NotPreparedError,
@@ -678,7 +679,7 @@ def test_create_database_marks_it_and_refuses_an_existing_name(db_url: URL) -> N
         with eng.connect() as conn:
             assert dialect.created_by_dbrewind(conn)
         eng.dispose()
-        with pytest.raises(DbrewindError, match="already exists"):
+        with pytest.raises(DatabaseCreationError, match="already exists"):
             dialect.create_database(target)
     finally:
         dialect.drop_database(target)

@@ -19,7 +19,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 
 from conftest import SERVER_URLS, drop_database, make_database, require_backend
-from dbrewind import DbrewindError, NotPreparedError, Rewinder, parse_url
+from dbrewind import (
+    ConfigurationError,
+    DatabaseCreationError,
+    DbrewindError,
+    NotPreparedError,
+    Rewinder,
+    parse_url,
+)
 from dbrewind.dialects import Installation, RewindResult
 from dbrewind.dialects.postgresql import CREATED_COMMENT, PostgreSQLDialect, _lock_key
 from dbrewind.exceptions import LockTimeoutError, SchemaChangedError
@@ -341,7 +348,7 @@ def test_a_template_held_by_another_session_is_waited_for_then_named(
     try:
         with other.connect() as conn:
             conn.execute(text("SELECT 1"))
-            with pytest.raises(DbrewindError, match="Close the other sessions"):
+            with pytest.raises(DatabaseCreationError, match="Close the other sessions"):
                 dialect.create_database(parse_url(spare_url), template=parse_url(db_url))
     finally:
         other.dispose()
@@ -575,7 +582,7 @@ def test_pushing_nothing_and_popping_to_the_current_depth_change_no_layer(
         assert rows(engine, "SELECT tbl FROM dbrewind.marks") == []
         with pytest.raises(DbrewindError, match="layers 0 to 1"):
             pop(rw, 2)
-        with pytest.raises(DbrewindError, match="depth=-1"):
+        with pytest.raises(ConfigurationError, match="depth=-1"):
             pop(rw, -1)
         assert installation(rw).depth == 1
         pop(rw, 0)

@@ -19,7 +19,7 @@ from sqlalchemy.pool import StaticPool
 
 from dbrewind import (
     ConfigurationError,
-    DbrewindError,
+    DatabaseCreationError,
     LockTimeoutError,
     NotPreparedError,
     Rewinder,
@@ -685,7 +685,7 @@ def test_create_database_makes_a_marked_file_in_a_new_directory(tmp_path: Path) 
     with engine.connect() as conn:
         assert dialect.created_by_dbrewind(conn)
     engine.dispose()
-    with pytest.raises(DbrewindError, match="already exists"):
+    with pytest.raises(DatabaseCreationError, match="already exists"):
         dialect.create_database(url)
 
 

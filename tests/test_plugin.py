@@ -82,6 +82,28 @@ def _run(pytester: pytest.Pytester, url: URL, *args: str) -> pytest.RunResult:
     )
 
 
+CAUSES = """
+import pytest
+
+CAUSES = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    cause = getattr(call.excinfo.value, "__cause__", None) if call.excinfo else None
+    if cause is not None:
+        CAUSES.append(f"{item.name} {call.when}: {type(cause).__name__}")
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in CAUSES:
+        terminalreporter.write_line(f"dbrewind cause: {line}")
+"""
+"""A plugin (``-p causes``) that prints the type of each failure's ``__cause__``."""
+
+
 def _count(url: URL, table: str) -> int:
     engine = create_engine(url)
     try:
@@ -197,9 +219,15 @@ def test_a_write_without_any_fixture_is_rewound_and_warned_about(
         ["*DbrewindLeakWarning: test_inner.py::test_a_leaks committed writes to *user notes*"]
     )
 
-    strict = _run(pytester, inner_url, "--dbrewind-strict")
+    pytester.makepyfile(causes=CAUSES)
+    strict = _run(pytester, inner_url, "--dbrewind-strict", "-p", "causes")
     strict.assert_outcomes(passed=2, errors=1)
-    strict.stdout.fnmatch_lines(["*test_a_leaks committed writes to *user notes* outside*"])
+    strict.stdout.fnmatch_lines(
+        [
+            "*test_a_leaks committed writes to *user notes* outside*",
+            "dbrewind cause: test_a_leaks teardown: LeakError",
+        ]
+    )
 
 
 # ------------------------------------------------------------- templates
@@ -604,13 +632,15 @@ def test_verify_fails_the_test_that_leaves_a_difference_naming_table_and_rows(
     _write_suite(pytester, VERIFY_TESTS)
     plain = _run(pytester, inner_url)
     plain.assert_outcomes(passed=2)
-    verified = _run(pytester, inner_url, "--dbrewind-verify", "--dbrewind-rebuild")
+    pytester.makepyfile(causes=CAUSES)
+    verified = _run(pytester, inner_url, "--dbrewind-verify", "--dbrewind-rebuild", "-p", "causes")
     verified.assert_outcomes(passed=2, errors=1)
     verified.stdout.fnmatch_lines(
         [
             "*test_a_bakes_a_row_into_the_baseline left 'default'*different from its baseline"
             "*table '*user notes': 1 rows, baseline has 0*",
             "*+ (1, 'sticky')*",
+            "dbrewind cause: test_a_bakes_a_row_into_the_baseline teardown: VerificationError",
         ]
     )
     assert "ERROR at teardown of test_b" not in verified.stdout.str()

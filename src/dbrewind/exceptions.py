@@ -15,16 +15,25 @@ says what to do next::
      |    |                              server of the URL's kind (another protocol)
      |    |    +-- NotADatabaseFileError    SQLite: the URL's file is not a database
      |    +-- DatabaseNotFoundError      the server has no database of the URL's name
+     +-- ProvisionError              a test database could not be made ready
+     |    +-- DatabaseCreationError      creating it (empty, or a clone or copy of
+     |    |                              a template) failed, or it already exists
+     |    +-- DatabaseDropError          dropping it failed
+     |    +-- LeaseError                 the lock that leases it to a run, or guards
+     |                                   its template's build, cannot be taken
      +-- UnsafeDatabaseError         refused: not provably a test database
      +-- SchemaChangedError          a table was created or dropped by a test
+     |                               (or while dbrewind installed tracking)
      +-- NotPreparedError            rewind/check called before prepare()
      +-- LockTimeoutError            a rewind waited too long for a lock that
      |                               another session holds (a leaked transaction)
      +-- SandboxError                the rollback sandbox cannot hold
      |    +-- SandboxBrokenError         the outer transaction was ended
      |                                   (e.g. an implicit commit on MySQL)
-     +-- LeakError                   a test wrote outside its sandbox (strict)
+     +-- LeakError                   a test wrote outside its sandbox, or left
+     |                               threads or connections behind (strict mode)
      +-- VerificationError           the database differs from its baseline
+     |                               after the rewind (``--dbrewind-verify``)
      +-- DataLoadError               a test-data file is missing, malformed or
                                      does not match the database
 
@@ -43,15 +52,19 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailedError",
     "DataLoadError",
+    "DatabaseCreationError",
+    "DatabaseDropError",
     "DatabaseNotFoundError",
     "DbrewindError",
     "DbrewindLeakWarning",
     "DbrewindWarning",
     "DriverNotInstalledError",
     "LeakError",
+    "LeaseError",
     "LockTimeoutError",
     "NotADatabaseFileError",
     "NotPreparedError",
+    "ProvisionError",
     "SafetyNetWarning",
     "SandboxBrokenError",
     "SandboxError",
@@ -127,12 +140,39 @@ class DatabaseNotFoundError(ConnectionFailedError):
     )
 
 
+class ProvisionError(DbrewindError):
+    """A test database could not be made ready: created, copied, dropped or leased.
+
+    Catch a subclass for one kind of failure, this class for any. A server that
+    cannot be reached at all raises a :class:`ConnectionFailedError` instead.
+    """
+
+
+class DatabaseCreationError(ProvisionError):
+    """Creating a database failed: an empty one, or a clone or copy of a template.
+
+    Also raised when a database of that name already exists. The message names
+    the database and what the server said; a partial database is dropped.
+    """
+
+
+class DatabaseDropError(ProvisionError):
+    """Dropping a database failed (its role may not, or sessions keep it in use)."""
+
+
+class LeaseError(ProvisionError):
+    """dbrewind could not take the lock that leases a database to this run or guards
+    its template's build: the server refused it, the lock file cannot be written,
+    another run held it too long, or every clone is leased to other runs."""
+
+
 class UnsafeDatabaseError(DbrewindError):
     """dbrewind refused to write to a database it cannot show is a test database."""
 
 
 class SchemaChangedError(DbrewindError):
-    """A test created or dropped a table; the baseline no longer describes the database."""
+    """A table was created or dropped (by a test, or while dbrewind installed tracking);
+    the baseline no longer describes the database."""
 
 
 class NotPreparedError(DbrewindError):
@@ -156,11 +196,14 @@ class SandboxBrokenError(SandboxError):
 
 
 class LeakError(DbrewindError):
-    """A test wrote outside its sandbox and strict mode turns that into a failure."""
+    """A test wrote outside its sandbox (or left threads or connections behind), and
+    strict mode (``--dbrewind-strict``, ``@pytest.mark.dbrewind(strict=True)``) turns
+    that into a failure; the pytest plugin fails the test with the message."""
 
 
 class VerificationError(DbrewindError, AssertionError):
-    """After a test, a table's contents differ from the baseline."""
+    """After a test and its rewind, a table's contents differ from the baseline
+    (``--dbrewind-verify``); the message names the tables and rows."""
 
 
 class DataLoadError(DbrewindError):

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from .._url import Backend, DatabaseURL
-from ..exceptions import ConnectionFailedError, DbrewindError, ServerUnreachableError
+from ..exceptions import ConnectionFailedError, ServerUnreachableError
 
 __all__ = [
     "Capabilities",
@@ -285,7 +285,7 @@ def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator
             if not isinstance(exc, OperationalError):
                 raise
             first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-            raise DbrewindError(
+            raise ConnectionFailedError(
                 f"Cannot connect to the {server} of {url.display()}: {first}. Check that the "
                 "server runs and that the URL's host, port and credentials are right."
             ) from exc

@@ -118,8 +118,11 @@ from ..exceptions import (
     AuthenticationError,
     ConfigurationError,
     ConnectionFailedError,
+    DatabaseCreationError,
+    DatabaseDropError,
     DatabaseNotFoundError,
     DbrewindError,
+    LeaseError,
     LockTimeoutError,
     NotPreparedError,
     SchemaChangedError,
@@ -1141,11 +1144,11 @@ class MySQLDialect(Dialect):
                 _sql(conn, f"CREATE DATABASE {_ident(name)}{charset}{comment}")
             except DBAPIError as exc:
                 if _errno(exc) == 1007:
-                    raise DbrewindError(
+                    raise DatabaseCreationError(
                         f"Cannot create database {name!r} ({url.display()}): it already exists. "
                         "Drop it first (Rewinder.drop / prepare(recreate=True)) or use it as is."
                     ) from exc
-                raise DbrewindError(
+                raise DatabaseCreationError(
                     f"Cannot create database {name!r} ({url.display()}): {_first_line(exc)}"
                 ) from exc
         failure: Exception | None = None
@@ -1163,7 +1166,7 @@ class MySQLDialect(Dialect):
         if failure is not None:
             self.drop_database(url)
             source = f"copying database {template.database!r} into" if template else "setting up"
-            raise DbrewindError(
+            raise DatabaseCreationError(
                 f"Creating database {name!r} ({url.display()}) failed while {source} it: "
                 f"{_first_line(failure)}. The partial database was dropped; check the "
                 "template's objects with SHOW CREATE."
@@ -1186,7 +1189,7 @@ class MySQLDialect(Dialect):
             try:
                 _sql(conn, f"DROP DATABASE IF EXISTS {_ident(url.database)}")
             except DBAPIError as exc:
-                raise DbrewindError(
+                raise DatabaseDropError(
                     f"Cannot drop database {url.database!r} ({url.display()}): "
                     f"{_first_line(exc)}. Close the sessions that use it and retry."
                 ) from exc
@@ -1563,7 +1566,7 @@ class MySQLDialect(Dialect):
             with suppress(Exception):
                 raw.close()
             if isinstance(exc, Exception) and not isinstance(exc, DbrewindError):
-                raise DbrewindError(
+                raise LeaseError(
                     f"Taking the lock {name!r} on the server of {url.display()} failed: "
                     f"{_first_line(exc)}. Check that the server runs and the URL's user "
                     "may connect."
@@ -1574,7 +1577,7 @@ class MySQLDialect(Dialect):
         with suppress(Exception):
             raw.close()
         if got is None:
-            raise DbrewindError(
+            raise LeaseError(
                 f"GET_LOCK({name!r}) on the server of {url.display()} returned NULL: the "
                 "server refused it (its session was killed, or it ran out of memory). Retry."
             )
@@ -1589,7 +1592,7 @@ class MySQLDialect(Dialect):
                 raw: Any = engine.raw_connection()
             except engine.dialect.loaded_dbapi.Error as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise DbrewindError(
+                raise ConnectionFailedError(
                     f"Cannot connect to the MySQL/MariaDB server of {url.display()}: {first}. "
                     "Check that the server runs and that the URL's host, port and "
                     "credentials are right."

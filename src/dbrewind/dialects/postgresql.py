@@ -85,10 +85,14 @@ from ..exceptions import (
     AuthenticationError,
     ConfigurationError,
     ConnectionFailedError,
+    DatabaseCreationError,
+    DatabaseDropError,
     DatabaseNotFoundError,
     DbrewindError,
+    LeaseError,
     LockTimeoutError,
     NotPreparedError,
+    SchemaChangedError,
     ServerUnreachableError,
     WrongServerError,
 )
@@ -1152,7 +1156,7 @@ class PostgreSQLDialect(Dialect):
             info = {key: (oid, kind) for key, oid, kind in facts}
             missing = [k for k in order if k not in info]
             if missing:
-                raise DbrewindError(
+                raise SchemaChangedError(
                     f"Table(s) {', '.join(map(repr, missing))} vanished while dbrewind was "
                     "installing tracking. Make sure nothing else changes the schema during "
                     "Rewinder.prepare(), then prepare again."
@@ -1572,7 +1576,7 @@ $reset$;
         """One ``SELECT`` of ``dbrewind.pop_baseline(depth)``: the layers go and the rewind
         runs in the same statement (all or nothing)."""
         if depth < 0:
-            raise DbrewindError(
+            raise ConfigurationError(
                 f"pop_baseline(depth={depth}) on "
                 f"{conn.engine.url.render_as_string(hide_password=True)}: the "
                 "depth is a layer number, 0 (the installation's baseline) or more."
@@ -1679,7 +1683,7 @@ $reset$;
                 time.sleep(min(_LOCK_POLL, left))
         except DBAPIError as exc:
             stack.close()
-            raise DbrewindError(
+            raise LeaseError(
                 f"Cannot take dbrewind's {purpose!r} lock for {url.display()}: "
                 f"{(str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]}"
             ) from exc
@@ -1795,15 +1799,17 @@ $reset$;
 
     def _create_error(
         self, url: DatabaseURL, template: DatabaseURL | None, exc: Exception
-    ) -> DbrewindError:
+    ) -> DatabaseCreationError:
         first = str(exc).strip().splitlines()[0]
         if template is not None and _driver_state(exc) == _OBJECT_IN_USE:
-            return DbrewindError(
+            return DatabaseCreationError(
                 f"Cannot clone {template.database!r} into {url.database!r} on "
                 f"{url.display()}: {first}. Close the other sessions on the template "
                 f"(see pg_stat_activity WHERE datname = {template.database!r}) and retry."
             )
-        return DbrewindError(f"Cannot create database {url.database!r} on {url.display()}: {first}")
+        return DatabaseCreationError(
+            f"Cannot create database {url.database!r} on {url.display()}: {first}"
+        )
 
     def drop_database(self, url: DatabaseURL) -> None:
         """``DROP DATABASE IF EXISTS .. WITH (FORCE)``: other sessions are ended."""
@@ -1812,7 +1818,7 @@ $reset$;
                 _run_script(conn, f"DROP DATABASE IF EXISTS {_ident(url.database)} WITH (FORCE)")
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0]
-                raise DbrewindError(
+                raise DatabaseDropError(
                     f"Cannot drop database {url.database!r} on {url.display()}: {first}. "
                     "The role needs to own the database (or be a superuser)."
                 ) from exc

@@ -82,7 +82,9 @@ from .._url import Backend, DatabaseURL
 from ..exceptions import (
     ConfigurationError,
     ConnectionFailedError,
+    DatabaseCreationError,
     DbrewindError,
+    LeaseError,
     LockTimeoutError,
     NotADatabaseFileError,
     NotPreparedError,
@@ -546,7 +548,7 @@ class SQLiteDialect(Dialect):
                     time.sleep(min(_LOCK_POLL, remaining))
         except OSError as exc:
             os.close(fd)
-            raise DbrewindError(
+            raise LeaseError(
                 f"Cannot take the {purpose!r} lock of {url.display()} on {path!r}: "
                 f"{exc.strerror or exc}. File locks need a local file system that supports "
                 "flock; keep the database (or TMPDIR) on one."
@@ -636,7 +638,7 @@ class SQLiteDialect(Dialect):
             return
         path = _file_path(url)
         if os.path.exists(path):
-            raise DbrewindError(
+            raise DatabaseCreationError(
                 f"Cannot create {url.display()}: the file {path!r} already exists. "
                 "Drop it first (Rewinder.drop() or prepare(recreate=True)), or use it as it is."
             )
@@ -651,7 +653,7 @@ class SQLiteDialect(Dialect):
         except sqlite3.Error as exc:
             _remove_files(path)
             source_text = f" from {template.display()}" if template is not None else ""
-            raise DbrewindError(
+            raise DatabaseCreationError(
                 f"Could not create {url.display()}{source_text}: {exc}. Check that the "
                 "directory is writable and the template is a readable SQLite database."
             ) from exc
@@ -1304,7 +1306,7 @@ def _open_lock_file(url: DatabaseURL, purpose: str) -> tuple[str, int]:
         os.makedirs(os.path.dirname(fallback), exist_ok=True)
         return fallback, os.open(fallback, flags, 0o666)
     except OSError as exc:
-        raise DbrewindError(
+        raise LeaseError(
             f"Cannot create the {purpose!r} lock file of {url.display()}: neither {beside!r} "
             f"({first.strerror or first}) nor {fallback!r} ({exc.strerror or exc}) can be "
             "written. Make the database's directory writable, or point TMPDIR at a "

@@ -58,6 +58,7 @@ from .._url import DatabaseURL, parse_url
 from ..dialects import Dialect, Installation, Lock, RewindResult, get_dialect
 from ..exceptions import (
     DbrewindError,
+    LeaseError,
     LockTimeoutError,
     SafetyNetWarning,
     SchemaChangedError,
@@ -700,7 +701,7 @@ class Database:
         started = time.monotonic()
         lock = dialect.acquire_lock(base, "build", wait=BUILD_WAIT)
         if lock is None:
-            raise DbrewindError(
+            raise LeaseError(
                 f"Waited {time.monotonic() - started:.0f} s for another run to finish building "
                 f"the template of {base.display()} (held by "
                 f"{dialect.lock_holder(base, 'build') or 'an unknown session'}). If no run is "
@@ -865,7 +866,7 @@ def _choose_clone(target: Target) -> tuple[DatabaseURL, Lock, str | None]:
             break
         holders.append(f"{candidate.database} ({dialect.lock_holder(candidate, 'lease')})")
     else:
-        raise DbrewindError(
+        raise LeaseError(
             f"All {MAX_SLOTS} clones of {base.display()} are in use by other runs: "
             f"{'; '.join(holders[:3])}... Wait for them to finish, or end the runs that hang."
         )

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .._strategy import Strategy
-from ..exceptions import DbrewindError, DbrewindLeakWarning, DbrewindWarning
+from ..exceptions import (
+    DbrewindError,
+    DbrewindLeakWarning,
+    DbrewindWarning,
+    LeakError,
+    VerificationError,
+)
 from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES
 from .fixtures import data_dir, item_mark
 from .report import TestRecord
@@ -202,7 +208,13 @@ class Watch:
 def after_test(
     item: Any, state: PluginState, mark: Any, strategy: Strategy, watch: Watch | None = None
 ) -> None:
-    """Rewind every guarded database after ``item``; report leaks, failures, differences."""
+    """Rewind every guarded database after ``item``; report leaks, failures, differences.
+
+    Under strict mode a leak is a :class:`~dbrewind.exceptions.LeakError`, and under
+    ``--dbrewind-verify`` a difference from the baseline a
+    :class:`~dbrewind.exceptions.VerificationError`: the test fails with their
+    messages (the first is the failure's ``__cause__``).
+    """
     left = watch.settle(item, state) if watch is not None else []
     guarded = state.guarded()
     if not guarded:
@@ -248,9 +260,10 @@ def after_test(
     problems = list(failures[:1])
     if len(failures) > 1:
         problems.append(f"({len(failures) - 1} more database(s) failed the same way.)")
+    errors: list[DbrewindError] = []
     for message in left:
         if strict:
-            problems.append(message)
+            errors.append(LeakError(message))
         else:
             warnings.warn(DbrewindLeakWarning(message), stacklevel=1)
     if leaks:
@@ -261,18 +274,24 @@ def after_test(
             "needs real commits."
         )
         if strict:
-            problems.append(message)
+            errors.append(LeakError(message))
         else:
             warnings.warn(DbrewindLeakWarning(message), stacklevel=1)
     verify = state.verify if mark is None or mark.verify is None else mark.verify
     if verify:
-        problems += _verify(item, state)
+        try:
+            _verify(item, state)
+        except VerificationError as exc:
+            errors.append(exc)
+    problems += [str(error) for error in errors]
     if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+        failed = pytest.fail.Exception("\n".join(problems), pytrace=False)
+        raise failed from (errors[0] if errors else None)
 
 
-def _verify(item: Any, state: PluginState) -> list[str]:
-    """``--dbrewind-verify``: each database compared with its baseline, after the rewind."""
+def _verify(item: Any, state: PluginState) -> None:
+    """``--dbrewind-verify``: each database compared with its baseline, after the rewind;
+    :class:`~dbrewind.exceptions.VerificationError` naming every difference."""
     from ..provision.verify import Snapshot
 
     problems: list[str] = []
@@ -289,4 +308,5 @@ def _verify(item: Any, state: PluginState) -> list[str]:
             f"baseline after the rewind: {problem}"
             for problem in reference.compare(now)
         ]
-    return problems
+    if problems:
+        raise VerificationError("\n".join(problems))
