@@ -8,11 +8,13 @@ connections; the sandbox suites check them on the real drivers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from dbrewind import parse_url
 from dbrewind.dialects import OuterTransaction, SandboxOps, get_dialect
 from dbrewind.dialects.mysql import MySQLSandboxOps
 from dbrewind.dialects.postgresql import PostgreSQLSandboxOps
@@ -239,3 +241,55 @@ def test_the_base_is_a_database_without_surprises() -> None:
     assert run.statements == []
     assert ops.autocommit(SimpleNamespace(autocommit=True), None) is True
     assert ops.autocommit(SimpleNamespace(), None) is False
+
+
+# ------------------------------------------------------ names per database
+@pytest.mark.parametrize(
+    ("url", "base", "sibling"),
+    [
+        ("sqlite:///dir/app_test.db", "app_test", "dir/app_test_tmpl_1.db"),
+        ("sqlite:///app_test", "app_test", "app_test_tmpl_1"),
+        ("postgresql://u@h/app.test", "app.test", "app.test_tmpl_1"),
+        ("mysql://u@h/app_test", "app_test", "app_test_tmpl_1"),
+    ],
+)
+def test_base_names_and_siblings(url: str, base: str, sibling: str) -> None:
+    parsed = parse_url(url)
+    dialect = get_dialect(parsed.backend)
+    assert dialect.base_name(parsed) == base
+    assert dialect.sibling(parsed, f"{base}_tmpl_1").database == sibling
+    assert dialect.databases_are_files is (parsed.backend == "sqlite")
+
+
+def test_identities(tmp_path: Path) -> None:
+    db = tmp_path / "app_test.db"
+    sqlite = get_dialect("sqlite")
+    assert sqlite.identity(parse_url(f"sqlite:///{db}")) == ("sqlite", "", None, str(db))
+    assert sqlite.identity(parse_url(f"sqlite:///file:{db}?mode=rw&uri=true"))[3] == str(db)
+    assert sqlite.identity(parse_url("sqlite://")) == ("sqlite", "", None, ":memory:")
+    server = parse_url("postgresql://u@db.example:6543/app_test")
+    assert get_dialect("postgresql").identity(server) == (
+        "postgresql",
+        "db.example",
+        6543,
+        "app_test",
+    )
+    assert get_dialect("mysql").identity(parse_url("mysql://u@/app_test"))[1:3] == (
+        "localhost",
+        None,
+    )
+
+
+def test_urls_from_connect_arguments() -> None:
+    mysql = get_dialect("mysql").connect_params_url(
+        "", {"db": "app_test", "user": "u", "passwd": "p", "host": "h", "port": "3307"}
+    )
+    assert mysql.render_as_string(hide_password=False) == "mysql+pymysql://u:p@h:3307/app_test"
+    pg = get_dialect("postgresql")
+    assert (
+        str(pg.connect_params_url("app_test", {"user": "u"})) == "postgresql+psycopg://u@/app_test"
+    )
+    assert str(pg.connect_params_url("postgres://u@h/app_test", {"user": "x"})) == (
+        "postgresql+psycopg://u@h/app_test"
+    )
+    assert str(get_dialect("sqlite").connect_params_url("t.db", {"timeout": 5})) == "sqlite:///t.db"

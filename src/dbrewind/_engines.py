@@ -40,13 +40,15 @@ def make_engine(url: DatabaseURL, **options: Any) -> Engine:
     failover, a restart, an idle-connection reaper) is replaced, with every
     other one older than it, instead of failing the next test's first statement.
     """
+    from .dialects import get_dialect
+
     sync_url = url.sync_url()
     connect_args = _connect_defaults(url, sync_url)
     if url.is_memory:
         options.setdefault("poolclass", StaticPool)
         connect_args["check_same_thread"] = False
-    elif url.backend != "sqlite":
-        options.setdefault("pool_pre_ping", True)
+    elif not get_dialect(url.backend).databases_are_files:
+        options.setdefault("pool_pre_ping", True)  # a server may close a pooled connection
     options["connect_args"] = {**connect_args, **options.get("connect_args", {})}
     return translate_connect_errors(create_engine(sync_url, **options), url)
 

@@ -53,7 +53,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import peewee
-from sqlalchemy.engine import URL, make_url
 
 from ._sql import autocommit_setting, commits_implicitly, transaction_control
 from ._url import Backend, DatabaseURL, parse_url
@@ -126,23 +125,9 @@ def database_url(database: peewee.Database) -> DatabaseURL:
             f"The peewee database {database!r} is not initialised (deferred): call "
             "database.init(...) before entering the sandbox."
         )
-    backend = backend_of(database)
     params: dict[str, Any] = dict(database.connect_params)
-    name = str(database.database)
-    if backend == "sqlite":
-        return parse_url(URL.create("sqlite", database=name))
-    if backend == "postgresql" and name.startswith(("postgresql://", "postgres://")):
-        return parse_url(make_url(name).set(drivername="postgresql+psycopg"))
-    port = params.get("port")
-    url = URL.create(
-        "postgresql+psycopg" if backend == "postgresql" else "mysql+pymysql",
-        username=params.get("user"),
-        password=params.get("password", params.get("passwd")),
-        host=params.get("host"),
-        port=int(port) if port is not None else None,
-        database=name or params.get("dbname") or params.get("db"),
-    )
-    return parse_url(url)
+    dialect = get_dialect(backend_of(database))
+    return parse_url(dialect.connect_params_url(str(database.database), params))
 
 
 def tracking_rewinder(

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from .._url import Backend, DatabaseURL
@@ -589,6 +589,43 @@ class Dialect(ABC):
     #: Whether connecting to a database that does not exist creates it (SQLite
     #: makes an empty file): then :meth:`database_exists` is asked first.
     connect_creates_database: ClassVar[bool] = False
+
+    #: Whether a database is a file (SQLite) rather than a database on a server: no
+    #: server closes a connection while it waits in a pool.
+    databases_are_files: ClassVar[bool] = False
+
+    #: The URL scheme, with the synchronous driver dbrewind uses for its own work, of
+    #: the URLs :meth:`connect_params_url` builds.
+    url_scheme: ClassVar[str] = ""
+
+    def connect_params_url(self, database: str, params: Mapping[str, Any]) -> URL:
+        """The URL of the database a driver's connect arguments reach, as peewee's
+        database objects hold them: ``database`` (else the ``dbname`` or ``db``
+        argument), ``user``, ``password`` (or ``passwd``), ``host`` and ``port``."""
+        port = params.get("port")
+        return URL.create(
+            self.url_scheme,
+            username=params.get("user"),
+            password=params.get("password", params.get("passwd")),
+            host=params.get("host"),
+            port=int(port) if port is not None else None,
+            database=database or params.get("dbname") or params.get("db"),
+        )
+
+    def base_name(self, url: DatabaseURL) -> str:
+        """The name the lifecycle derives the names of ``url``'s templates and clones
+        from: the database's name (SQLite: the file's name without its suffix)."""
+        return url.database
+
+    def sibling(self, url: DatabaseURL, name: str) -> DatabaseURL:
+        """The database called ``name`` beside ``url``'s: on the same server, with the
+        same credentials (SQLite: a file in the same directory, with the same suffix)."""
+        return url.with_database(name)
+
+    def identity(self, url: DatabaseURL) -> tuple[str, str, int | None, str]:
+        """The full identity of the database ``url`` names: backend, host (default
+        ``localhost``), port, name (SQLite: the resolved file)."""
+        return (url.backend, url.url.host or "localhost", url.url.port, url.database)
 
     @abstractmethod
     def connected_database(self, conn: Connection) -> str:

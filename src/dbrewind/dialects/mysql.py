@@ -426,6 +426,7 @@ class MySQLDialect(Dialect):
 
     name = "mysql"
     sandbox = MySQLSandboxOps()
+    url_scheme = "mysql+pymysql"
     capabilities = Capabilities(
         transactional_ddl=False,
         statement_triggers=False,

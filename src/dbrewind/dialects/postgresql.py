@@ -77,7 +77,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import NullPool, event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from .._url import Backend, DatabaseURL
@@ -1033,6 +1033,7 @@ class PostgreSQLDialect(Dialect):
 
     name: ClassVar[Backend] = "postgresql"
     sandbox: ClassVar[SandboxOps] = PostgreSQLSandboxOps()
+    url_scheme: ClassVar[str] = "postgresql+psycopg"
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactional_ddl=True,
         statement_triggers=True,
@@ -1832,6 +1833,12 @@ $reset$;
             )
         ).scalar()
         return comment == CREATED_COMMENT
+
+    def connect_params_url(self, database: str, params: Mapping[str, Any]) -> URL:
+        """A ``database`` that is a connection URI (libpq takes one as the name) is the URL."""
+        if database.startswith(("postgresql://", "postgres://")):
+            return make_url(database).set(drivername=self.url_scheme)
+        return super().connect_params_url(database, params)
 
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """libpq waits forever for a server that never answers, asyncpg 60 s: 10 s,

@@ -73,9 +73,10 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import URL, Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
 from .._url import Backend, DatabaseURL
@@ -672,6 +673,30 @@ class SQLiteDialect(Dialect):
         _remove_files(_file_path(url))
 
     connect_creates_database: ClassVar[bool] = True
+    databases_are_files: ClassVar[bool] = True
+    url_scheme: ClassVar[str] = "sqlite"
+
+    def connect_params_url(self, database: str, params: Mapping[str, Any]) -> URL:
+        """The file ``database`` names: nothing else reaches a SQLite database."""
+        return URL.create(self.url_scheme, database=database)
+
+    def base_name(self, url: DatabaseURL) -> str:
+        """The file's name without its suffix: ``dir/app_test.db`` is ``app_test``."""
+        return Path(url.database).stem
+
+    def sibling(self, url: DatabaseURL, name: str) -> DatabaseURL:
+        """The file ``name`` plus the suffix of ``url``'s file, in its directory."""
+        path = Path(url.database)
+        return url.with_database(str(path.with_name(name + path.suffix)))
+
+    def identity(self, url: DatabaseURL) -> tuple[str, str, int | None, str]:
+        """The resolved path of the file (of a ``file:`` URI's too); ``:memory:``."""
+        if url.is_memory:
+            return ("sqlite", "", None, ":memory:")
+        path = url.database
+        if path.startswith("file:"):
+            path = path[len("file:") :].split("?", 1)[0]
+        return ("sqlite", "", None, str(Path(path).expanduser().resolve()))
 
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """Wait up to 30 s for another writer's lock (sqlite3's default is 5 s: too short

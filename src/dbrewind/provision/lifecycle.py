@@ -135,14 +135,7 @@ class Target:
 
 def identity(url: DatabaseURL) -> tuple[str, str, int | None, str]:
     """The full identity of a database: backend, host, port, name (SQLite: the resolved file)."""
-    if url.backend == "sqlite":
-        if url.is_memory:
-            return ("sqlite", "", None, ":memory:")
-        path = url.database
-        if path.startswith("file:"):
-            path = path[len("file:") :].split("?", 1)[0]
-        return ("sqlite", "", None, str(Path(path).expanduser().resolve()))
-    return (url.backend, url.url.host or "localhost", url.url.port, url.database)
+    return get_dialect(url.backend).identity(url)
 
 
 def holder_name() -> str:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 
 from .._url import DatabaseURL
+from ..dialects import get_dialect
 
 __all__ = [
     "MAX_SLOTS",
@@ -36,15 +36,12 @@ MAX_SLOTS = 32
 
 def stem(url: DatabaseURL) -> str:
     """The database's base name: the name, or a SQLite file's name without its suffix."""
-    return Path(url.database).stem if url.backend == "sqlite" else url.database
+    return get_dialect(url.backend).base_name(url)
 
 
 def sibling(url: DatabaseURL, name: str) -> DatabaseURL:
     """The database called ``name`` beside ``url``'s: same server, or same directory."""
-    if url.backend == "sqlite":
-        path = Path(url.database)
-        return url.with_database(str(path.with_name(name + path.suffix)))
-    return url.with_database(name)
+    return get_dialect(url.backend).sibling(url, name)
 
 
 def fit(base: str, suffix: str, limit: int) -> str:

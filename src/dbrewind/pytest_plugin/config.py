@@ -127,10 +127,10 @@ def derive_test_url(url: DatabaseURL) -> DatabaseURL:
     """
     if url.name_says_test():
         return url
-    if url.backend == "sqlite":
-        path = Path(url.database)
-        return url.with_database(str(path.with_name(f"{path.stem}_test{path.suffix}")))
-    return url.with_database(f"{url.database}_test")
+    from ..dialects import get_dialect
+
+    dialect = get_dialect(url.backend)
+    return dialect.sibling(url, f"{dialect.base_name(url)}_test")
 
 
 def _primary_url(config: pytest.Config) -> tuple[str, str] | None:
