@@ -1,13 +1,15 @@
-"""The rollback sandbox's per-database behaviour (``Dialect.sandbox``), without a server.
+"""What differs per database (``Dialect.sandbox``, names, URLs), checked without a server.
 
 The driver facts each dialect reads (PyMySQL's ``server_status``, psycopg's
 ``info.transaction_status``, asyncpg's ``is_in_transaction()``, sqlite3's
 ``in_transaction`` and ``isolation_level``) are checked on fake DB-API
-connections; the sandbox suites check them on the real drivers.
+connections; the sandbox suites check them on the real drivers. The last tests
+keep the rule that per-database knowledge lives in ``dbrewind.dialects``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -293,3 +295,58 @@ def test_urls_from_connect_arguments() -> None:
         "postgresql+psycopg://u@h/app_test"
     )
     assert str(get_dialect("sqlite").connect_params_url("t.db", {"timeout": 5})) == "sqlite:///t.db"
+
+
+# ------------------------------------------------- the rule, kept by a check
+SRC = Path(__file__).resolve().parents[1] / "src" / "dbrewind"
+_DRIVER_NAMES = (
+    "pysqlite|aiosqlite|psycopg|psycopg2|psycopg_async|asyncpg|pymysql|mysqldb|aiomysql|asyncmy"
+)
+BRANCH = re.compile(
+    r"(?:\bbackend\b|\.backend\b|backend_of\([^)]*\)|dialect\.name)\s*(?:==|!=|(?:not\s+)?in\s*\()"
+    r"|isinstance\([^,]+,\s*\w*Dialect\)"
+    rf"|[!=]=\s*[\"'](?:{_DRIVER_NAMES})[\"']"
+)
+"""A branch on the database (or its driver) by name: what ``dbrewind.dialects`` is for."""
+
+ALLOWED: dict[str, dict[str, str]] = {
+    "_url.py": {
+        'if self.backend == "sqlite" and not name:': (
+            "URL syntax: a SQLite URL without a path names an in-memory database"
+        ),
+        'if self.backend != "sqlite":': "URL syntax: only SQLite URLs can name memory",
+        'if self.backend == "sqlite":': "URL syntax: a SQLite URL's database is a file path",
+        'if backend != "sqlite" and not db_url.database:': (
+            "URL syntax: a server URL must name a database, a SQLite URL may name none"
+        ),
+        'if len(given) == 2 and given[1] == "psycopg":': (
+            "URL syntax: the driver part psycopg has an asyncio flavour of the same name"
+        ),
+    },
+}
+"""Branches outside ``dialects/`` that stay, by file and line, with the reason."""
+SPLITTER = "data.py"
+"""The SQL splitter's per-database syntax, being moved into ``dbrewind._sql``."""
+
+
+def test_no_branch_on_the_database_outside_dialects() -> None:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC).as_posix()
+        if relative.startswith(("dialects/", "_sql/")) or relative == SPLITTER:
+            continue
+        allowed = ALLOWED.get(relative, {})
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0] if '"#"' not in line else line
+            if BRANCH.search(code) and line.strip() not in allowed:
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, (
+        "per-database knowledge outside dbrewind.dialects (move it to the dialect, or "
+        "allow-list it in this test with the reason it is not):\n" + "\n".join(found)
+    )
+
+
+def test_the_allow_list_has_nothing_stale() -> None:
+    for relative, lines in ALLOWED.items():
+        text = {line.strip() for line in (SRC / relative).read_text().splitlines()}
+        assert set(lines) <= text, (relative, set(lines) - text)

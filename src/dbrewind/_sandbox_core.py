@@ -22,6 +22,10 @@ savepoints on a shared stack (:class:`SandboxState`):
   transaction still exists; an implicit commit raises
   :class:`~dbrewind.exceptions.SandboxBrokenError`.
 
+What differs per database (how the outer transaction begins, the driver's
+state that says it is intact, which errors abort it) is the dialect's
+:class:`~dbrewind.dialects.SandboxOps` (``Dialect.sandbox``).
+
 All work on the real connection is serialised: a reentrant thread lock for
 sync engines, a greenlet-aware lock for asyncio engines. An asyncio sandbox
 used from another thread (its own event loop) runs each operation on the

@@ -121,6 +121,8 @@ class DatabaseURL:
     def database(self) -> str:
         """The database (schema, file) name; ``":memory:"`` for in-memory SQLite."""
         name = self.url.database
+        # URL syntax, not database behaviour, as is every branch on the backend in this
+        # module: a SQLite URL without a path (``sqlite://``) names an in-memory database
         if self.backend == "sqlite" and not name:
             return ":memory:"
         return name or ""
@@ -128,6 +130,7 @@ class DatabaseURL:
     @property
     def is_memory(self) -> bool:
         """True for an in-memory SQLite database."""
+        # URL syntax: only a SQLite URL names memory (``:memory:``, ``mode=memory``)
         if self.backend != "sqlite":
             return False
         name = self.database
@@ -184,6 +187,7 @@ class DatabaseURL:
         if len(given) == 2 and given[1] in _ASYNC_ONLY_DRIVER_NAMES:
             check_driver(self)
             return self.url
+        # URL syntax: SQLAlchemy names psycopg's asyncio flavour ``psycopg_async``
         if len(given) == 2 and given[1] == "psycopg":
             return self.url.set(drivername=f"{given[0]}+psycopg_async")
         return self._with_driver(_ASYNC_DRIVERS[self.backend])
@@ -200,6 +204,8 @@ class DatabaseURL:
         if self.is_memory:
             return True
         name = self.database
+        # URL syntax: a SQLite URL's database is a file path (dbrewind.dialects imports
+        # this module, so it cannot ask the dialect's base_name, which says the same)
         if self.backend == "sqlite":
             name = PurePath(name).stem
         return is_test_name(name)
@@ -280,6 +286,7 @@ def parse_url(url: str | URL | DatabaseURL) -> DatabaseURL:
         )
     db_url = DatabaseURL(parsed, backend)
     check_driver(db_url)
+    # URL syntax: a server URL must name a database; a SQLite URL without one is in memory
     if backend != "sqlite" and not db_url.database:
         raise ConfigurationError(
             f"The URL {db_url.display()} names no database. Add one after the host, "
