@@ -251,12 +251,12 @@ def _errno(exc: DBAPIError) -> int | None:
     return None
 
 
-def _autocommit_engine(url: DatabaseURL) -> Engine:
-    """A short-lived engine of dbrewind's own, for creating and dropping databases."""
 _ASYNC_DRIVERS = ("aiomysql", "asyncmy")
 _DRIVERS = ("pymysql", "mysqldb", *_ASYNC_DRIVERS)
 
 
+def _autocommit_engine(url: DatabaseURL) -> Engine:
+    """A short-lived engine of dbrewind's own, for creating and dropping databases."""
     from .._engines import make_engine
 
     return make_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
@@ -1064,6 +1064,11 @@ class MySQLDialect(Dialect):
             return WrongServerError
         return super().connect_failure(error)
 
+    def connect_defaults(self, driver: str) -> dict[str, object]:
+        """A bounded wait for the TCP connect (aiomysql's default is 60 s): 10 s, unless
+        the URL says; :meth:`open_connection` bounds the greeting the same."""
+        return {"connect_timeout": CONNECT_TIMEOUT} if driver in _DRIVERS else {}
+
     def open_connection(
         self,
         driver: str,
@@ -1111,11 +1116,6 @@ class MySQLDialect(Dialect):
                 conn.execute(
                     text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :n"),
                     {"n": url.database},
-    def connect_defaults(self, driver: str) -> dict[str, object]:
-        """A bounded wait for the TCP connect (aiomysql's default is 60 s): 10 s, unless
-        the URL says; :meth:`open_connection` bounds the greeting the same."""
-        return {"connect_timeout": CONNECT_TIMEOUT} if driver in _DRIVERS else {}
-
                 ).first()
                 is not None
             )
