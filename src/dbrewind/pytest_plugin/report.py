@@ -42,7 +42,8 @@ class Stats:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tests": [[t.nodeid, t.strategy, t.seconds, list(t.tables)] for t in self.tests],
+            # plain str: execnet, which carries this from xdist workers, refuses an enum
+            "tests": [[t.nodeid, t.strategy.value, t.seconds, list(t.tables)] for t in self.tests],
             "prepare_seconds": self.prepare_seconds,
             "templates_built": self.templates_built,
             "templates_reused": self.templates_reused,
