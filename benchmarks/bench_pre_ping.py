@@ -29,8 +29,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from dbrewind import Rewinder
-from dbrewind._engines import make_engine
 from dbrewind._url import parse_url
+from dbrewind.dialects.engines import make_engine
 from dbrewind.sandbox import Sandbox
 
 __all__ = ["main"]

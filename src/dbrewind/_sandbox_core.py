@@ -213,8 +213,8 @@ class SandboxState:
         """The dbrewind error for a failed first connect of the engine, as its own engines give."""
         if not self.supported:
             return None
-        from ._engines import connect_error
         from ._url import DatabaseURL
+        from .dialects.engines import connect_error
 
         return connect_error(DatabaseURL(self.engine.url, self.backend), error)  # type: ignore[arg-type]
 

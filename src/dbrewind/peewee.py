@@ -291,7 +291,7 @@ class SavepointRouter:
 
 
 # ------------------------------------------------------------------- patching
-class Patches:
+class _Patches:
     """Instance attributes set on an object and reverted later, in reverse order."""
 
     _missing = object()
@@ -334,7 +334,7 @@ class SandboxOptions:
         #: What the safety net rewound after the last block, when writes escaped it.
         self.leaked: RewindResult | None = None
         self._router: SavepointRouter | None = None
-        self._patches = Patches()
+        self._patches = _Patches()
 
     def _take_safety_net(self) -> None:
         """Choose this block's safety net: the given Rewinder, the lifecycle's, or none."""

@@ -27,10 +27,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine import Dialect as SADialect
 from sqlalchemy.exc import DBAPIError
 
-from ._engines import make_engine
 from ._setups import SetupCallable, as_steps
 from ._url import DatabaseURL, parse_url
 from .dialects import Dialect, RewindResult, SchemaInfo, get_dialect
+from .dialects.engines import make_engine
 from .exceptions import (
     ConfigurationError,
     ConnectionFailedError,

@@ -196,7 +196,7 @@ def _fmt_cols(columns: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v!r}" for k, v in columns.items()) + "}"
 
 
-def check_has(
+def _check_has(
     session: Session, target: TableRef, columns: Mapping[str, Any], cache: dict[str, Table]
 ) -> str | None:
     """None when a row of ``target`` matches ``columns``; else a message with the closest rows."""
@@ -234,7 +234,7 @@ def check_has(
     )
 
 
-def check_missing(
+def _check_missing(
     session: Session, target: TableRef, columns: Mapping[str, Any], cache: dict[str, Table]
 ) -> str | None:
     """None when no row of ``target`` matches ``columns``; else a message showing the matches."""
@@ -251,7 +251,7 @@ def check_missing(
     )
 
 
-def check_count(
+def _check_count(
     session: Session,
     target: TableRef,
     expected: int,
@@ -312,7 +312,7 @@ def _identity(session: Session, instance: object) -> _Identity:
     )
 
 
-def check_model_exists(session: Session, instance: object, *, expect: bool) -> str | None:
+def _check_model_exists(session: Session, instance: object, *, expect: bool) -> str | None:
     """None when the instance's row exists (``expect``) or is gone (not ``expect``)."""
     ident = _identity(session, instance)
     stmt = select(func.count()).select_from(ident.source).where(*ident.conds)
@@ -324,7 +324,7 @@ def check_model_exists(session: Session, instance: object, *, expect: bool) -> s
     return f"Expected {ident.label} to be missing, but its row is still in {ident.table_name!r}."
 
 
-def check_soft_deleted(
+def _check_soft_deleted(
     session: Session, instance: object, column: str, *, expect: bool
 ) -> str | None:
     """None when the row's ``column`` is non-NULL (``expect``) or NULL (not ``expect``)."""
@@ -358,14 +358,14 @@ def check_soft_deleted(
     return f"Expected {ident.label} not to be soft-deleted, but {column} is {value!r}."
 
 
-def seed_all(session: Session, instances: Sequence[T]) -> list[T]:
+def _seed_all(session: Session, instances: Sequence[T]) -> list[T]:
     """Add ``instances`` to the session and flush, so they have ids and rows."""
     session.add_all(instances)
     session.flush()
     return list(instances)
 
 
-def refresh_one(session: Session, instance: T) -> T:
+def _refresh_one(session: Session, instance: T) -> T:
     """Flush pending changes, then reload ``instance``'s attributes from its row."""
     _flush(session)
     session.refresh(instance)
@@ -505,22 +505,22 @@ class SyncDatabaseAssertions(DatabaseAssertions):
 
     def seed(self, instances: Iterable[T]) -> list[T]:
         """Add the model instances to the session and flush; returns them, with their ids."""
-        return seed_all(self.session, _as_list(instances))
+        return _seed_all(self.session, _as_list(instances))
 
     def refresh(self, instance: T) -> T:
         """Reload ``instance`` from its row (after flushing pending changes); returns it."""
-        return refresh_one(self.session, instance)
+        return _refresh_one(self.session, instance)
 
     def assert_database_has(self, table: TableRef, columns: Mapping[str, Any]) -> None:
         """Fail unless a row of ``table`` has all of ``columns``; shows the closest rows."""
         __tracebackhide__ = True
-        if (msg := check_has(self.session, table, columns, self._tables)) is not None:
+        if (msg := _check_has(self.session, table, columns, self._tables)) is not None:
             raise AssertionError(msg)
 
     def assert_database_missing(self, table: TableRef, columns: Mapping[str, Any]) -> None:
         """Fail when some row of ``table`` has all of ``columns``; shows those rows."""
         __tracebackhide__ = True
-        if (msg := check_missing(self.session, table, columns, self._tables)) is not None:
+        if (msg := _check_missing(self.session, table, columns, self._tables)) is not None:
             raise AssertionError(msg)
 
     def assert_database_count(
@@ -528,38 +528,38 @@ class SyncDatabaseAssertions(DatabaseAssertions):
     ) -> None:
         """Fail unless ``table`` has exactly ``count`` rows (those matching ``where``)."""
         __tracebackhide__ = True
-        if (msg := check_count(self.session, table, count, where, self._tables)) is not None:
+        if (msg := _check_count(self.session, table, count, where, self._tables)) is not None:
             raise AssertionError(msg)
 
     def assert_database_empty(self, table: TableRef) -> None:
         """Fail unless ``table`` has no rows; shows the first rows found."""
         __tracebackhide__ = True
-        if (msg := check_count(self.session, table, 0, None, self._tables)) is not None:
+        if (msg := _check_count(self.session, table, 0, None, self._tables)) is not None:
             raise AssertionError(msg)
 
     def assert_model_exists(self, instance: object) -> None:
         """Fail unless the row with ``instance``'s primary key exists."""
         __tracebackhide__ = True
-        if (msg := check_model_exists(self.session, instance, expect=True)) is not None:
+        if (msg := _check_model_exists(self.session, instance, expect=True)) is not None:
             raise AssertionError(msg)
 
     def assert_model_missing(self, instance: object) -> None:
         """Fail when the row with ``instance``'s primary key still exists."""
         __tracebackhide__ = True
-        if (msg := check_model_exists(self.session, instance, expect=False)) is not None:
+        if (msg := _check_model_exists(self.session, instance, expect=False)) is not None:
             raise AssertionError(msg)
 
     def assert_soft_deleted(self, instance: object, column: str = "deleted_at") -> None:
         """Fail unless ``instance``'s row exists with ``column`` not NULL."""
         __tracebackhide__ = True
-        msg = check_soft_deleted(self.session, instance, column, expect=True)
+        msg = _check_soft_deleted(self.session, instance, column, expect=True)
         if msg is not None:
             raise AssertionError(msg)
 
     def assert_not_soft_deleted(self, instance: object, column: str = "deleted_at") -> None:
         """Fail unless ``instance``'s row exists with ``column`` NULL."""
         __tracebackhide__ = True
-        msg = check_soft_deleted(self.session, instance, column, expect=False)
+        msg = _check_soft_deleted(self.session, instance, column, expect=False)
         if msg is not None:
             raise AssertionError(msg)
 
@@ -598,53 +598,53 @@ class AsyncDatabaseAssertions(DatabaseAssertions):
 
     async def seed(self, instances: Iterable[T]) -> list[T]:
         """Add the model instances to the session and flush; returns them, with their ids."""
-        return await self._run(seed_all, _as_list(instances))
+        return await self._run(_seed_all, _as_list(instances))
 
     async def refresh(self, instance: T) -> T:
         """Reload ``instance`` from its row (after flushing pending changes); returns it."""
-        return await self._run(refresh_one, instance)
+        return await self._run(_refresh_one, instance)
 
     async def assert_database_has(self, table: TableRef, columns: Mapping[str, Any]) -> None:
         """Fail unless a row of ``table`` has all of ``columns``; shows the closest rows."""
         __tracebackhide__ = True
-        await self._check(check_has, table, columns, self._tables)
+        await self._check(_check_has, table, columns, self._tables)
 
     async def assert_database_missing(self, table: TableRef, columns: Mapping[str, Any]) -> None:
         """Fail when some row of ``table`` has all of ``columns``; shows those rows."""
         __tracebackhide__ = True
-        await self._check(check_missing, table, columns, self._tables)
+        await self._check(_check_missing, table, columns, self._tables)
 
     async def assert_database_count(
         self, table: TableRef, count: int, where: Mapping[str, Any] | None = None
     ) -> None:
         """Fail unless ``table`` has exactly ``count`` rows (those matching ``where``)."""
         __tracebackhide__ = True
-        await self._check(check_count, table, count, where, self._tables)
+        await self._check(_check_count, table, count, where, self._tables)
 
     async def assert_database_empty(self, table: TableRef) -> None:
         """Fail unless ``table`` has no rows; shows the first rows found."""
         __tracebackhide__ = True
-        await self._check(check_count, table, 0, None, self._tables)
+        await self._check(_check_count, table, 0, None, self._tables)
 
     async def assert_model_exists(self, instance: object) -> None:
         """Fail unless the row with ``instance``'s primary key exists."""
         __tracebackhide__ = True
-        await self._check(check_model_exists, instance, expect=True)
+        await self._check(_check_model_exists, instance, expect=True)
 
     async def assert_model_missing(self, instance: object) -> None:
         """Fail when the row with ``instance``'s primary key still exists."""
         __tracebackhide__ = True
-        await self._check(check_model_exists, instance, expect=False)
+        await self._check(_check_model_exists, instance, expect=False)
 
     async def assert_soft_deleted(self, instance: object, column: str = "deleted_at") -> None:
         """Fail unless ``instance``'s row exists with ``column`` not NULL."""
         __tracebackhide__ = True
-        await self._check(check_soft_deleted, instance, column, expect=True)
+        await self._check(_check_soft_deleted, instance, column, expect=True)
 
     async def assert_not_soft_deleted(self, instance: object, column: str = "deleted_at") -> None:
         """Fail unless ``instance``'s row exists with ``column`` NULL."""
         __tracebackhide__ = True
-        await self._check(check_soft_deleted, instance, column, expect=False)
+        await self._check(_check_soft_deleted, instance, column, expect=False)
 
     def assert_num_queries(self, count: int) -> QueryCounter:
         """An ``async with`` block that fails unless exactly ``count`` statements ran in it."""

@@ -269,9 +269,9 @@ def server_connection(engine: Engine, server: str, url: DatabaseURL) -> Iterator
 
     A failed connect becomes a :class:`~dbrewind.exceptions.ConnectionFailedError`
     naming ``server`` (e.g. "PostgreSQL server") and the URL, with what to check
-    (:func:`dbrewind._engines.connect_error`); another refusal a :class:`DbrewindError`.
+    (:func:`dbrewind.dialects.engines.connect_error`); another refusal a :class:`DbrewindError`.
     """
-    from .._engines import connect_error
+    from .engines import connect_error
 
     try:
         try:
@@ -431,7 +431,7 @@ class Dialect(ABC):
 
         The kind of :class:`~dbrewind.exceptions.ConnectionFailedError` to raise
         instead, or None when ``error`` says nothing about the connection (it then
-        propagates as it is). Called only by :func:`dbrewind._engines.connect_error`.
+        propagates as it is). Called only by :func:`dbrewind.dialects.engines.connect_error`.
         This base reads the operating system's errors (refused, unknown host,
         timed out); each server dialect adds its driver's codes and messages.
         """
@@ -581,7 +581,7 @@ class Dialect(ABC):
         A dialect overrides this to bound a wait its driver leaves unbounded, to give
         the driver a URL option in the type it needs, or to check at once what the
         driver only finds out on the first statement. Called only by
-        :func:`dbrewind._engines.translate_connect_errors`, whose caller turns what
+        :func:`dbrewind.dialects.engines.translate_connect_errors`, whose caller turns what
         this raises into a :class:`~dbrewind.exceptions.ConnectionFailedError`.
         """
         return connect(*cargs, **cparams)

@@ -257,7 +257,7 @@ _DRIVERS = ("pymysql", "mysqldb", *_ASYNC_DRIVERS)
 
 def _autocommit_engine(url: DatabaseURL) -> Engine:
     """A short-lived engine of dbrewind's own, for creating and dropping databases."""
-    from .._engines import make_engine
+    from .engines import make_engine
 
     return make_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
 

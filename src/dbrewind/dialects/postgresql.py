@@ -1638,7 +1638,7 @@ $reset$;
 
     # ---------------------------------------------------------------- databases
     def _server(self, url: DatabaseURL, application_name: str = "dbrewind") -> Engine:
-        from .._engines import make_engine
+        from .engines import make_engine
 
         return make_engine(
             url.with_database("postgres"),

@@ -6,14 +6,14 @@ their databases here; none keeps a registry of its own. See
 :mod:`.lifecycle` for the modes (clone, in place, adopt), leases, checks
 and baseline layers; :mod:`.naming` for template and clone names;
 :mod:`.fingerprint` for what decides a template is still right. The one
-engine factory and the one reading of setups (``dbrewind._engines``,
+engine factory and the one reading of setups (``dbrewind.dialects.engines``,
 ``dbrewind._setups``) sit below the Rewinder, which uses them too.
 """
 
 from __future__ import annotations
 
-from .._engines import make_async_engine, make_engine
 from .._setups import SetupCallable, as_steps
+from ..dialects.engines import make_async_engine, make_engine
 from .lifecycle import (
     Database,
     Target,

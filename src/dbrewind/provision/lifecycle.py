@@ -52,10 +52,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from .._context import notify
-from .._engines import make_async_engine, make_engine
 from .._setups import SetupCallable
 from .._url import DatabaseURL, parse_url
 from ..dialects import Dialect, Installation, Lock, RewindResult, get_dialect
+from ..dialects.engines import make_async_engine, make_engine
 from ..exceptions import (
     DbrewindError,
     LeaseError,

@@ -17,8 +17,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from ._url import DatabaseURL
-from .exceptions import ConnectionFailedError, DbrewindError, DriverNotInstalledError
+from .._url import DatabaseURL
+from ..exceptions import ConnectionFailedError, DbrewindError, DriverNotInstalledError
+from . import get_dialect
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,8 +41,6 @@ def make_engine(url: DatabaseURL, **options: Any) -> Engine:
     failover, a restart, an idle-connection reaper) is replaced, with every
     other one older than it, instead of failing the next test's first statement.
     """
-    from .dialects import get_dialect
-
     sync_url = url.sync_url()
     connect_args = _connect_defaults(url, sync_url)
     if url.is_memory:
@@ -75,8 +74,6 @@ def make_async_engine(url: DatabaseURL, *, pooled: bool = False) -> AsyncEngine:
 
 def _connect_defaults(url: DatabaseURL, driver_url: URL) -> dict[str, object]:
     """The dialect's connect arguments for ``driver_url``'s driver that its query leaves unset."""
-    from .dialects import get_dialect
-
     defaults = get_dialect(url.backend).connect_defaults(driver_url.get_driver_name())
     return {key: value for key, value in defaults.items() if key not in driver_url.query}
 
@@ -96,8 +93,6 @@ def connect_error(
     """
     if isinstance(error, DbrewindError):
         return None
-    from .dialects import get_dialect
-
     driver_error = getattr(error, "orig", None) or error
     kind = get_dialect(url.backend).connect_failure(driver_error)
     if kind is None:
@@ -115,8 +110,6 @@ def translate_connect_errors(engine: Engine, url: DatabaseURL) -> Engine:
     """Make ``engine`` open its connections through the dialect's
     :meth:`~dbrewind.dialects.Dialect.open_connection` and raise :func:`connect_error`'s
     errors when a connect fails; returns it."""
-
-    from .dialects import get_dialect
 
     ours = get_dialect(url.backend)
 
