@@ -8,7 +8,7 @@ after each fault checks that it starts from the baseline, the run's summary
 must say what dbrewind did, and after the run the database is compared with
 its baseline (rows, counters, tracking). A lock wait the rewind exceeds is in
 the test faults' module (a transaction left open); the Rewinder's own test of
-it is in ``tests/test_rewinder.py``.
+it is in ``tests/clean/test_rewinder.py``.
 """
 
 from __future__ import annotations

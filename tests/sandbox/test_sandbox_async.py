@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool, StaticPool
+from test_sandbox import committed_users, create_schema, order, user
 
 from conftest import drop_database as drop_db
 from conftest import make_database, require_backend
 from dbrewind import Rewinder, RewindResult
 from dbrewind.exceptions import SandboxBrokenError, SandboxError
 from dbrewind.sandbox import AsyncSandbox
-from test_sandbox import committed_users, create_schema, order, user
 
 DRIVERS = [
     pytest.param(("sqlite", "aiosqlite"), id="sqlite-aiosqlite"),

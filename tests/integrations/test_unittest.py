@@ -21,7 +21,7 @@ from dbrewind.dialects import get_dialect
 
 __all__: list[str] = []
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 metadata = MetaData()
 people = Table(

@@ -66,7 +66,7 @@ def test_sandbox_state_is_the_sandbox_machinerys_state() -> None:
 
 # ------------------------------------------------------------- the error tree
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "dbrewind"
+SRC = Path(__file__).resolve().parents[2] / "src" / "dbrewind"
 
 
 def _made_in_src() -> set[str]:

@@ -13,7 +13,7 @@ from dbrewind import Strategy
 from dbrewind.cli import _bench_json
 from dbrewind.pytest_plugin import report
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 NAMES = {strategy.value for strategy in Strategy}
 
 

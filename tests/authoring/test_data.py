@@ -30,7 +30,7 @@ from dbrewind.exceptions import DataLoadError
 
 __all__: list[str] = []
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 LONG = "line_items_with_a_rather_long_name_that_goes_on_and_on_and_o"
 assert len(LONG) == 60
 

@@ -298,7 +298,7 @@ def test_urls_from_connect_arguments() -> None:
 
 
 # ------------------------------------------------- the rule, kept by a check
-SRC = Path(__file__).resolve().parents[1] / "src" / "dbrewind"
+SRC = Path(__file__).resolve().parents[2] / "src" / "dbrewind"
 _DRIVER_NAMES = (
     "pysqlite|aiosqlite|psycopg|psycopg2|psycopg_async|asyncpg|pymysql|mysqldb|aiomysql|asyncmy"
 )
