@@ -24,8 +24,10 @@ statements through ``database.execute_sql``. On PostgreSQL every statement
 runs under its own savepoint, so a failing statement is undone alone and the
 transaction stays usable (MySQL and SQLite undo a failing statement by
 themselves). Statements that would end the outer transaction behind dbrewind's
-back (MySQL DDL and ``TRUNCATE``, which commit implicitly; two-phase commit)
-are refused with :class:`~dbrewind.exceptions.SandboxError`.
+back are refused: MySQL DDL, ``TRUNCATE`` and the other statements that commit
+implicitly, and a change of autocommit, with
+:class:`~dbrewind.exceptions.SandboxBrokenError` (as the SQLAlchemy sandbox
+refuses them); two-phase commit with :class:`~dbrewind.exceptions.SandboxError`.
 
 The safety net: the database is taken up through :mod:`dbrewind.provision`
 (the pytest plugin's own when the URL is its): tracking is checked against
@@ -58,7 +60,7 @@ from ._sql import autocommit_setting, commits_implicitly, transaction_control
 from ._url import Backend, DatabaseURL, parse_url
 from .dialects import RewindResult, get_dialect
 from .dialects._syntax import syntax_for
-from .exceptions import ConfigurationError, SandboxError
+from .exceptions import ConfigurationError, SandboxBrokenError, SandboxError
 from .rewinder import Rewinder
 
 if TYPE_CHECKING:
@@ -224,9 +226,11 @@ class SavepointRouter:
         name = self.quote(self.STATEMENT_SAVEPOINT)
         return (f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}")
 
-    def _refuse(self, sql: str, why: str, fix: str) -> SandboxError:
+    def _refuse(
+        self, sql: str, why: str, fix: str, kind: type[SandboxError] = SandboxError
+    ) -> SandboxError:
         shown = " ".join(sql.split())[:80]
-        return SandboxError(f"dbrewind's sandbox on {self.where} refused {shown!r}: {why} {fix}")
+        return kind(f"dbrewind's sandbox on {self.where} refused {shown!r}: {why} {fix}")
 
     def _open(self) -> str:
         self._counter += 1
@@ -273,6 +277,7 @@ class SavepointRouter:
                 sql,
                 "changing autocommit would commit the test's outer transaction.",
                 "Use database.atomic() for a transaction instead.",
+                SandboxBrokenError,
             )
         if commits_implicitly(sql, self.syntax):
             raise self._refuse(
@@ -282,6 +287,7 @@ class SavepointRouter:
                 "Create tables before entering the sandbox, use "
                 "Model.delete() instead of TRUNCATE, or test this code with dbrewind's "
                 "clean strategy.",
+                SandboxBrokenError,
             )
         return Route("run")
 

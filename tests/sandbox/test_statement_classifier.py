@@ -31,7 +31,7 @@ from dbrewind._sql import (
     transaction_control,
 )
 from dbrewind.dialects._syntax import MYSQL, PORTABLE, POSTGRESQL, SQLITE, syntax_for
-from dbrewind.exceptions import ConfigurationError, SandboxError
+from dbrewind.exceptions import ConfigurationError, SandboxBrokenError, SandboxError
 from dbrewind.peewee import SavepointRouter
 from dbrewind.sandbox import Sandbox
 
@@ -379,9 +379,11 @@ def test_both_sandboxes_give_the_same_outcome_on_mysql(
         "peewee": peewee_outcome(db_url, statement),
         "peewee_async": peewee_async_outcome(db_url, statement),
     }
+    kinds = {which: type(error) for which, error in outcomes.items()}
+    assert len(set(kinds.values())) == 1, kinds  # the same error class from each sandbox
     for which, error in outcomes.items():
         if refused:
-            assert isinstance(error, SandboxError), f"{which} ran {statement!r}"
+            assert isinstance(error, SandboxBrokenError), f"{which} ran {statement!r}"
             assert statement in str(error), f"{which}: {error}"
         else:
             assert error is None, f"{which}: {error}"
