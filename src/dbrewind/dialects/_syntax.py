@@ -1,7 +1,7 @@
 """How each database writes SQL, as far as splitting scripts and classifying statements needs.
 
-Plain data, no imports from the rest of dbrewind: :mod:`dbrewind._sql` takes a
-:class:`SqlSyntax` and holds no knowledge of any one database itself.
+Plain data (it imports only the table of backend names): :mod:`dbrewind._sql`
+takes a :class:`SqlSyntax` and holds no knowledge of any one database itself.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .._backends import Backend, backend_named
 
 __all__ = [
     "MYSQL",
@@ -120,9 +122,15 @@ PORTABLE = SqlSyntax(
 """A script for no database in particular: backticks, backslash escapes in
 ``'..'``, dollar quoting and ``DELIMITER`` lines are all understood."""
 
-_BY_BACKEND = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "mysql": MYSQL, "mariadb": MYSQL}
+_BY_BACKEND: dict[Backend, SqlSyntax] = {
+    "sqlite": SQLITE,
+    "postgresql": POSTGRESQL,
+    "mysql": MYSQL,
+}
 
 
 def syntax_for(backend: str) -> SqlSyntax:
-    """The syntax of ``backend`` (a backend or SQLAlchemy dialect name); standard SQL otherwise."""
-    return _BY_BACKEND.get(backend.lower(), STANDARD)
+    """The syntax of ``backend`` (any name :func:`~dbrewind._backends.backend_named`
+    knows: a backend, a URL scheme, a SQLAlchemy dialect name); standard SQL otherwise."""
+    known = backend_named(backend)
+    return STANDARD if known is None else _BY_BACKEND[known]
