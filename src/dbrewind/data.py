@@ -59,9 +59,12 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
+from ._backends import Backend, backend_named
 from ._graph import children_first
 from ._sql import split
+from .dialects import Dialect, get_dialect
 from .dialects._syntax import syntax_for
+from .dialects.base import LoadedColumn
 from .exceptions import DataLoadError
 
 if TYPE_CHECKING:
@@ -368,9 +371,16 @@ def _insert_batch(conn: Connection, batch: Sequence[_TableData], result: LoadRes
             if data.name == key:
                 loaded += _insert_rows(conn, target, data)
         result.rows[key] = result.rows.get(key, 0) + loaded
-        if _backend(conn) == "postgresql":
-            given = {c for data in batch if data.name == key for row in data.rows for c in row}
-            _advance_sequences(conn, target, given)
+        given = {c for data in batch if data.name == key for row in data.rows for c in row}
+        _dialect(conn).advance_sequences(
+            conn,
+            _qualified(conn, target.schema, target.name),
+            [
+                LoadedColumn(c, _quote(conn, c), info)
+                for c, info in target.columns.items()
+                if c in given
+            ],
+        )
 
 
 def _insert_rows(conn: Connection, target: _Target, data: _TableData) -> int:
@@ -390,25 +400,17 @@ def _insert_rows(conn: Connection, target: _Target, data: _TableData) -> int:
         values = [_convert_row(row, columns, target, data.csv) for row in group]
         count += len(values)
         if not columns:
-            stmt = _default_values_insert(conn, table_sql)
+            stmt = _dialect(conn).insert_defaults_sql(table_sql)
             for _ in values:
                 _execute_insert(conn, stmt, None, data)
             continue
         column_sql = ", ".join(_quote(conn, c) for c in columns)
         binds = ", ".join(f":p{i}" for i in range(len(columns)))
-        overriding = ""
-        if target.identity_always and _backend(conn) == "postgresql":
-            overriding = " OVERRIDING SYSTEM VALUE"
+        overriding = _dialect(conn).identity_override() if target.identity_always else ""
         stmt = f"INSERT INTO {table_sql} ({column_sql}){overriding} VALUES ({binds})"
         params = [{f"p{i}": row[i] for i in range(len(columns))} for row in values]
         _execute_insert(conn, stmt, params, data)
     return count
-
-
-def _default_values_insert(conn: Connection, table_sql: str) -> str:
-    if _backend(conn) == "mysql":
-        return f"INSERT INTO {table_sql} () VALUES ()"
-    return f"INSERT INTO {table_sql} DEFAULT VALUES"
 
 
 def _execute_insert(
@@ -461,31 +463,19 @@ def _convert(value: Any, column_type: Any, from_csv: bool) -> Any:
     return value
 
 
-def _advance_sequences(conn: Connection, target: _Target, given: set[str]) -> None:
-    """PostgreSQL: move the sequences behind ``given`` columns past the loaded values."""
-    table_sql = _qualified(conn, target.schema, target.name)
-    for column in target.columns:
-        if column not in given:
-            continue
-        info = target.columns[column]
-        if not isinstance(info["type"], sqltypes.Integer):
-            continue
-        if not info.get("identity") and "nextval(" not in str(info.get("default") or ""):
-            continue  # no sequence behind this column
-        col_sql = _quote(conn, column)
-        conn.execute(
-            text(
-                "SELECT setval(pg_get_serial_sequence(:table, :column), "
-                f"COALESCE(MAX({col_sql}), 1), MAX({col_sql}) IS NOT NULL) FROM {table_sql}"
-            ),
-            {"table": table_sql.replace("\\:", ":"), "column": column},
-        )
-
-
 # --------------------------------------------------------------------------- helpers
-def _backend(conn: Connection) -> str:
-    name = conn.dialect.name
-    return "mysql" if name in ("mysql", "mariadb") else name
+def _backend(conn: Connection) -> Backend:
+    backend = backend_named(conn.dialect.name)
+    if backend is None:
+        raise DataLoadError(
+            f"Test data cannot be loaded into a {conn.dialect.name!r} database: dbrewind "
+            "supports sqlite, postgresql and mysql/mariadb."
+        )
+    return backend
+
+
+def _dialect(conn: Connection) -> Dialect:
+    return get_dialect(_backend(conn))
 
 
 def _quote(conn: Connection, name: str) -> str:

@@ -325,15 +325,13 @@ ALLOWED: dict[str, dict[str, str]] = {
     },
 }
 """Branches outside ``dialects/`` that stay, by file and line, with the reason."""
-SPLITTER = "data.py"
-"""The SQL splitter's per-database syntax, being moved into ``dbrewind._sql``."""
 
 
 def test_no_branch_on_the_database_outside_dialects() -> None:
     found = []
     for path in sorted(SRC.rglob("*.py")):
         relative = path.relative_to(SRC).as_posix()
-        if relative.startswith(("dialects/", "_sql/")) or relative == SPLITTER:
+        if relative.startswith(("dialects/", "_sql/")):
             continue
         allowed = ALLOWED.get(relative, {})
         for number, line in enumerate(path.read_text().splitlines(), 1):

@@ -42,6 +42,7 @@ __all__ = [
     "Dialect",
     "ForeignKey",
     "Installation",
+    "LoadedColumn",
     "Lock",
     "OuterTransaction",
     "RewindResult",
@@ -399,6 +400,17 @@ class SandboxOps:
         return False
 
 
+@dataclass(frozen=True)
+class LoadedColumn:
+    """A column test data gave values for (:meth:`Dialect.advance_sequences`)."""
+
+    name: str
+    sql: str
+    """The name quoted for a :func:`~sqlalchemy.text` statement."""
+    info: Mapping[str, Any]
+    """SQLAlchemy's inspector column info (``type``, ``default``, ``identity``)."""
+
+
 class Dialect(ABC):
     """One database's SQL for dbrewind, for one :class:`~dbrewind.Rewinder`.
 
@@ -562,6 +574,23 @@ class Dialect(ABC):
     @abstractmethod
     def created_by_dbrewind(self, conn: Connection) -> bool:
         """Whether the connected database carries dbrewind's creation mark."""
+
+    # --------------------------------------------------------------- test data
+    def insert_defaults_sql(self, table_sql: str) -> str:
+        """An INSERT of one row that takes every column's default (``table_sql`` quoted)."""
+        return f"INSERT INTO {table_sql} DEFAULT VALUES"
+
+    def identity_override(self) -> str:
+        """What an INSERT giving values for an always-generated identity column needs
+        between its column list and ``VALUES`` (``""``: nothing)."""
+        return ""
+
+    def advance_sequences(  # noqa: B027 - a hook most databases need nothing from
+        self, conn: Connection, table_sql: str, columns: Sequence[LoadedColumn]
+    ) -> None:
+        """After rows were inserted into ``table_sql`` with explicit values for
+        ``columns``, move the counters behind them past the largest value. Nothing
+        here: MySQL and SQLite move their counters themselves."""
 
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """Connect arguments dbrewind's engines use unless the URL's query sets them:

@@ -1064,6 +1064,10 @@ class MySQLDialect(Dialect):
             return WrongServerError
         return super().connect_failure(error)
 
+    def insert_defaults_sql(self, table_sql: str) -> str:
+        """``INSERT INTO t () VALUES ()``: MySQL has no ``DEFAULT VALUES``."""
+        return f"INSERT INTO {table_sql} () VALUES ()"
+
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """A bounded wait for the TCP connect (aiomysql's default is 60 s): 10 s, unless
         the URL says; :meth:`open_connection` bounds the greeting the same."""

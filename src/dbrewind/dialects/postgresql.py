@@ -77,6 +77,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import NullPool, event, text
+from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -103,6 +104,7 @@ from .base import (
     Dialect,
     ForeignKey,
     Installation,
+    LoadedColumn,
     Lock,
     RewindResult,
     SandboxOps,
@@ -1839,6 +1841,30 @@ $reset$;
         if database.startswith(("postgresql://", "postgres://")):
             return make_url(database).set(drivername=self.url_scheme)
         return super().connect_params_url(database, params)
+
+    def identity_override(self) -> str:
+        """``OVERRIDING SYSTEM VALUE``: a ``GENERATED ALWAYS`` column refuses values otherwise."""
+        return " OVERRIDING SYSTEM VALUE"
+
+    def advance_sequences(
+        self, conn: Connection, table_sql: str, columns: Sequence[LoadedColumn]
+    ) -> None:
+        """``setval`` each integer column's sequence (identity or ``nextval`` default)
+        to the table's largest value, so the next generated one does not collide."""
+        for column in columns:
+            info = column.info
+            if not isinstance(info["type"], sqltypes.Integer):
+                continue
+            if not info.get("identity") and "nextval(" not in str(info.get("default") or ""):
+                continue  # no sequence behind this column
+            col_sql = column.sql
+            conn.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence(:table, :column), "
+                    f"COALESCE(MAX({col_sql}), 1), MAX({col_sql}) IS NOT NULL) FROM {table_sql}"
+                ),
+                {"table": table_sql.replace("\\:", ":"), "column": column.name},
+            )
 
     def connect_defaults(self, driver: str) -> dict[str, object]:
         """libpq waits forever for a server that never answers, asyncpg 60 s: 10 s,
