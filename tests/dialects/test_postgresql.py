@@ -945,7 +945,7 @@ def test_rewinds_vacuum_the_dead_rows_they_leave(
     db_url: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rewound tables do not bloat: dbrewind vacuums them (and its marks) when due."""
-    import dbrewind.dialects.postgresql.dialect as pg
+    import dbrewind.dialects.postgresql.rewind as pg
 
     monkeypatch.setattr(pg, "VACUUM_AFTER", 40)
     rewinder = prepared(

@@ -62,12 +62,28 @@ Everything dbrewind installs lives in its own schema, ``dbrewind``:
 Locks (:meth:`PostgreSQLDialect.acquire_lock`) are session-level advisory
 locks ``pg_try_advisory_lock(ns, key)`` held on a connection of their own to
 the server's ``postgres`` database; nothing is installed for them.
+
+The package, by concern:
+
+``_sql``       the names of dbrewind's objects, SQL quoting, running generated
+               SQL, and reading the ``.sql`` files (their placeholders)
+``tracking``   what the installation runs, rendered as SQL (pure functions;
+               the static SQL is in ``install.sql``, ``mark.sql``,
+               ``lifecycle.sql``, ``rewind.sql`` and ``mark_ddl.sql``)
+``catalog``    the catalog queries: the user's tables, the facts an install
+               needs, the installation's state
+``rewind``     calling the rewind and the baseline layers, and vacuuming
+``databases``  advisory locks, and asyncpg's connect options
+``errors``     what the server's errors mean
+``sandbox``    :class:`PostgreSQLSandboxOps`, the rollback sandbox's specifics
+``dialect``    :class:`PostgreSQLDialect`, the interface, delegating to the above
 """
 
 from __future__ import annotations
 
-from .dialect import CREATED_COMMENT, TRACKING_SCHEMA, PostgreSQLDialect
-from .dialect import PostgreSQLSandboxOps as PostgreSQLSandboxOps
-from .dialect import _lock_key as _lock_key
+from ._sql import CREATED_COMMENT, TRACKING_SCHEMA
+from .databases import _lock_key as _lock_key
+from .dialect import PostgreSQLDialect
+from .sandbox import PostgreSQLSandboxOps as PostgreSQLSandboxOps
 
 __all__ = ["CREATED_COMMENT", "TRACKING_SCHEMA", "PostgreSQLDialect"]

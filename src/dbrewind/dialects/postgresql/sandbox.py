@@ -1,0 +1,63 @@
+"""The rollback sandbox's PostgreSQL specifics (psycopg, psycopg2, asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ..base import SandboxOps
+
+__all__ = ["PostgreSQLSandboxOps"]
+
+
+def _psycopg_info(driver: Any) -> Any:
+    """psycopg's ``ConnectionInfo`` (``transaction_status``) of ``driver``, or None (asyncpg)."""
+    info = getattr(driver, "info", None)
+    if info is not None and hasattr(info, "transaction_status"):
+        return info
+    return None
+
+
+class PostgreSQLSandboxOps(SandboxOps):
+    """The rollback sandbox on PostgreSQL (psycopg, psycopg2, asyncpg): an error aborts
+    the transaction, and deferred constraints are checked before the rollback."""
+
+    statement_guard: ClassVar[bool] = True
+
+    def transaction_probe(self, driver: Any) -> Callable[[], bool] | None:
+        """psycopg's ``info.transaction_status`` (not IDLE), asyncpg's ``is_in_transaction()``."""
+        info = _psycopg_info(driver)
+        if info is not None:
+            return lambda: info.transaction_status != 0  # IDLE
+        if hasattr(driver, "is_in_transaction"):
+            return driver.is_in_transaction  # type: ignore[no-any-return]
+        return None
+
+    def error_aborts(self, driver: Any, error: BaseException) -> bool:
+        """psycopg: the transaction status is INERROR; other drivers: the error carries
+        a SQLSTATE (the server raised it)."""
+        info = _psycopg_info(driver)
+        if info is not None:
+            return bool(info.transaction_status == 3)  # INERROR
+        return bool(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None))
+
+    def check_deferred(
+        self, driver: Any, run: Callable[[str], None], before_rollback: str | None
+    ) -> tuple[BaseException | None, bool]:
+        """``SET CONSTRAINTS ALL IMMEDIATE``; with psycopg, ``before_rollback``, the check
+        and the ``ROLLBACK`` in one round trip."""
+        rolled_back = False
+        try:
+            if _psycopg_info(driver) is not None:  # psycopg: all of it and the rollback in one trip
+                prologue = f"{before_rollback}; " if before_rollback else ""
+                run(f"{prologue}SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
+                rolled_back = True
+            else:  # one statement per call (asyncpg prepares what it runs)
+                if before_rollback:
+                    run(before_rollback)
+                run("SET CONSTRAINTS ALL IMMEDIATE")
+        except Exception as exc:
+            state = str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
+            if state.startswith("23"):  # integrity constraint violation
+                return exc, rolled_back
+        return None, rolled_back
