@@ -17,6 +17,7 @@ from dbrewind._url import parse_url
 from dbrewind.dialects import Installation, RewindResult
 from dbrewind.dialects import mysql as mysql_dialect
 from dbrewind.dialects.mysql import MARKS_TABLE, MySQLDialect
+from dbrewind.dialects.mysql import rewind as mysql_rewind
 from dbrewind.exceptions import (
     ConfigurationError,
     DatabaseCreationError,
@@ -158,7 +159,7 @@ def slow_reset(basic: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch)
             "CREATE PROCEDURE `slow_reset`(IN p LONGTEXT) BEGIN "
             f"DO SLEEP({delay}); CALL `{mysql_dialect.RESET_PROCEDURE}`(p); END",
         )
-    monkeypatch.setattr(mysql_dialect, "_RESET_SQL", "CALL `slow_reset`(%s)")
+    monkeypatch.setattr(mysql_rewind, "_RESET_SQL", "CALL `slow_reset`(%s)")
     return delay
 
 
@@ -226,7 +227,7 @@ def test_a_failed_background_reset_is_reported_and_the_next_rewind_does_it_again
             "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk full'; END",
             "INSERT INTO `order` (`v`) VALUES ('o3')",
         )
-    monkeypatch.setattr(mysql_dialect, "_RESET_SQL", "CALL `failing_reset`(%s)")
+    monkeypatch.setattr(mysql_rewind, "_RESET_SQL", "CALL `failing_reset`(%s)")
     basic.rewind()  # rows are back; the counter reset fails after it returned
     with pytest.raises(DbrewindError, match=r"counters of `order` back .*disk full"):
         basic.dirty_tables()

@@ -1,0 +1,53 @@
+"""The rollback sandbox's MySQL/MariaDB operations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..base import OuterTransaction, SandboxOps
+
+__all__ = ["MySQLSandboxOps"]
+
+_SANDBOX_GUARD = ("SAVEPOINT `dbrewind_guard`", "ROLLBACK TO SAVEPOINT `dbrewind_guard`")
+
+
+class MySQLSandboxOps(SandboxOps):
+    """The rollback sandbox on MySQL/MariaDB (PyMySQL, mysqlclient, aiomysql, asyncmy):
+    some statements commit implicitly, and a guard savepoint shows the ones no check saw."""
+
+    identifier_quote = "`"
+    ended_because = "MySQL/MariaDB commits implicitly before and after some statements"
+    refused_because = (
+        "MySQL/MariaDB commits implicitly before and after DDL, TRUNCATE, LOCK TABLES and "
+        "similar statements"
+    )
+
+    def begin(self, raw: Any, run: Callable[[str], None]) -> OuterTransaction:
+        """``START TRANSACTION`` and the guard savepoint."""
+        run("START TRANSACTION")
+        # implicit commits that no check saw (a procedure's DDL) remove this savepoint
+        run(_SANDBOX_GUARD[0])
+        return OuterTransaction(explicit=True)
+
+    def transaction_probe(self, driver: Any) -> Callable[[], bool] | None:
+        """The server status flag the driver keeps (PyMySQL, aiomysql: ``server_status``)."""
+        if hasattr(driver, "server_status"):
+            return lambda: bool(driver.server_status & 1)  # SERVER_STATUS_IN_TRANS
+        return None
+
+    def outer_lost(self, run: Callable[[str], None]) -> bool:
+        """Rolling back to the guard savepoint fails with error 1305 once an implicit
+        commit removed it."""
+        try:
+            run(_SANDBOX_GUARD[1])
+        except Exception as exc:
+            if not self.savepoint_missing(exc):
+                raise
+            return True
+        return False
+
+    def savepoint_missing(self, error: BaseException) -> bool:
+        """MySQL error 1305: the savepoint is gone (an implicit commit removed it)."""
+        args: tuple[Any, ...] = getattr(error, "args", ())
+        return bool(args) and args[0] == 1305
