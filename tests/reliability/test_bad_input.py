@@ -689,7 +689,7 @@ def test_the_bounded_handshake_leaves_queries_unbounded(
     backend: str, monkeypatch: pytest.MonkeyPatch, record_property: RecordProperty
 ) -> None:
     """the handshake's time limit does not cut a query that runs longer than it"""
-    import dbrewind.dialects.mysql as mysql_dialect
+    import dbrewind.dialects.mysql.connect as mysql_dialect
 
     monkeypatch.setattr(mysql_dialect, "CONNECT_TIMEOUT", 0.5)
     engine = make_engine(parse_url(f"{SERVER_URLS[backend].rstrip('/')}/mysql"))

@@ -42,3 +42,29 @@ def test_files_enter_the_fingerprint_by_their_path_inside_the_root(tmp_path: Pat
         fingerprints.fingerprint([], paths=[tmp_path / "b" / "models"], root=tmp_path / "b")
         != first
     )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_tracking_version_covers_every_file_of_the_backends_package(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Editing any module or ``.sql`` file of ``dialects/<backend>/`` (or base.py) changes
+    the backend's tracking version, and only its own; another backend's files do not."""
+    import shutil
+
+    fingerprint = fingerprints
+    copy = tmp_path / "dialects"
+    shutil.copytree(fingerprint._DIALECTS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "_DIALECTS", copy)
+    before = {b: fingerprint.tracking_version(b) for b in ("sqlite", "postgresql", "mysql")}
+    own = sorted(p for p in (copy / backend).rglob("*") if p.suffix in (".py", ".sql"))
+    assert any(p.suffix == ".sql" for p in own), own
+    for path in [*own, copy / "base.py"]:
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n-- edited\n")
+        assert fingerprint.tracking_version(backend) != before[backend], path
+        path.write_bytes(original)
+    other = next(b for b in ("sqlite", "postgresql", "mysql") if b != backend)
+    for path in own:
+        path.write_bytes(path.read_bytes() + b"\n-- edited\n")
+    assert fingerprint.tracking_version(other) == before[other]

@@ -160,13 +160,15 @@ def _files(path: Path) -> list[Path]:
 def tracking_version(backend: Backend) -> str:
     """A digest of the code that decides which tracking objects ``backend`` gets.
 
-    Its dialect module and the interface it implements, with any ``.sql`` file
-    beside them named after the backend.
+    The interface every dialect implements (``dialects/base.py``) and every file of
+    the backend's own package (``dialects/<backend>/``: its modules and ``.sql`` files),
+    each under its path inside ``dialects/``.
     """
     digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
     for file in _files(_DIALECTS):
-        if file.name == "base.py" or file.stem == backend or backend in file.parts:
-            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        inside = file.relative_to(_DIALECTS)
+        if inside.parts in (("base.py",), (f"{backend}.py",)) or inside.parts[0] == backend:
+            digest.update(inside.as_posix().encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()[:16]
 
 
