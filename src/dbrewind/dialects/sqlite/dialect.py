@@ -79,8 +79,8 @@ from typing import Any, ClassVar
 from sqlalchemy.engine import URL, Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
-from .._url import Backend, DatabaseURL
-from ..exceptions import (
+from ..._url import Backend, DatabaseURL
+from ...exceptions import (
     ConfigurationError,
     ConnectionFailedError,
     DatabaseCreationError,
@@ -91,7 +91,7 @@ from ..exceptions import (
     NotPreparedError,
     SchemaChangedError,
 )
-from .base import (
+from ..base import (
     LOCK_ADVICE,
     Capabilities,
     Dialect,
