@@ -1047,7 +1047,7 @@ def test_install_and_uninstall_remove_layers_and_their_copies(
 def test_a_failed_push_leaves_the_previous_state(
     rewinder: Rewinder, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbrewind.dialects.sqlite import dialect as module
+    from dbrewind.dialects.sqlite import rewind as module
 
     rewinder.prepare(shop_setup)
     before = own_objects(engine)

@@ -1,0 +1,50 @@
+"""The rollback sandbox's SQLite specifics: sqlite3's ``isolation_level`` and ``BEGIN``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from ..base import OuterTransaction, SandboxOps
+
+__all__ = ["SQLiteSandboxOps"]
+
+
+class SQLiteSandboxOps(SandboxOps):
+    """The rollback sandbox on SQLite (sqlite3, aiosqlite): the sandbox issues ``BEGIN``
+    itself, and sqlite3's ``isolation_level`` says whether a connection autocommits."""
+
+    def autocommit(self, raw: Any, driver: Any) -> bool:
+        """sqlite3's ``isolation_level`` None: autocommit."""
+        return raw.isolation_level is None
+
+    def isolation_autocommit(self, level: Any) -> bool:
+        """sqlite3's ``isolation_level`` None: autocommit."""
+        return level is None
+
+    def begin(self, raw: Any, run: Callable[[str], None]) -> OuterTransaction:
+        """``BEGIN``, with sqlite3's own transaction handling off until the sandbox ends."""
+        # take control of BEGIN: pysqlite's legacy mode would commit before DDL
+        # and breaks SAVEPOINT nesting
+        saved = raw.isolation_level
+        raw.isolation_level = None
+
+        def restore() -> None:
+            raw.isolation_level = saved
+
+        try:
+            run("BEGIN")
+        except BaseException:
+            with suppress(Exception):
+                restore()
+            raise
+        return OuterTransaction(explicit=True, restore=restore)
+
+    def transaction_probe(self, driver: Any) -> Callable[[], bool] | None:
+        """sqlite3's (and aiosqlite's) ``in_transaction``."""
+        return lambda: bool(driver.in_transaction)
+
+    def blocked_by_write_lock(self, error: BaseException) -> bool:
+        """SQLite allows one writer at a time: "database is locked"."""
+        return "locked" in str(error)
