@@ -10,6 +10,7 @@ import re
 from typing import Literal, NamedTuple
 
 from ..dialects._syntax import SqlSyntax
+from .split import block_comment_end
 
 __all__ = [
     "Control",
@@ -76,26 +77,10 @@ def body_start(statement: str, syntax: SqlSyntax) -> int:
         elif ch == "/" and statement.startswith("/*", i):
             if syntax.executable_comments and statement.startswith("/*!", i):
                 return i
-            i = _block_comment_end(statement, i, syntax.nested_comments)
+            closed = block_comment_end(statement, i, syntax.nested_comments)
+            i = n if closed is None else closed
         else:
             return i
-    return n
-
-
-def _block_comment_end(statement: str, i: int, nests: bool) -> int:
-    depth = 0
-    n = len(statement)
-    while i < n:
-        if statement.startswith("/*", i):
-            depth = depth + 1 if nests or depth == 0 else depth
-            i += 2
-        elif statement.startswith("*/", i):
-            depth -= 1
-            i += 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
     return n
 
 

@@ -8,10 +8,30 @@ from typing import NamedTuple
 
 from ..dialects._syntax import SqlSyntax
 
-__all__ = ["SqlSplitError", "Statement", "split"]
+__all__ = ["SqlSplitError", "Statement", "block_comment_end", "split"]
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
 _DELIMITER_LINE = re.compile(r"DELIMITER[ \t]+(\S+)[ \t]*(?:\r?\n|$)", re.IGNORECASE)
+
+
+def block_comment_end(sql: str, start: int, nests: bool) -> int | None:
+    """Where the ``/* .. */`` comment opening at ``start`` ends (just past its ``*/``),
+    or None when it is not closed. ``nests``: inner ``/*`` open another level
+    (PostgreSQL), else the first ``*/`` closes it."""
+    depth = 0
+    i = start
+    while i < len(sql):
+        if sql.startswith("/*", i):
+            depth = depth + 1 if nests or depth == 0 else depth
+            i += 2
+        elif sql.startswith("*/", i):
+            depth -= 1
+            i += 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return None
 
 
 class Statement(NamedTuple):
@@ -127,23 +147,10 @@ class _Splitter:
             yield Statement(code_line, sql[code_start:].rstrip())
 
     def _skip_block_comment(self) -> None:
-        sql, start_line = self.sql, self.line
-        nests = self.syntax.nested_comments
-        depth = 0
-        i = self.pos
-        while i < len(sql):
-            if sql.startswith("/*", i):
-                depth = depth + 1 if nests or depth == 0 else depth
-                i += 2
-            elif sql.startswith("*/", i):
-                depth -= 1
-                i += 2
-                if depth == 0:
-                    self._advance_to(i)
-                    return
-            else:
-                i += 1
-        raise SqlSplitError("A /* comment", start_line)
+        end = block_comment_end(self.sql, self.pos, self.syntax.nested_comments)
+        if end is None:
+            raise SqlSplitError("A /* comment", self.line)
+        self._advance_to(end)
 
     def _skip_quoted(self, opening: str) -> None:
         sql, start_line, syntax = self.sql, self.line, self.syntax

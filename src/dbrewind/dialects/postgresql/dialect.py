@@ -180,17 +180,8 @@ class PostgreSQLDialect(Dialect):
         return result
 
     def _vacuum_when_due(self, conn: Connection, result: RewindResult) -> None:
-        """``VACUUM`` the tables whose rewinds left :data:`VACUUM_AFTER` dead rows.
-
-        Every rewind deletes rows (what the test wrote, the baseline rows it
-        changed) and the marks it read: dead tuples that only ``VACUUM``
-        reclaims. A suite rewinds the same few tables thousands of times, far
-        faster than autovacuum visits them (and CI servers often run with
-        autovacuum off), so scans of those tables, the test's own included,
-        grow slower test after test. dbrewind vacuums what it made dead: a few
-        milliseconds every few hundred rewinds. Needs an autocommit connection
-        (dbrewind's own); any error is left to autovacuum.
-        """
+        """``VACUUM`` the tables whose rewinds left enough dead rows
+        (:func:`dbrewind.dialects.postgresql.rewind._vacuum_when_due` says why)."""
         rewind._vacuum_when_due(conn, result, self._churn, self._parts)
 
     def _parts(self, key: str) -> tuple[str, str]:
