@@ -165,20 +165,13 @@ def _install(conn: Connection, schema: SchemaInfo) -> None:
 
 def _drop_own_objects(conn: Connection) -> None:
     """Drop every tracking trigger and table (not ``dbrewind_meta``); inside a transaction."""
-    triggers = " OR ".join("name GLOB ?" for _ in _OWN_TRIGGER_GLOBS)
-    rows = conn.exec_driver_sql(
-        f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND ({triggers})",
-        _OWN_TRIGGER_GLOBS,
-    ).all()
-    for (name,) in rows:
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(conn, name)}")
-    tables = " OR ".join("name GLOB ?" for _ in _OWN_TABLE_GLOBS)
-    rows = conn.exec_driver_sql(
-        f"SELECT name FROM sqlite_master WHERE type = 'table' AND ({tables})",
-        _OWN_TABLE_GLOBS,
-    ).all()
-    for (name,) in rows:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(conn, name)}")
+    for kind, globs in (("trigger", _OWN_TRIGGER_GLOBS), ("table", _OWN_TABLE_GLOBS)):
+        names = " OR ".join("name GLOB ?" for _ in globs)
+        rows = conn.exec_driver_sql(
+            f"SELECT name FROM sqlite_master WHERE type = '{kind}' AND ({names})", globs
+        ).all()
+        for (name,) in rows:
+            conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {quote(conn, name)}")
 
 
 def _capture_baseline(
