@@ -5,7 +5,7 @@ The layers, lowest first (a module imports its own layer and those below)::
     foundation   exceptions, _backends, _url, _graph, _context, _asyncio, _setups, _strategy
     dialects     dialects/: everything that differs per database, engines included
     sql          _sql/: the one splitter and statement classifier, on the dialects' syntax
-    strategies   rewinder, sandbox, _sandbox_core, data, testing, factories
+    strategies   rewinder, sandbox/, data, testing, factories
     provision    provision/: lifecycle, templates, leases, fingerprints, verification;
                  setup (the ready-made setups, which know their fingerprints)
     integrations peewee, peewee_async, unittest, cli
@@ -43,7 +43,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "strategies": (
         "rewinder",
         "sandbox",
-        "_sandbox_core",
         "data",
         "testing",
         "factories",

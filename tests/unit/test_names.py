@@ -57,11 +57,12 @@ def test_database_assertions_picks_the_flavour_under_both_names() -> None:
 
 
 def test_sandbox_state_is_the_sandbox_machinerys_state() -> None:
-    from dbrewind import _sandbox_core, sandbox
+    from dbrewind import sandbox
+    from dbrewind.sandbox import state
 
-    assert "SandboxState" in _sandbox_core.__all__
-    assert not hasattr(_sandbox_core, "Core")
-    assert sandbox.SandboxState is _sandbox_core.SandboxState
+    assert "SandboxState" in state.__all__
+    assert not hasattr(state, "Core")
+    assert sandbox.SandboxState is state.SandboxState
 
 
 # ------------------------------------------------------------- the error tree

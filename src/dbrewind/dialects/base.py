@@ -309,7 +309,7 @@ class OuterTransaction:
 
 
 class SandboxOps:
-    """What the rollback sandbox (:mod:`dbrewind._sandbox_core`) does differently per
+    """What the rollback sandbox (:mod:`dbrewind.sandbox.state`) does differently per
     database, on the sandbox's one real DB-API connection.
 
     ``raw`` is that connection as SQLAlchemy's pool holds it (for asyncio drivers,

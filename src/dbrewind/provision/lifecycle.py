@@ -222,7 +222,7 @@ class Database:
         """Keep track of the connections checked out of ``engine``'s pool (:meth:`take_back`)."""
         if isinstance(engine.pool, StaticPool):  # one shared connection: the database itself
             return
-        from .._sandbox_core import ProxyConnection
+        from ..sandbox.proxies import ProxyConnection
 
         def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
             if not isinstance(dbapi_connection, ProxyConnection):  # a sandbox's: it reclaims

@@ -36,27 +36,25 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool, StaticPool
-from sqlalchemy.pool.base import _ConnectionRecord
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
-from ._backends import backend_named
-from ._sql import Control, commits_implicitly, is_read, transaction_control
-from .dialects import OuterTransaction, SandboxOps, get_dialect
-from .dialects._syntax import syntax_for
-from .exceptions import SandboxBrokenError, SandboxError
+from .._backends import backend_named
+from .._sql import Control, commits_implicitly, is_read, transaction_control
+from ..dialects import OuterTransaction, SandboxOps, get_dialect
+from ..dialects._syntax import syntax_for
+from ..exceptions import SandboxBrokenError, SandboxError
+from .proxies import ProxyConnection, SandboxPool
 
-__all__ = ["ProxyConnection", "ProxyCursor", "SandboxPool", "SandboxState"]
+__all__ = ["HOME_TIMEOUT", "SandboxState"]
 
 _NEW, _ACTIVE, _ENDING, _CLOSED = range(4)
 
-_SHADOWED = frozenset({"autocommit", "isolation_level", "read_only", "readonly", "deferrable"})
 HOME_TIMEOUT = 60.0
 """Seconds a statement from another thread waits for the sandbox's event loop."""
 
@@ -169,6 +167,11 @@ class SandboxState:
         self.before_rollback: str | None = None
 
     # ------------------------------------------------------------ lifecycle
+    @property
+    def closed(self) -> bool:
+        """Whether the sandbox has ended: its real connection went back to the pool."""
+        return self.state == _CLOSED
+
     def start(self) -> None:
         """Take one real connection, open the outer transaction, route the pool to it."""
         if self.state != _NEW:
@@ -213,8 +216,8 @@ class SandboxState:
         """The dbrewind error for a failed first connect of the engine, as its own engines give."""
         if not self.supported:
             return None
-        from ._url import DatabaseURL
-        from .dialects.engines import connect_error
+        from .._url import DatabaseURL
+        from ..dialects.engines import connect_error
 
         return connect_error(DatabaseURL(self.engine.url, self.backend), error)  # type: ignore[arg-type]
 
@@ -652,206 +655,3 @@ class SandboxState:
             except Exception:
                 pass
         self._forget(proxy)
-
-
-class ProxyConnection:
-    """A DB-API connection look-alike whose transaction is a savepoint chain on the real one."""
-
-    __slots__ = ("chain", "closed", "core", "named", "seen", "shadow")
-
-    def __init__(self, core: SandboxState) -> None:
-        self.core = core
-        self.chain: list[_Entry] = []
-        self.named: dict[str, _Entry] = {}
-        self.seen = 0
-        self.shadow: dict[str, Any] = {}
-        self.closed = False
-        core.proxies += 1
-
-    # transaction control
-    def cursor(self, *args: Any, **kwargs: Any) -> ProxyCursor:
-        core = self.core
-        raw = core.raw
-        if raw is None:
-            core.check_usable("")
-        if core.foreign():
-            return ProxyCursor(self, core.run_home(lambda: raw.cursor(*args, **kwargs)))
-        return ProxyCursor(self, raw.cursor(*args, **kwargs))
-
-    def execute(self, statement: str, *args: Any) -> ProxyCursor:
-        cursor = self.cursor()
-        cursor.execute(statement, *args)
-        return cursor
-
-    def commit(self) -> None:
-        self.core.commit(self)
-
-    def rollback(self) -> None:
-        self.core.rollback(self)
-
-    def begin(self) -> None:
-        with self.core.lock:
-            self.core._ensure(self)
-
-    def close(self) -> None:
-        self.core.detach(self)
-
-    def terminate(self) -> None:
-        self.core.detach(self)
-
-    # isolation and autocommit settings stay on the proxy: the real connection
-    # must keep its outer transaction
-    @property
-    def autocommit(self) -> Any:
-        real = getattr(self.core.raw, "autocommit", False)
-        if callable(real):  # MySQL drivers: conn.autocommit(True)
-            return self._set_autocommit
-        return self.shadow.get("autocommit", real)
-
-    @autocommit.setter
-    def autocommit(self, value: Any) -> None:
-        self.shadow["autocommit"] = value
-
-    def _set_autocommit(self, value: Any) -> None:
-        self.shadow["autocommit"] = bool(value)
-
-    def autocommit_mode(self) -> bool:
-        """Whether this connection was switched to autocommit (each statement commits)."""
-        shadow = self.shadow
-        if "autocommit" in shadow:
-            return bool(shadow["autocommit"])
-        if "isolation_level" in shadow:
-            return self.core.ops.isolation_autocommit(shadow["isolation_level"])
-        return self.core.default_autocommit
-
-    def set_isolation_level(self, level: Any) -> None:
-        self.shadow["isolation_level"] = level
-
-    def get_autocommit(self) -> bool:
-        return bool(self.shadow.get("autocommit", False))
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _SHADOWED and name in self.shadow:
-            return self.shadow[name]
-        return getattr(self.core.raw, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ProxyConnection.__slots__:
-            object.__setattr__(self, name, value)
-        elif name in _SHADOWED:
-            self.shadow[name] = value
-        else:
-            setattr(self.core.raw, name, value)
-
-    def __repr__(self) -> str:
-        return f"<dbrewind sandbox connection over {self.core.raw!r}>"
-
-
-class ProxyCursor:
-    """A cursor whose statements go through the sandbox (savepoints, locking, checks)."""
-
-    __slots__ = ("_cursor", "_proxy")
-    _proxy: ProxyConnection
-    _cursor: Any
-
-    def __init__(self, proxy: ProxyConnection, cursor: Any) -> None:
-        object.__setattr__(self, "_proxy", proxy)
-        object.__setattr__(self, "_cursor", cursor)
-
-    def execute(self, statement: str, *args: Any) -> Any:
-        result = self._proxy.core.execute(self._proxy, self._cursor, statement, args, False)
-        return self if result is None or result is self._cursor else result
-
-    def executemany(self, statement: str, *args: Any) -> Any:
-        result = self._proxy.core.execute(self._proxy, self._cursor, statement, args, True)
-        return self if result is None or result is self._cursor else result
-
-    @property
-    def connection(self) -> ProxyConnection:
-        return self._proxy
-
-    def close(self) -> None:
-        core = self._proxy.core
-        if core.foreign() and core.state != _CLOSED:
-            core.run_home(self._cursor.close)
-        else:
-            self._cursor.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._cursor, name, value)
-
-    def __iter__(self) -> Any:
-        return iter(self._cursor)
-
-
-def _no_creator() -> Any:
-    raise SandboxError("The sandbox pool never opens connections of its own.")
-
-
-class SandboxPool(Pool):
-    """Stands in for the engine's pool while a sandbox is active.
-
-    Every checkout is a new :class:`ProxyConnection` over the sandbox's one
-    real connection; nothing is ever opened or closed for real.
-    """
-
-    def __init__(self, core: SandboxState, original: Pool) -> None:
-        super().__init__(
-            _no_creator,
-            echo=original.echo,
-            reset_on_return=original._reset_on_return,
-            dialect=original._dialect,
-            pre_ping=False,
-            _dispatch=original.dispatch,
-        )
-        self.core = core
-        self.original = original
-        self._out: set[_ConnectionRecord] = set()
-
-    def _do_get(self) -> _ConnectionRecord:
-        record = _ConnectionRecord(self, connect=False)
-        record.dbapi_connection = ProxyConnection(self.core)
-        record.starttime = time.time()
-        self._out.add(record)
-        return record
-
-    def _do_return_conn(self, record: Any) -> None:
-        self._out.discard(record)
-        proxy = record.dbapi_connection
-        if isinstance(proxy, ProxyConnection):
-            self.core.detach(proxy)
-
-    def reclaim(self) -> None:
-        """Check in what the code under test left checked out (the sandbox is ending).
-
-        The connections' work is rolled back with the sandbox; returning them
-        here spares the garbage collector (and its warnings) later.
-        """
-        for record in list(self._out):
-            fairy = record.fairy_ref() if record.fairy_ref is not None else None
-            if fairy is not None:
-                fairy._finalizer.detach()  # its owner may still close it: that is harmless
-            if record.in_use:
-                with contextlib.suppress(Exception):
-                    record.checkin()
-            self._out.discard(record)
-
-    def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
-        if isinstance(connection, ProxyConnection):
-            self.core.detach(connection)
-
-    def recreate(self) -> SandboxPool:
-        return self
-
-    def dispose(self) -> None:
-        pass
-
-    def status(self) -> str:
-        return f"SandboxPool over {self.original.status()}, {self.core.proxies} checked out"
-
-    def checkedout(self) -> int:
-        """Sandbox connections currently handed out and not yet returned."""
-        return self.core.proxies

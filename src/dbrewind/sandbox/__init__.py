@@ -68,11 +68,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from ._asyncio import is_async_engine
-from ._sandbox_core import SandboxState
-from .dialects import RewindResult
-from .exceptions import SandboxBrokenError, SandboxError
-from .rewinder import Rewinder
+from .._asyncio import is_async_engine
+from ..dialects import RewindResult
+from ..exceptions import SandboxBrokenError, SandboxError
+from ..rewinder import Rewinder
+from .state import SandboxState
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -84,7 +84,7 @@ LeakCallback = Callable[[RewindResult], object]
 
 
 def _display(engine: Engine) -> str:
-    from ._url import show_url
+    from .._url import show_url
 
     return show_url(engine.url)
 
