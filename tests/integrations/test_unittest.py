@@ -211,7 +211,7 @@ def test_fixtures_default_to_the_test_modules_folder(url: str) -> None:
     class Cases(dbu.TestCase):
         database_url = url
         database_setup = setup_schema
-        fixtures = ("data/people.json",)
+        fixtures = ("../data/people.json",)  # the module is in tests/integrations/
 
         def test_loaded(self) -> None:
             seen["names"] = names(self.db)
