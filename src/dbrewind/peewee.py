@@ -62,6 +62,7 @@ from .dialects import RewindResult, get_dialect
 from .dialects._syntax import syntax_for
 from .exceptions import ConfigurationError, SandboxBrokenError, SandboxError
 from .rewinder import Rewinder
+from .sandbox import LeakCallback
 
 if TYPE_CHECKING:
     from .provision import Database
@@ -84,9 +85,6 @@ logger = logging.getLogger("dbrewind")
 
 # peewee's translation of driver exceptions into peewee.IntegrityError & co.
 _wrap_errors: Any = getattr(peewee, "__exception_wrapper__")  # noqa: B009
-
-LeakCallback = Callable[[RewindResult], object]
-"""Called with the rewind's result when writes escaped the sandbox."""
 
 
 def _lost(database: Any) -> bool:

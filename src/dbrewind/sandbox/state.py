@@ -522,34 +522,37 @@ class SandboxState:
 
     # ------------------------------------------------------ transaction ends
     def commit(self, proxy: ProxyConnection) -> None:
-        if not proxy.chain:
-            return
-        if self.foreign():
-            self.run_home(self.commit, proxy)
-            return
-        if self.state != _ACTIVE or self.broken is not None:
-            self._forget(proxy)
-            return
-        with self.lock:
-            chain = [e for e in proxy.chain if e.alive]
-            self._forget(proxy)
-            if any(e.wrote for e in chain):
-                self._release_from(chain[0])
+        if self._ends_here(proxy, self.commit):
+            with self.lock:
+                chain = self._take_chain(proxy)
+                if any(e.wrote for e in chain):
+                    self._release_from(chain[0])
 
     def rollback(self, proxy: ProxyConnection) -> None:
+        if self._ends_here(proxy, self.rollback):
+            with self.lock:
+                self._rollback_to_first_write(self._take_chain(proxy))
+                proxy.seen = self.write_seq
+
+    def _ends_here(self, proxy: ProxyConnection, end: Callable[[ProxyConnection], None]) -> bool:
+        """Whether this thread ends ``proxy``'s transaction on the stack now: not when it
+        has none, when another thread must (``end`` is sent home), or when the sandbox is
+        not active or broken (the proxy's entries are only forgotten)."""
         if not proxy.chain:
-            return
+            return False
         if self.foreign():
-            self.run_home(self.rollback, proxy)
-            return
+            self.run_home(end, proxy)
+            return False
         if self.state != _ACTIVE or self.broken is not None:
             self._forget(proxy)
-            return
-        with self.lock:
-            chain = [e for e in proxy.chain if e.alive]
-            self._forget(proxy)
-            self._rollback_to_first_write(chain)
-            proxy.seen = self.write_seq
+            return False
+        return True
+
+    def _take_chain(self, proxy: ProxyConnection) -> list[_Entry]:
+        """``proxy``'s entries still on the stack; the proxy forgets all of them."""
+        chain = [e for e in proxy.chain if e.alive]
+        self._forget(proxy)
+        return chain
 
     def _forget(self, proxy: ProxyConnection) -> None:
         for entry in proxy.chain:
