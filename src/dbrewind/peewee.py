@@ -358,18 +358,18 @@ class SandboxOptions:
         if not self.safety_net:
             return
         rewinder = self.rewinder
-        reconnects = rewinder.reconnects if rewinder is not None else 0
+        recoveries = rewinder.recoveries if rewinder is not None else 0
         if self._database is not None:
             if self._database.safety_net:
                 self._report(self._database.after_test())
         elif self.rewinder is not None:
             self._report(self.rewinder.rewind())
-        if rewinder is not None and rewinder.reconnects != reconnects:
+        if rewinder is not None and rewinder.recoveries != recoveries:
             # the server closed dbrewind's connection (a restart, a failover...): say so
-            logger.warning("%s", rewinder.last_reconnect)
+            logger.warning("%s", rewinder.last_recovery)
             notes = self._database.notes if self._database is not None else None
-            if notes is not None and rewinder.last_reconnect not in notes:
-                notes.append(rewinder.last_reconnect)  # the pytest plugin's summary shows it
+            if notes is not None and rewinder.last_recovery not in notes:
+                notes.append(rewinder.last_recovery)  # the pytest plugin's summary shows it
 
     def _report(self, result: RewindResult) -> None:
         """Record and announce what the safety net rewound (nothing when clean)."""

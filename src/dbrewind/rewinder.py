@@ -102,6 +102,11 @@ class Rewinder:
         self.reconnects = 0
         #: What happened the last time it was (for a run's report), else "".
         self.last_reconnect = ""
+        #: Faults dbrewind's own work survived: reconnects, and server faults its
+        #: dialect cleared (:meth:`Dialect.repair <dbrewind.dialects.base.Dialect.repair>`).
+        self.recoveries = 0
+        #: What the last of them was and what dbrewind did (for a run's report), else "".
+        self.last_recovery = ""
         #: Rewinds that found something to do, and their total time (seconds).
         self.rewinds = 0
         self.checks = 0
@@ -155,6 +160,11 @@ class Rewinder:
             f"dbrewind's own connection to {self.url.database!r} was lost ({lost}); it "
             f"reconnected{found} and carried on"
         )
+        self._recovered(self.last_reconnect)
+
+    def _recovered(self, what: str) -> None:
+        self.recoveries += 1
+        self.last_recovery = what
 
     def call(self, fn: Callable[[Connection], T]) -> T:
         """``fn(conn)`` on dbrewind's own connection (see :meth:`connection`), surviving its loss.
@@ -164,30 +174,47 @@ class Rewinder:
         opens a new one, checks that its tracking is still installed, and runs
         ``fn`` once more: ``fn`` must be safe to repeat (every rewind is). The
         loss is counted in :attr:`reconnects` and described in
-        :attr:`last_reconnect`.
+        :attr:`last_reconnect`. A server fault the dialect knows how to clear
+        (see :meth:`Dialect.repair <dbrewind.dialects.base.Dialect.repair>`) is
+        cleared and ``fn`` run once more too. Both count in :attr:`recoveries`,
+        the last described in :attr:`last_recovery`.
         """
         with self._lock:
-            conn: Connection | None = None
-            raw: object = None
-            try:
-                with self.connection() as conn:
-                    raw = conn.connection.dbapi_connection
-                    return fn(conn)
-            except Exception as exc:
-                # (also a second connection of dbrewind's, e.g. MySQL's counter reset)
-                lost = _disconnect(exc, self.engine.dialect, conn, raw)
-                if lost is None:
+            lost: str | None = None  # each fault is survived once a call
+            repaired: str | None = None
+            while True:
+                conn: Connection | None = None
+                raw: object = None
+                try:
+                    with self.connection() as conn:
+                        raw = conn.connection.dbapi_connection
+                        if lost is not None and not self.dialect.is_installed(conn):
+                            raise NotPreparedError(
+                                f"dbrewind's connection to {self.url.display()} was lost "
+                                f"({lost}); on a new connection its tracking is gone (was the "
+                                "database restored or recreated?). Prepare the database "
+                                "again (Rewinder.prepare())."
+                            ) from None
+                        result = fn(conn)
+                    break
+                except NotPreparedError:
                     raise
-                self._discard_connection()
-            with self.connection() as conn:
-                if not self.dialect.is_installed(conn):
-                    raise NotPreparedError(
-                        f"dbrewind's connection to {self.url.display()} was lost ({lost}); on a "
-                        "new connection its tracking is gone (was the database restored or "
-                        "recreated?). Prepare the database again (Rewinder.prepare())."
-                    ) from None
-                result = fn(conn)
-            self._reconnected(lost, verified=True)
+                except Exception as exc:
+                    # (also a second connection of dbrewind's, e.g. MySQL's counter reset)
+                    gone = _disconnect(exc, self.engine.dialect, conn, raw)
+                    if gone is not None and lost is None:
+                        lost = gone
+                        self._discard_connection()
+                        continue
+                    if gone is None and repaired is None:
+                        repaired = self.dialect.repair(self.engine, exc)
+                        if repaired is not None:
+                            continue
+                    raise
+            if lost is not None:
+                self._reconnected(lost, verified=True)
+            if repaired is not None:
+                self._recovered(repaired)
             return result
 
     def _discard_connection(self) -> None:

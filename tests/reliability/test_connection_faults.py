@@ -13,6 +13,7 @@ it is in ``tests/clean/test_rewinder.py``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 
 from conftest import SERVER_URLS
 from helpers import servers
@@ -847,4 +848,135 @@ def test_a_rewinders_connection_killed_between_rewinds(
             record_property("result", f"rewind reconnected once: {rewinder.last_reconnect}")
     finally:
         app.dispose()
+        admin.dispose()
+
+
+def _poison_trigger_cache(url: URL, table: str, seconds: float) -> int:
+    """Kill sessions while they open ``table`` until MariaDB caches its triggers half-read.
+
+    A session runs ``ALTER TABLE .. AUTO_INCREMENT`` (which opens the table and
+    parses its triggers) in a loop and is killed after a random few
+    milliseconds. Returns the attempts it took: afterwards an insert into
+    ``table`` fails with error 1064 "... has an error in its body".
+    """
+    import random
+    import threading
+
+    import pymysql
+
+    def session(database: str | None) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+        return pymysql.connect(
+            host=url.host,
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=url.password or "",
+            database=database,
+            autocommit=True,
+        )
+
+    admin = session(None)
+    probe = session(url.database)
+    deadline = time.monotonic() + seconds
+    attempts = 0
+    try:
+        while time.monotonic() < deadline:
+            attempts += 1
+            victim = session(url.database)
+            with victim.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID()")
+                (victim_id,) = cursor.fetchone()
+
+            def work(victim: pymysql.connections.Connection = victim) -> None:  # type: ignore[type-arg]
+                with contextlib.suppress(pymysql.Error), victim.cursor() as cursor:
+                    for _ in range(50):
+                        cursor.execute(f"ALTER TABLE `{table}` AUTO_INCREMENT = 1")
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            time.sleep(random.random() * 0.02)
+            with contextlib.suppress(pymysql.Error), admin.cursor() as cursor:
+                cursor.execute(f"KILL CONNECTION {int(victim_id)}")
+            thread.join()
+            with contextlib.suppress(pymysql.Error):
+                victim.close()
+            with probe.cursor() as cursor:
+                cursor.execute("BEGIN")
+                try:
+                    cursor.execute(f"INSERT INTO `{table}` (label) VALUES ('probe')")
+                except pymysql.Error as exc:
+                    if exc.args[0] == 1064 and "has an error in its body" in str(exc.args[1]):
+                        return attempts
+                    raise
+                finally:
+                    cursor.execute("ROLLBACK")
+    finally:
+        probe.close()
+        admin.close()
+    raise AssertionError(
+        f"{attempts} killed sessions in {seconds:.0f} s did not leave {table!r}'s triggers "
+        "half-read in MariaDB's table cache: the server may no longer have this fault, and "
+        "this test has nothing left to prove there"
+    )
+
+
+@pytest.mark.backends("mysql")
+@pytest.mark.parametrize("account", ["root", "without RELOAD"])
+def test_mariadb_triggers_left_half_read_by_a_killed_session(
+    account: str, db_url: URL, record_property: RecordProperty
+) -> None:
+    """a killed session leaves a table's triggers half-read in MariaDB's cache: the rewind
+    clears the cache (FLUSH TABLES, or its triggers made again) and carries on"""
+    from sqlalchemy import text
+
+    from dbrewind import Rewinder
+
+    admin = create_engine(SERVER_URLS["mysql"], isolation_level="AUTOCOMMIT")
+    user = f"dbrewind_norld_{uuid.uuid4().hex[:6]}"
+    url = db_url
+    try:
+        if account != "root":
+            with admin.connect() as conn:
+                conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+                conn.execute(text(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY 'pw'"))
+                for host in ("%", "localhost"):
+                    conn.execute(text(f"GRANT ALL ON `{db_url.database}`.* TO '{user}'@'{host}'"))
+            url = db_url.set(username=user, password="pw")
+        with Rewinder(url) as rewinder:
+
+            def setup(conn: Connection) -> None:
+                conn.execute(
+                    text("CREATE TABLE note (id INT AUTO_INCREMENT PRIMARY KEY, label TEXT)")
+                )
+                conn.execute(text("INSERT INTO note (label) VALUES ('baseline')"))
+
+            rewinder.prepare(setup)  # the rewind puts the baseline row back: a trigger fires
+            app = create_engine(url)
+            try:
+                with app.begin() as conn:
+                    conn.execute(text("INSERT INTO note (label) VALUES ('committed')"))
+            finally:
+                app.dispose()
+            attempts = _poison_trigger_cache(url, "note", 90)
+            result = rewinder.rewind()
+            assert result.tables == ("note",), result
+            assert rewinder.recoveries == 1, rewinder.last_recovery
+            how = "flushed" if account == "root" else "created its triggers again"
+            assert "half-read" in rewinder.last_recovery
+            assert how in rewinder.last_recovery
+            app = create_engine(url)
+            try:
+                with app.begin() as conn:  # the app's next statement is served well too
+                    conn.execute(text("INSERT INTO note (label) VALUES ('after')"))
+            finally:
+                app.dispose()
+            assert rewinder.rewind().tables == ("note",)
+            with rewinder.connection() as conn:
+                left = conn.execute(text("SELECT id, label FROM note")).all()
+                assert [tuple(r) for r in left] == [(1, "baseline")]
+            record_property("result", f"poisoned after {attempts} kills; {rewinder.last_recovery}")
+    finally:
+        if account != "root":
+            with admin.connect() as conn:
+                for host in ("%", "localhost"):
+                    conn.execute(text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
         admin.dispose()

@@ -505,6 +505,18 @@ class Dialect(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op here
         """Finish background work (its errors are dropped) and release its connections."""
 
+    def repair(self, engine: Engine, error: BaseException) -> str | None:
+        """Put right a fault of the server that made one of dbrewind's statements fail.
+
+        ``error`` is what dbrewind's own work on ``engine``'s database raised
+        (its cause chain included). When it is the mark of a fault this
+        dialect knows and can clear (MariaDB's table cache holding triggers a
+        killed connection left half-read), clear it on a connection of
+        ``engine``'s and say what was done; :meth:`dbrewind.Rewinder.call`
+        then runs the work once more. None: nothing known, ``error`` stands.
+        """
+        return None
+
     def sandbox_rollback_sql(self) -> str | None:
         """SQL the rollback sandbox runs in its outer transaction just before rolling back.
 

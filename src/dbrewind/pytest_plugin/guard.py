@@ -229,7 +229,7 @@ def after_test(
     compat = {id(db) for db in state.compat or ()}
     for database in guarded:  # every one, even when another fails
         reclones = database.reclones
-        reconnects = database.rewinder.reconnects if database.rewinder is not None else 0
+        recoveries = database.rewinder.recoveries if database.rewinder is not None else 0
         # a test that committed for real may have changed the schema too
         committed = strategy is Strategy.CLEAN or id(database) in compat
         try:
@@ -240,8 +240,8 @@ def after_test(
                 f"{item.nodeid}: {exc}"
             )
             continue
-        if database.rewinder is not None and database.rewinder.reconnects != reconnects:
-            state.stats.note(f"after {item.nodeid}: {database.rewinder.last_reconnect}")
+        if database.rewinder is not None and database.rewinder.recoveries != recoveries:
+            state.stats.note(f"after {item.nodeid}: {database.rewinder.last_recovery}")
         failures += [f"{item.nodeid}: {problem}" for problem in database.problems]
         database.problems.clear()
         tables = [_label(state, database, t) for t in result.tables]

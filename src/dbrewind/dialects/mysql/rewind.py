@@ -21,7 +21,16 @@ from sqlalchemy.exc import DBAPIError
 
 from ...exceptions import DbrewindError
 from ..base import RewindResult
-from ._sql import MARKS_TABLE, TABLES_TABLE, _first_line, _ident, _lit, _run_batches, _sql
+from ._sql import (
+    MARKS_TABLE,
+    TABLES_TABLE,
+    _errno,
+    _first_line,
+    _ident,
+    _lit,
+    _run_batches,
+    _sql,
+)
 from .catalog import _Catalog
 from .tracking import (
     _CALL_SQL,
@@ -33,6 +42,23 @@ from .tracking import (
 )
 
 __all__ = ["_Rewinding"]
+
+_BODY_ERROR = 1064  # ER_PARSE_ERROR, also how a stored trigger's failed parse is reported
+_NO_PRIVILEGE = 1227  # ER_SPECIFIC_ACCESS_DENIED_ERROR: FLUSH needs RELOAD
+
+
+def _half_read_triggers(error: BaseException) -> str | None:
+    """The server's words, when ``error`` or what caused it is a cached table's failed
+    trigger parse; else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        args: tuple[Any, ...] = getattr(getattr(current, "orig", None) or current, "args", ())
+        if len(args) >= 2 and args[0] == _BODY_ERROR and "has an error in its body" in str(args[1]):
+            return str(args[1])
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class _Rewinding(_Catalog):
@@ -52,6 +78,14 @@ class _Rewinding(_Catalog):
         """Recreate the tracking triggers of ``keys``, then rewind them to their baseline."""
         if not keys:
             return RewindResult()
+        self._retrigger(conn, keys)
+        self.mark_dirty(conn, list(keys))
+        result = self.rewind(conn)
+        result.recreated_tables = tuple(sorted(keys))
+        return result
+
+    def _retrigger(self, conn: Connection, keys: Sequence[str]) -> None:
+        """Drop and create again the tracking triggers of the tables ``keys``."""
         schema = self.inspect(conn)
         batches: list[list[tuple[str, tuple[Any, ...] | None]]] = []
         for key in keys:
@@ -62,10 +96,52 @@ class _Rewinding(_Catalog):
             statements += _trigger_sql(table)
             batches.append([(statement, None) for statement in statements])
         _run_batches(conn, batches)
-        self.mark_dirty(conn, list(keys))
-        result = self.rewind(conn)
-        result.recreated_tables = tuple(sorted(keys))
-        return result
+
+    def repair(self, engine: Engine, error: BaseException) -> str | None:
+        """Clear table definitions whose triggers the server cached half-read.
+
+        MariaDB (10.11 measured) has a fault: a connection killed while it
+        opens a table and parses that table's triggers can leave the half-parsed
+        triggers in the table cache, and every later statement handed that
+        cached table fails with error 1064, "Unknown trigger has an error in
+        its body: 'Query was empty'" (or a syntax error quoting part of a body
+        that is fine). Killing connections between tests makes it likely; a
+        workload under load hit it about once in 70 kills. Reading the
+        triggers again clears it: ``FLUSH TABLES`` of the database's tables,
+        or, for an account without the RELOAD privilege, creating dbrewind's
+        own triggers again (DDL on a table drops its cached definitions).
+        """
+        said = _half_read_triggers(error)
+        if said is None:
+            return None
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            tables = [
+                str(row[0])
+                for row in _sql(
+                    conn,
+                    "SELECT TABLE_NAME FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
+                )
+            ]
+            before = int(_sql(conn, "SELECT @@SESSION.lock_wait_timeout").scalar_one())
+            try:
+                if self._lock_seconds():  # FLUSH waits for the tables' users, as a rewind does
+                    _sql(conn, f"SET SESSION lock_wait_timeout = {self._lock_seconds()}")
+                if tables:  # (an empty list would flush the whole server)
+                    _sql(conn, "FLUSH TABLES " + ", ".join(_ident(t) for t in tables))
+                how = "flushed the database's tables from the server's table cache"
+            except DBAPIError as exc:
+                if _errno(exc) != _NO_PRIVILEGE:
+                    raise self._translate(exc, conn) from exc
+                self._retrigger(conn, list(self.inspect(conn).tables))
+                how = "created its triggers again (this account may not FLUSH TABLES)"
+            finally:
+                _sql(conn, f"SET SESSION lock_wait_timeout = {before}")
+        return (
+            f"the server handed out a table whose triggers a killed connection had left "
+            f'half-read ("{said}", a MariaDB fault); dbrewind {how} and carried on'
+        )
 
     def restore_counters(self, conn: Connection) -> None:
         """Rewind every tracked table whose ``AUTO_INCREMENT`` moved from its baseline.
