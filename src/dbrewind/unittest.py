@@ -73,7 +73,7 @@ from .data import aload_data, load_data
 from .dialects import Capabilities, RewindResult, get_dialect
 from .exceptions import ConfigurationError
 from .provision import Database, Target, acquire, as_steps, databases, make_async_engine
-from .provision.lifecycle import require_safety_net
+from .provision.registry import require_safety_net
 from .rewinder import Rewinder, SetupCallable
 
 if TYPE_CHECKING:

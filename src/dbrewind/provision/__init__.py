@@ -4,7 +4,10 @@ The pytest plugin, :mod:`dbrewind.unittest`, :mod:`dbrewind.peewee`,
 :mod:`dbrewind.peewee_async`, ``clean_db_urls`` suites and the CLI all get
 their databases here; none keeps a registry of its own. See
 :mod:`.lifecycle` for the modes (clone, in place, adopt), leases, checks
-and baseline layers; :mod:`.naming` for template and clone names;
+and baseline layers; :mod:`.registry` for the process's databases;
+:mod:`.templates` for building templates and choosing clone slots;
+:mod:`.target` for what an entry point asks for; :mod:`.naming` for template
+and clone names;
 :mod:`.fingerprint` for what decides a template is still right. The one
 engine factory and the one reading of setups (``dbrewind.dialects.engines``,
 ``dbrewind._setups``) sit below the Rewinder, which uses them too.
@@ -14,16 +17,9 @@ from __future__ import annotations
 
 from .._setups import SetupCallable, as_steps
 from ..dialects.engines import make_async_engine, make_engine
-from .lifecycle import (
-    Database,
-    Target,
-    acquire,
-    databases,
-    identity,
-    release_all,
-    release_reservations,
-    reserve,
-)
+from .lifecycle import Database
+from .registry import acquire, databases, release_all, release_reservations, reserve
+from .target import Target, identity
 
 __all__ = [
     "Database",

@@ -34,125 +34,59 @@ what its own setup wrote (kept as the new baseline).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
-import os
-import socket
 import threading
-import time
-import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-from .._context import notify
-from .._setups import SetupCallable
 from .._url import DatabaseURL, parse_url
-from ..dialects import Dialect, Installation, Lock, RewindResult, get_dialect
+from ..dialects import Installation, Lock, RewindResult, get_dialect
 from ..dialects.engines import make_async_engine, make_engine
-from ..exceptions import (
-    DbrewindError,
-    LeaseError,
-    LockTimeoutError,
-    SafetyNetWarning,
-    SchemaChangedError,
-    UnsafeDatabaseError,
-)
+from ..exceptions import DbrewindError, LockTimeoutError, SchemaChangedError
 from ..rewinder import ALLOW_ENV, Rewinder
 from .fingerprint import fingerprint, schema_digest, tracking_version
-from .naming import MAX_SLOTS, clone_candidates, sibling, stem, template_name, template_prefix
+from .naming import sibling, stem, template_name
+from .target import (
+    CLEAN,
+    FINGERPRINT,
+    HOLDER,
+    ORIGIN,
+    SCHEMA,
+    VERSION,
+    Target,
+    holder_name,
+    identity,
+)
+from .templates import build_lock, choose_clone, ensure_template
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = [
-    "Database",
-    "Target",
-    "acquire",
-    "databases",
-    "identity",
-    "release_all",
-    "release_reservations",
-    "reserve",
-]
+__all__ = ["ROLLBACK_ONLY_ORIGINS", "Database"]
 
 logger = logging.getLogger("dbrewind")
-
-# Keys of the state recorded with an installation (Dialect.write_state).
-VERSION = "version"
-SCHEMA = "schema"
-FINGERPRINT = "fingerprint"
-ORIGIN = "origin"
-HOLDER = "holder"
-CLEAN = "clean"
-COMPLETE = "complete"
-BUILT = "built"
-
-BUILD_WAIT = 900.0
-"""Seconds a process waits for another one building the same template."""
-TEMPLATES_KEPT = 3
-"""Templates of one test database kept on its server (the newest, by build time)."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """What an entry point needs: which database, built how."""
-
-    url: DatabaseURL
-    """The test database as configured (the plugin's derived ``<name>_test`` included)."""
-    setups: tuple[SetupCallable, ...] | None = None
-    """The schema setup; ``None``: the database is adopted as the user's setup left it."""
-    clone: bool = False
-    """Build a template from ``setups`` and work on a clone of it (else: in place)."""
-    worker: str | None = None
-    """The pytest-xdist worker id (``gw0``): clones get it in their name."""
-    rebuild: bool = False
-    """Rebuild the template although its fingerprint is unchanged."""
-    fingerprint_paths: tuple[Path, ...] = ()
-    fingerprint_root: Path | None = None
-    schemas: tuple[str, ...] = ()
-    """PostgreSQL schemas to track (default ``public``)."""
-    allow: bool = False
-    """Allow a database whose name does not say test (see :class:`~dbrewind.Rewinder`)."""
-    lock_timeout: float | None = 10.0
-    engine: Engine | None = field(default=None, compare=False)
-    """An engine on ``url`` to share: required for an in-memory SQLite database."""
-    origin: str = ""
-    """The entry point asking (``pytest``, ``unittest``, ``peewee``, ``clean_db_urls``...)."""
-
-    @property
-    def mode(self) -> str:
-        if self.setups is None:
-            return "adopt"
-        return "clone" if self.clone and not self.url.is_memory else "in place"
-
-
-def identity(url: DatabaseURL) -> tuple[str, str, int | None, str]:
-    """The full identity of a database: backend, host, port, name (SQLite: the resolved file)."""
-    return get_dialect(url.backend).identity(url)
-
-
-def holder_name() -> str:
-    """This process, as the holder of a lease: ``<pid>@<host>``."""
-    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 class Database:
     """One test database this process works on, with its lease, baseline layers and engines.
 
-    Made by :func:`acquire`. ``rewinder`` is None when the safety net is off
-    for it (:attr:`safety_net`): a database that is not provably a test
-    database, or one another run holds; then only rollback sandboxes may use it.
+    Made by :func:`~dbrewind.provision.registry.acquire`. ``rewinder`` is None
+    when the safety net is off for it (:attr:`safety_net`): a database that is
+    not provably a test database, or one another run holds; then only rollback
+    sandboxes may use it.
     """
 
-    def __init__(self, target: Target, url: DatabaseURL) -> None:
+    def __init__(
+        self, target: Target, url: DatabaseURL, *, forget: Callable[[Database], None]
+    ) -> None:
         self.target = target
+        self._forget = forget
+        """Called once when released: the registry lets go of it."""
         self.url = url
         self.rewinder: Rewinder | None = None
         self.template: DatabaseURL | None = None
@@ -553,7 +487,7 @@ class Database:
             if self.released:
                 return
             self.released = True
-            _forget(self)
+            self._forget(self)
             try:
                 if self.rewinder is not None:
                     try:
@@ -583,7 +517,9 @@ class Database:
             engine=self.engine if url.is_memory else None,
         )
 
-    def _prepare_clone(self) -> None:
+    def _prepare_clone(self, reserved: tuple[DatabaseURL, Lock, str | None] | None) -> None:
+        """Clone mode: the template built or reused, this process's clone (``reserved``
+        by :func:`~dbrewind.provision.registry.reserve`, or chosen now) made or reused."""
         target = self.target
         base = target.url
         with Rewinder(base, allow=target.allow) as configured:
@@ -600,9 +536,7 @@ class Database:
             backend=base.backend,
         )
         self.template = sibling(base, template_name(stem(base), self.fingerprint, limit))
-        with _LOCK:
-            reserved = _RESERVED.pop(_target_key(target), None)
-        candidate, lease, note = reserved or _choose_clone(target)
+        candidate, lease, note = reserved or choose_clone(target)
         self.lease = lease
         self.url = candidate
         if note is not None:
@@ -614,8 +548,13 @@ class Database:
         }
         if not target.rebuild and self._reuse_clone():
             return
-        with self._build_lock():
-            self._ensure_template()
+        self._build_and_clone()
+
+    def _build_and_clone(self) -> None:
+        assert self.template is not None
+        with build_lock(self.target.url):
+            if ensure_template(self.target, self.template, self.fingerprint, self.notes):
+                self.built_template = True
             self._clone()
 
     def _reuse_clone(self) -> bool:
@@ -687,96 +626,6 @@ class Database:
             f"or crashed): its lease had ended with it, and {what}"
         )
 
-    @contextlib.contextmanager
-    def _build_lock(self) -> Iterator[None]:
-        base = self.target.url
-        dialect = _dialect_of(base)
-        started = time.monotonic()
-        lock = dialect.acquire_lock(base, "build", wait=BUILD_WAIT)
-        if lock is None:
-            raise LeaseError(
-                f"Waited {time.monotonic() - started:.0f} s for another run to finish building "
-                f"the template of {base.display()} (held by "
-                f"{dialect.lock_holder(base, 'build') or 'an unknown session'}). If no run is "
-                "building it, end the session that holds the lock."
-            )
-        try:
-            yield
-        finally:
-            lock.release()
-
-    def _ensure_template(self) -> None:
-        """Reuse the template when it is complete and current; else build it (and tidy up)."""
-        assert self.template is not None
-        target = self.target
-        template = Rewinder(self.template, allow=True, lock_timeout=target.lock_timeout)
-        try:
-            if not target.rebuild and template.exists():
-                try:
-                    with template.connection() as conn:
-                        state = template.dialect.installation(conn).state
-                except DbrewindError:
-                    state = {}
-                if (
-                    state.get(COMPLETE) == "1"
-                    and state.get(FINGERPRINT) == self.fingerprint
-                    and state.get(VERSION) == tracking_version(self.url.backend)
-                ):
-                    return
-                if state.get(COMPLETE) != "1":
-                    self.notes.append(
-                        f"the template {self.template.database!r} was left half-built by a run "
-                        "that ended while building it (killed or crashed); dbrewind built it again"
-                    )
-            schema = template.prepare(list(target.setups or ()), recreate=True)
-            with template.connection() as conn:
-                template.dialect.write_state(
-                    conn,
-                    {
-                        VERSION: tracking_version(self.url.backend),
-                        SCHEMA: schema_digest(schema),
-                        FINGERPRINT: self.fingerprint,
-                        ORIGIN: self.template.database,
-                        COMPLETE: "1",
-                        BUILT: f"{time.time():.3f}",
-                        CLEAN: "1",
-                    },
-                )
-            self.built_template = True
-        finally:
-            template.close()
-        self._drop_stale_templates()
-
-    def _drop_stale_templates(self) -> None:
-        """Keep the newest :data:`TEMPLATES_KEPT` templates of this database; drop the rest."""
-        assert self.template is not None
-        base = self.target.url
-        dialect = _dialect_of(base)
-        try:
-            names = dialect.list_databases(base, template_prefix(stem(base)))
-        except DbrewindError:
-            return
-        built: list[tuple[float, str]] = []
-        for name in names:
-            if name == self.template.database:
-                continue
-            url = base.with_database(name)
-            with Rewinder(url, allow=True) as other:
-                try:
-                    with other.connection() as conn:
-                        state = other.dialect.installation(conn).state
-                    built.append((float(state.get(BUILT, "0")), name))
-                except (DbrewindError, ValueError):
-                    built.append((0.0, name))
-                except Exception:  # not ours to judge: leave it
-                    continue
-        for _when, name in sorted(built, reverse=True)[TEMPLATES_KEPT - 1 :]:
-            with Rewinder(base.with_database(name), allow=True) as stale:
-                try:
-                    stale.drop()
-                except Exception as exc:  # another checkout may be cloning from it
-                    logger.debug("dbrewind: kept stale template %s: %s", name, exc)
-
     def _clone(self) -> None:
         assert self.rewinder is not None
         assert self.template is not None
@@ -791,9 +640,7 @@ class Database:
 
     def _reclone(self) -> None:
         self.dispose_engines()
-        with self._build_lock():
-            self._ensure_template()
-            self._clone()
+        self._build_and_clone()
         self._layers = [(owner, None) for owner, _depth in self._layers]
         self._depth = 0
         self.reclones += 1
@@ -812,9 +659,9 @@ class Database:
             return
         # an in-memory database is private to this process: nothing to lease
         if not self.url.is_memory:
-            self.lease = _dialect_of(self.url).acquire_lock(self.url, "lease", wait=0)
+            self.lease = get_dialect(self.url.backend).acquire_lock(self.url, "lease", wait=0)
         if self.lease is None and not self.url.is_memory:
-            holder = _dialect_of(self.url).lock_holder(self.url, "lease")
+            holder = get_dialect(self.url.backend).lock_holder(self.url, "lease")
             rewinder.close()
             self.notes.append(
                 f"{self.url.display()} is in use by another run ({holder or 'a live session'}); "
@@ -848,30 +695,6 @@ class Database:
         self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
 
 
-def _choose_clone(target: Target) -> tuple[DatabaseURL, Lock, str | None]:
-    """The first clone slot no other live run leases, leased now; and what to say of it."""
-    base = target.url
-    dialect = _dialect_of(base)
-    holders: list[str] = []
-    for candidate in clone_candidates(base, target.worker, dialect.name_limit):
-        lease = dialect.acquire_lock(candidate, "lease", wait=0)
-        if lease is not None:
-            break
-        holders.append(f"{candidate.database} ({dialect.lock_holder(candidate, 'lease')})")
-    else:
-        raise LeaseError(
-            f"All {MAX_SLOTS} clones of {base.display()} are in use by other runs: "
-            f"{'; '.join(holders[:3])}... Wait for them to finish, or end the runs that hang."
-        )
-    note = None
-    if holders:
-        note = (
-            f"{holders[0]} is in use by another run, so this run works on its own clone "
-            f"{candidate.database!r}"
-        )
-    return candidate, lease, note
-
-
 #: Origins whose tests run in a pure rollback sandbox on a database that is not
 #: provably a test database (peewee-async's ``TransactionTestCase`` semantics,
 #: which its users' suites rely on); every other entry point refuses it.
@@ -884,129 +707,3 @@ def _not_a_test_database(url: DatabaseURL) -> str:
         "safety net is off there: rollback sandboxes run, nothing is tracked or cleaned. To "
         f"turn it on, use a database whose name says test, or set {ALLOW_ENV}={url.database}"
     )
-
-
-def _dialect_of(url: DatabaseURL) -> Dialect:
-    return get_dialect(url.backend)
-
-
-# ------------------------------------------------------------------- registry
-_LOCK = threading.RLock()
-_RESERVED: dict[tuple[Any, ...], tuple[DatabaseURL, Lock, str | None]] = {}
-_BY_TARGET: dict[tuple[Any, ...], Database] = {}
-_BY_IDENTITY: dict[tuple[str, str, int | None, str], Database] = {}
-_WARNED: set[tuple[str, str, int | None, str]] = set()
-
-
-def _target_key(target: Target) -> tuple[Any, ...]:
-    return (identity(target.url), target.mode, target.worker, target.schemas)
-
-
-def acquire(target: Target) -> Database:
-    """The process's one :class:`Database` for ``target``, prepared on first use.
-
-    A database this process already works on (by its full identity) is shared
-    between entry points: a peewee sandbox on the plugin's ``db_url`` uses the
-    plugin's database. Listeners (:func:`dbrewind._context.subscribe`) hear of each new one.
-    """
-    with _LOCK:
-        key = _target_key(target)
-        found = _BY_TARGET.get(key) or _BY_IDENTITY.get(identity(target.url))
-        if found is not None and not found.released:
-            return found
-        database = Database(target, target.url)
-        started = time.perf_counter()
-        try:
-            if target.mode == "clone":
-                database._prepare_clone()
-            else:
-                database._prepare_here()
-        except BaseException:
-            database.release()
-            raise
-        database.prepare_seconds = time.perf_counter() - started
-        if database.rewinder is not None:
-            database._restamp()
-        _BY_TARGET[key] = database
-        _BY_IDENTITY[identity(database.url)] = database
-        if not database.safety_net:
-            _warn_once(database)
-        notify(database)
-        return database
-
-
-def _warn_once(database: Database) -> None:
-    key = identity(database.url)
-    if key in _WARNED or not database.notes:
-        return
-    _WARNED.add(key)
-    warnings.warn(SafetyNetWarning(f"dbrewind: {database.notes[-1]}."), stacklevel=3)
-
-
-def reserve(target: Target) -> str | None:
-    """Lease now the clone :func:`acquire` will work on (a clone-mode target).
-
-    For the run's header: a run that finds its database held by another one
-    says so before any test runs. Returns that note, or None when the run gets
-    ``<name>`` itself. Nothing is built or checked yet.
-    """
-    if target.mode != "clone":
-        return None
-    with _LOCK:
-        key = _target_key(target)
-        if key in _RESERVED or key in _BY_TARGET:
-            found = _RESERVED.get(key)
-            return found[2] if found else None
-        with Rewinder(target.url, allow=target.allow) as configured:
-            configured.ensure_safe("prepare")
-        _RESERVED[key] = _choose_clone(target)
-        return _RESERVED[key][2]
-
-
-def release_reservations() -> None:
-    """Give up the leases :func:`reserve` took that no :func:`acquire` used."""
-    with _LOCK:
-        reserved = list(_RESERVED.values())
-        _RESERVED.clear()
-    for _url, lease, _note in reserved:
-        lease.release()
-
-
-def _forget(database: Database) -> None:
-    with _LOCK:
-        for registry in (_BY_TARGET, _BY_IDENTITY):
-            for key in [k for k, v in registry.items() if v is database]:
-                del registry[key]
-
-
-def databases() -> list[Database]:
-    """Every database this process works on now, in the order they were acquired."""
-    with _LOCK:
-        return list(dict.fromkeys(_BY_TARGET.values()))
-
-
-def release_all() -> None:
-    """Release every database this process holds (at exit, or when a test run ends)."""
-    release_reservations()
-    for database in reversed(databases()):
-        try:
-            database.release()
-        except Exception as exc:  # never fail an exit over a database we could not tidy
-            logger.warning("dbrewind: could not release %s: %s", database, exc)
-
-
-atexit.register(release_all)
-
-
-def forget_warnings() -> None:
-    """Let the safety-net warnings be given again (a new test session)."""
-    with _LOCK:
-        _WARNED.clear()
-
-
-def require_safety_net(database: Database, action: str) -> Rewinder:
-    """``database``'s Rewinder, or an :class:`UnsafeDatabaseError` saying why there is none."""
-    if database.rewinder is not None:
-        return database.rewinder
-    why = database.notes[-1] if database.notes else "its safety net is off"
-    raise UnsafeDatabaseError(f"Refusing to {action} {database.url.display()}: {why}.")

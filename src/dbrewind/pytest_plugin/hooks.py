@@ -121,9 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = plugin_state(session.config)
     state.session = session
-    lifecycle = sys.modules.get("dbrewind.provision.lifecycle")
-    if lifecycle is not None:  # an earlier session in this process (pytester) warned already
-        lifecycle.forget_warnings()
+    registry = sys.modules.get("dbrewind.provision.registry")
+    if registry is not None:  # an earlier session in this process (pytester) warned already
+        registry.forget_warnings()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
