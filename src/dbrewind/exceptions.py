@@ -47,6 +47,8 @@ Warnings derive from :class:`DbrewindWarning`::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
@@ -74,6 +76,16 @@ __all__ = [
     "VerificationError",
     "WrongServerError",
 ]
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what caused it (``__cause__``, else ``__context__``), each once."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 class DbrewindError(Exception):

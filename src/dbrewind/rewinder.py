@@ -39,6 +39,7 @@ from .exceptions import (
     NotPreparedError,
     SchemaChangedError,
     UnsafeDatabaseError,
+    _chain,
 )
 
 __all__ = ["ALLOW_ENV", "Rewinder", "SetupCallable"]
@@ -523,10 +524,7 @@ def _disconnect(
     """What a lost connection said, when ``exc`` (or what caused it) says the server closed
     a connection (``conn``, whose driver connection is ``raw``, or another one); else None.
     SQLAlchemy tells a disconnect on every database, for its own errors and the driver's."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
+    for error in _chain(exc):
         if isinstance(error, DBAPIError):
             if error.connection_invalidated:
                 return _first_line(error.orig or error)
@@ -534,7 +532,6 @@ def _disconnect(
             (conn is not None and conn.invalidated) or dialect.is_disconnect(error, raw, None)  # type: ignore[arg-type]
         ):
             return _first_line(error)
-        error = error.__cause__ or error.__context__
     return None
 
 

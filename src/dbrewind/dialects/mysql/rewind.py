@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ...exceptions import DbrewindError
+from ...exceptions import DbrewindError, _chain
 from ..base import RewindResult
 from ._sql import (
     MARKS_TABLE,
@@ -50,14 +50,10 @@ _NO_PRIVILEGE = 1227  # ER_SPECIFIC_ACCESS_DENIED_ERROR: FLUSH needs RELOAD
 def _half_read_triggers(error: BaseException) -> str | None:
     """The server's words, when ``error`` or what caused it is a cached table's failed
     trigger parse; else None."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(error):
         args: tuple[Any, ...] = getattr(getattr(current, "orig", None) or current, "args", ())
         if len(args) >= 2 and args[0] == _BODY_ERROR and "has an error in its body" in str(args[1]):
             return str(args[1])
-        current = current.__cause__ or current.__context__
     return None
 
 
@@ -84,11 +80,11 @@ class _Rewinding(_Catalog):
         result.recreated_tables = tuple(sorted(keys))
         return result
 
-    def _retrigger(self, conn: Connection, keys: Sequence[str]) -> None:
-        """Drop and create again the tracking triggers of the tables ``keys``."""
+    def _retrigger(self, conn: Connection, keys: Sequence[str] | None = None) -> None:
+        """Drop and create again the tracking triggers of the tables ``keys`` (None: all)."""
         schema = self.inspect(conn)
         batches: list[list[tuple[str, tuple[Any, ...] | None]]] = []
-        for key in keys:
+        for key in schema.tables if keys is None else keys:
             table = schema.tables.get(key)
             if table is None:
                 continue
@@ -134,7 +130,7 @@ class _Rewinding(_Catalog):
             except DBAPIError as exc:
                 if _errno(exc) != _NO_PRIVILEGE:
                     raise self._translate(exc, conn) from exc
-                self._retrigger(conn, list(self.inspect(conn).tables))
+                self._retrigger(conn)
                 how = "created its triggers again (this account may not FLUSH TABLES)"
             finally:
                 _sql(conn, f"SET SESSION lock_wait_timeout = {before}")
