@@ -7,6 +7,8 @@ says what to do next::
     DbrewindError
      +-- ConfigurationError          bad URL, unknown scheme, bad option
      |    +-- DriverNotInstalledError    the DB-API driver for a URL is missing
+     |    +-- SetupError                 the schema setup ran but missed the test
+     |                                   database (an env.py that migrates its own)
      +-- ConnectionFailedError       the database server could not be used at all
      |    +-- ServerUnreachableError     nothing answers at the URL's host and port
      |    |                              (refused, unknown host, no answer in time)
@@ -72,6 +74,7 @@ __all__ = [
     "SandboxError",
     "SchemaChangedError",
     "ServerUnreachableError",
+    "SetupError",
     "UnsafeDatabaseError",
     "VerificationError",
     "WrongServerError",
@@ -98,6 +101,11 @@ class ConfigurationError(DbrewindError, ValueError):
 
 class DriverNotInstalledError(ConfigurationError, ImportError):
     """The database driver a URL needs is not importable."""
+
+
+class SetupError(ConfigurationError):
+    """The schema setup ran but did not build the test database: an Alembic ``env.py``
+    that migrates the database of its own settings, or a setup that made no tables."""
 
 
 class ConnectionFailedError(DbrewindError):

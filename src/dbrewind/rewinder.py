@@ -38,6 +38,7 @@ from .exceptions import (
     DbrewindError,
     NotPreparedError,
     SchemaChangedError,
+    SetupError,
     UnsafeDatabaseError,
     _chain,
 )
@@ -383,10 +384,20 @@ class Rewinder:
             if self.dialect.is_installed(conn):
                 self._undo_installation(conn)
                 self.dialect.uninstall(conn)
-        for step in as_steps(setup, what="Rewinder.prepare(setup)"):
+        steps = as_steps(setup, what="Rewinder.prepare(setup)")
+        for step in steps:
             with self.engine.begin() as conn:
                 step(conn)
-        return self.install()
+        schema = self.install()
+        if steps and not schema.tables:
+            raise SetupError(
+                f"The setup ({', '.join(map(repr, steps))}) ran, but {self.url.display()} "
+                "has no tables afterwards: it built its schema in another database (or, on "
+                "PostgreSQL, in a schema not among those tracked: see schemas). Make it "
+                "use the connection it receives, not an engine of its own or the "
+                "application's settings."
+            )
+        return schema
 
     def _undo_installation(self, conn: Connection) -> None:
         """Rewind an earlier installation to its own baseline, below any layer a killed

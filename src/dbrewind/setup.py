@@ -20,19 +20,22 @@ or in the ini file: ``dbrewind_setup = myapp.testing:setup`` where
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from ._sql import SqlSplitError, split
+from ._url import parse_url, show_url
 from .dialects._syntax import PORTABLE, syntax_for
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, SetupError
 from .provision.fingerprint import fingerprint, metadata_fingerprint
+from .provision.target import identity
 
 __all__ = [
     "AlembicSetup",
@@ -127,7 +130,38 @@ class AlembicSetup:
             "sqlalchemy.url",
             conn.engine.url.render_as_string(hide_password=False).replace("%", "%%"),
         )
-        command.upgrade(cfg, self.revision)
+        with _only_on(conn, self) as options:
+            command.upgrade(cfg, self.revision)
+        self._check_upgraded(conn, cfg, options)
+
+    def env_py(self) -> Path | None:
+        """The ``env.py`` Alembic runs for this config, when it can be found."""
+        location = self._script_location()
+        return None if location is None else (location / "env.py").absolute()
+
+    def _check_upgraded(self, conn: Connection, cfg: Any, options: dict[str, Any]) -> None:
+        """The version table on ``conn`` is at the revision asked for: the migrations
+        landed in this database, not in one ``env.py`` chose for itself."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(cfg)
+        try:
+            wanted = {rev.revision for rev in script.get_revisions(self.revision) if rev}
+        except Exception:  # a relative revision ("+1"): only the current one can say
+            wanted = None
+        if not wanted and wanted is not None:
+            return  # no migrations at all: nothing to find
+        opts = {k: options[k] for k in ("version_table", "version_table_schema") if k in options}
+        current = set(MigrationContext.configure(conn, opts=opts).get_current_heads())
+        if current and (wanted is None or current == wanted):
+            return
+        found = ", ".join(sorted(current)) or "no alembic_version row"
+        raise SetupError(
+            f"{self!r} ran, but the test database {show_url(conn.engine.url)} is not at "
+            f"{self.revision!r} afterwards ({found}): the migrations went somewhere "
+            f"else.\n{_env_py_advice(self.env_py())}"
+        )
 
     def dbrewind_fingerprint(self) -> str:
         """Digest of the migration scripts (the whole script location) and the revision."""
@@ -137,6 +171,59 @@ class AlembicSetup:
 
     def __repr__(self) -> str:
         return f"alembic_setup({self.config!r}, revision={self.revision!r})"
+
+
+@contextlib.contextmanager
+def _only_on(conn: Connection, setup: AlembicSetup) -> Iterator[dict[str, Any]]:
+    """While Alembic runs ``env.py``: refuse (before any migration runs) a
+    ``context.configure()`` given a connection or URL of another database, such as
+    the application's own from its settings. Yields the options ``env.py`` passed."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    options: dict[str, Any] = {}
+    original = EnvironmentContext.configure
+    ours = identity(parse_url(conn.engine.url))
+
+    def configure(self: Any, connection: Any = None, url: Any = None, **kw: Any) -> None:
+        options.update(kw)
+        if connection is not None and connection is not conn:
+            chosen = connection.engine.url
+        elif connection is None and url is not None:
+            chosen = make_url(url) if isinstance(url, str) else url
+        else:
+            chosen = None
+        if chosen is not None and identity(parse_url(chosen)) != ours:
+            raise SetupError(
+                f"{setup!r}: env.py configured Alembic with its own connection to "
+                f"{show_url(chosen)}, not the test database {show_url(conn.engine.url)} "
+                "dbrewind passed it; nothing was migrated, and that database was not "
+                f"touched.\n{_env_py_advice(setup.env_py())}"
+            )
+        original(self, connection=connection, url=url, **kw)
+
+    EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
+    try:
+        yield options
+    finally:
+        EnvironmentContext.configure = original  # type: ignore[method-assign]
+
+
+def _env_py_advice(env_py: Path | None) -> str:
+    where = str(env_py) if env_py is not None else "your migrations' env.py"
+    return (
+        f"Make {where} use the connection dbrewind hands it in "
+        'config.attributes["connection"] when there is one:\n\n'
+        "    def run_migrations_online() -> None:\n"
+        '        connection = config.attributes.get("connection")\n'
+        "        if connection is not None:\n"
+        "            context.configure(connection=connection, target_metadata=target_metadata)\n"
+        "            with context.begin_transaction():\n"
+        "                context.run_migrations()\n"
+        "            return\n"
+        "        ...  # the code that was there, unchanged\n\n"
+        "(for an async env.py, call do_run_migrations(connection) there instead of "
+        "asyncio.run(...))."
+    )
 
 
 def alembic_setup(

@@ -84,7 +84,13 @@ def ensure_template(
                     f"the template {template.database!r} was left half-built by a run "
                     "that ended while building it (killed or crashed); dbrewind built it again"
                 )
-        schema = rewinder.prepare(list(target.setups or ()), recreate=True)
+        try:
+            schema = rewinder.prepare(list(target.setups or ()), recreate=True)
+        except BaseException:
+            # a failed build leaves nothing behind: the next run builds afresh
+            with contextlib.suppress(DbrewindError):
+                rewinder.drop()
+            raise
         with rewinder.connection() as conn:
             rewinder.dialect.write_state(
                 conn,

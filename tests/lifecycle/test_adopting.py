@@ -1,0 +1,211 @@
+"""Adopting dbrewind in an existing application: the shapes an app's own code has.
+
+An application's Alembic ``env.py`` often sets ``sqlalchemy.url`` from the
+app's settings and ignores the connection dbrewind hands it: the setup must
+then stop before any migration runs, leave the app's database untouched, say
+which lines of ``env.py`` to change, and leave no template behind.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import URL, make_url
+
+from conftest import drop_database, make_database
+from helpers.runs import databases_named, pytest_args, start
+
+ENV_PY_OWN_ENGINE = """
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from app_settings import DATABASE_URL
+
+config = context.config
+config.set_main_option("sqlalchemy.url", DATABASE_URL)
+
+
+def run_migrations_online():
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section), prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=None)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+# What the error message tells the user to write (kept in step with it below).
+ENV_PY_FIXED = ENV_PY_OWN_ENGINE.replace(
+    "def run_migrations_online():\n",
+    """def run_migrations_online():
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=None)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+""",
+)
+
+VERSION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    op.create_table(
+        "account", sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("email", sa.String(80), unique=True),
+    )
+    op.execute("INSERT INTO account (email) VALUES ('admin@example.com')")
+
+
+def downgrade():
+    op.drop_table("account")
+"""
+
+CONFTEST = """
+import pytest
+from dbrewind.setup import alembic_setup
+
+
+@pytest.fixture(scope="session")
+def dbrewind_setup():
+    return alembic_setup("alembic.ini")
+"""
+
+TESTS = """
+from sqlalchemy import text
+
+
+def test_the_migrated_row_is_there(db):
+    assert db.execute(text("SELECT email FROM account")).scalars().all() == [
+        "admin@example.com"
+    ]
+
+
+def test_commits_are_rewound(transactional_db):
+    transactional_db.execute(text("INSERT INTO account (email) VALUES ('x@example.com')"))
+    transactional_db.commit()
+"""
+
+
+@pytest.fixture
+def app_url(backend: str, tmp_path: Path) -> Iterator[URL]:
+    """The application's own database: a name dbrewind would never take for a test one."""
+    name = f"dbrewind_app_{uuid.uuid4().hex[:8]}"
+    if backend == "sqlite":
+        yield make_url(f"sqlite:///{tmp_path / 'app.db'}")
+        return
+    url = make_database(backend, tmp_path, name)
+    try:
+        yield url
+    finally:
+        drop_database(backend, url)
+
+
+def _project(where: Path, app_url: URL, env_py: str) -> None:
+    (where / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
+    (where / "migrations" / "env.py").write_text(env_py)
+    (where / "migrations" / "script.py.mako").write_text("")
+    (where / "migrations" / "versions" / "0001_account.py").write_text(VERSION)
+    (where / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    rendered = app_url.render_as_string(hide_password=False)
+    (where / "app_settings.py").write_text(f"DATABASE_URL = {rendered!r}\n")
+    (where / "conftest.py").write_text(textwrap.dedent(CONFTEST))
+    (where / "test_app.py").write_text(textwrap.dedent(TESTS))
+
+
+def _tables(url: URL) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _templates(backend: str, suite_url: URL) -> list[str]:
+    stem = Path(str(suite_url.database)).stem if backend == "sqlite" else str(suite_url.database)
+    where = Path(str(suite_url.database)).parent if backend == "sqlite" else None
+    return [n for n in databases_named(backend, stem, where) if n != f"{stem}.db" and n != stem]
+
+
+def test_an_env_py_that_migrates_its_own_database_is_stopped_before_it_does(
+    backend: str, tmp_path: Path, app_url: URL, suite_url: URL
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    _project(project, app_url, ENV_PY_OWN_ENGINE)
+
+    code, out = start(project, pytest_args(suite_url)).finish()
+    assert code != 0, out
+    assert not re.search(r"\d+ passed", out), out
+    assert "env.py configured Alembic with its own connection" in out, out
+    assert str(project / "migrations" / "env.py") in out, out
+    assert 'connection = config.attributes.get("connection")' in out, out
+    assert "nothing was migrated" in out, out
+    # the application's database was never migrated, and no half-made template is left
+    if backend != "sqlite" or Path(str(app_url.database)).exists():
+        assert _tables(app_url) == set(), "the application's database was migrated"
+    assert _templates(backend, suite_url) == []
+
+    # the fix the message shows, then two runs: both green, the app's database untouched
+    (project / "migrations" / "env.py").write_text(ENV_PY_FIXED)
+    for _ in range(2):
+        code, out = start(project, pytest_args(suite_url)).finish()
+        assert code == 0, out
+        assert "2 passed" in out, out
+    if backend != "sqlite" or Path(str(app_url.database)).exists():
+        assert _tables(app_url) == set()
+
+
+def test_an_env_py_that_runs_no_migration_fails_the_setup(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    """An ``env.py`` that takes the connection but never migrates it: the version table is
+    missing afterwards, and the run stops before its tests, naming the revision."""
+    project = tmp_path / "project"
+    project.mkdir()
+    _project(project, make_url("sqlite://"), "from alembic import context\n")
+    (project / "conftest.py").write_text(
+        textwrap.dedent(CONFTEST).replace(
+            'return alembic_setup("alembic.ini")',
+            'return [lambda conn: conn.exec_driver_sql("CREATE TABLE other (id INTEGER)"), '
+            'alembic_setup("alembic.ini")]',
+        )
+    )
+    code, out = start(project, pytest_args(suite_url)).finish()
+    assert code != 0, out
+    assert not re.search(r"\d+ passed", out), out
+    assert "is not at 'head' afterwards (no alembic_version row)" in out, out
+    assert _templates(backend, suite_url) == []
+
+
+def test_a_setup_that_makes_no_tables_fails_the_setup(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture(scope='session')\ndef dbrewind_setup():\n"
+        "    def build_elsewhere(conn):\n        pass\n\n    return build_elsewhere\n"
+    )
+    (project / "test_app.py").write_text("def test_it(db):\n    pass\n")
+    code, out = start(project, pytest_args(suite_url)).finish()
+    assert code != 0, out
+    assert "has no tables afterwards" in out, out
+    assert _templates(backend, suite_url) == []
