@@ -64,14 +64,11 @@ from peewee_async import Transaction
 
 from .dialects import get_dialect
 from .exceptions import SandboxError
-from .peewee import (
-    LeakCallback,
-    SandboxOptions,
-    SavepointRouter,
-    backend_of,
-    database_url,
-)
+from .peewee.databases import backend_of, database_url
+from .peewee.router import SavepointRouter
+from .peewee.sandbox import SandboxOptions
 from .rewinder import Rewinder
+from .sandbox import LeakCallback
 
 __all__ = ["AsyncPeeweeSandbox", "TransactionTestCase"]
 

@@ -1,46 +1,7 @@
-"""A rollback sandbox for synchronous peewee tests, with dbrewind's safety net.
-
-::
-
-    from dbrewind.peewee import PeeweeSandbox
-
-    with PeeweeSandbox(database):
-        User.create(name="ada")
-        with database.atomic():          # a savepoint, to any depth
-            ...
-        try:
-            User.create(name="ada")      # IntegrityError: only this statement is undone
-        except IntegrityError:
-            pass
-        assert User.select().count() == 1
-    # everything above is rolled back; writes that escaped (another thread's
-    # connection) were rewound by the safety net and reported in ``leaked``
-
-The block runs inside one outer transaction on the current thread's
-connection. Transactions the code under test opens become savepoints:
-``database.atomic()``, ``transaction()``, ``savepoint()``, ``begin()`` /
-``commit()`` / ``rollback()`` and raw ``BEGIN``/``COMMIT``/``ROLLBACK``
-statements through ``database.execute_sql``. On PostgreSQL every statement
-runs under its own savepoint, so a failing statement is undone alone and the
-transaction stays usable (MySQL and SQLite undo a failing statement by
-themselves). Statements that would end the outer transaction behind dbrewind's
-back are refused: MySQL DDL, ``TRUNCATE`` and the other statements that commit
-implicitly, and a change of autocommit, with
-:class:`~dbrewind.exceptions.SandboxBrokenError` (as the SQLAlchemy sandbox
-refuses them); two-phase commit with :class:`~dbrewind.exceptions.SandboxError`.
-
-The safety net: the database is taken up through :mod:`dbrewind.provision`
-(the pytest plugin's own when the URL is its): tracking is checked against
-the tables as they are, by name, and installed again when the suite's setup
-recreated them; the database as it is at the first block is the baseline.
-After each block, any table a write outside the sandbox (another thread,
-another connection) committed to is rewound and reported in
-:attr:`PeeweeSandbox.leaked`. On a database that is not provably a test
-database, or one another run holds, the sandbox runs without a safety net,
-after one :class:`~dbrewind.SafetyNetWarning`.
-
-The statement routing (:class:`SavepointRouter`) does no I/O and is shared
-with :mod:`dbrewind.peewee_async`.
+"""The synchronous peewee sandbox, :class:`PeeweeSandbox` (also ``TransactionTestCase``),
+and what it shares with the async one: :class:`SandboxOptions` (the options, the safety
+net after each block, the leak report) and :class:`_Patches` (attributes set on the
+database object for the block, reverted after it).
 """
 
 from __future__ import annotations
@@ -50,248 +11,31 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import ContextDecorator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from ._sql import autocommit_setting, commits_implicitly, transaction_control
-from ._url import Backend, DatabaseURL, parse_url
-from .dialects import RewindResult, get_dialect
-from .dialects._syntax import syntax_for
-from .exceptions import ConfigurationError, SandboxBrokenError, SandboxError
-from .rewinder import Rewinder
-from .sandbox import LeakCallback
+from ..dialects import RewindResult
+from ..exceptions import SandboxError
+from ..rewinder import Rewinder
+from ..sandbox import LeakCallback
+from .databases import (
+    _lost,
+    _wrap_errors,
+    backend_of,
+    database_url,
+    safety_net_database,
+    tracking_rewinder,
+)
+from .router import SavepointRouter
 
 if TYPE_CHECKING:
-    from .provision import Database
+    from ..provision import Database
 
-__all__ = [
-    "LeakCallback",
-    "PeeweeSandbox",
-    "Route",
-    "SandboxOptions",
-    "SavepointRouter",
-    "TransactionTestCase",
-    "backend_of",
-    "close_rewinders",
-    "database_url",
-    "safety_net_database",
-    "tracking_rewinder",
-]
+__all__ = ["PeeweeSandbox", "SandboxOptions", "TransactionTestCase", "_Patches"]
 
 logger = logging.getLogger("dbrewind")
-
-# peewee's translation of driver exceptions into peewee.IntegrityError & co.
-_wrap_errors: Any = getattr(peewee, "__exception_wrapper__")  # noqa: B009
-
-
-def _lost(database: Any) -> bool:
-    """Whether ``database``'s connection no longer answers (after a statement on it failed)."""
-    try:
-        with _wrap_errors:
-            database.cursor().execute("SELECT 1")
-    except Exception:
-        return True
-    return False
-
-
-# ------------------------------------------------------------------ databases
-def backend_of(database: peewee.Database) -> Backend:
-    """The dbrewind backend of a peewee (or peewee-async) database."""
-    if isinstance(database, peewee.SqliteDatabase):
-        return "sqlite"
-    if isinstance(database, peewee.PostgresqlDatabase):
-        return "postgresql"
-    if isinstance(database, peewee.MySQLDatabase):
-        return "mysql"
-    raise ConfigurationError(
-        f"dbrewind does not know the peewee database class {type(database).__name__}: "
-        "use a SqliteDatabase, PostgresqlDatabase or MySQLDatabase (or their "
-        "peewee-async counterparts)."
-    )
-
-
-def database_url(database: peewee.Database) -> DatabaseURL:
-    """The URL of the database a peewee database object connects to.
-
-    Built from its connection parameters (database name, host, port, user,
-    password; the file path for SQLite), with the synchronous driver dbrewind
-    uses for its own work.
-    """
-    if database.deferred:
-        raise ConfigurationError(
-            f"The peewee database {database!r} is not initialised (deferred): call "
-            "database.init(...) before entering the sandbox."
-        )
-    params: dict[str, Any] = dict(database.connect_params)
-    dialect = get_dialect(backend_of(database))
-    return parse_url(dialect.connect_params_url(str(database.database), params))
-
-
-def tracking_rewinder(
-    database: peewee.Database, rewinder: Rewinder | None = None
-) -> Rewinder | None:
-    """The safety net's :class:`~dbrewind.Rewinder` for ``database``, or None when it is off.
-
-    With ``rewinder`` given, that one (tracking installed first when missing).
-    Otherwise the database is taken up by the lifecycle every entry point
-    shares (:mod:`dbrewind.provision`): leased for the process, its tracking
-    checked against the tables as they are now (a suite that drops and
-    recreates its tables gets tracking installed again), and the database as
-    it is at first use is the baseline; the pytest plugin's database is reused
-    when the URL is its. None, after one :class:`~dbrewind.SafetyNetWarning`,
-    for a database that is not provably a test database or that another run
-    holds: the sandbox still runs there, writing nothing lasting.
-    """
-    if rewinder is not None:
-        with rewinder.connection() as conn:
-            installed = rewinder.dialect.is_installed(conn)
-        if not installed:
-            rewinder.install()
-        return rewinder
-    return safety_net_database(database).rewinder
-
-
-def safety_net_database(database: peewee.Database) -> Database:
-    """The lifecycle's :class:`~dbrewind.provision.Database` for a peewee database."""
-    from .provision import Target, acquire
-
-    return acquire(Target(url=database_url(database), origin="peewee"))
-
-
-def close_rewinders() -> None:
-    """Release the databases the sandboxes' safety net took up (e.g. at session end).
-
-    Each is rewound to its baseline and its lease given up; tracking stays
-    installed, and the next sandbox takes the database up again.
-    """
-    from .provision import databases
-
-    for held in databases():
-        if held.target.origin == "peewee":
-            held.release()
-
-
-# ---------------------------------------------------------- statement routing
-@dataclass(frozen=True)
-class Route:
-    """What to run for one statement the code under test sent."""
-
-    kind: Literal["run", "control", "replace"]
-    """``run``: the statement itself, under a statement savepoint when
-    :attr:`SavepointRouter.guard` is set; ``control``: the statement itself, a
-    savepoint command never wrapped; ``replace``: :attr:`statements` instead."""
-    statements: tuple[str, ...] = ()
-
-
-class SavepointRouter:
-    """Maps the transaction commands of code under test onto savepoints (no I/O).
-
-    ``BEGIN`` / ``START TRANSACTION`` open a savepoint; ``COMMIT`` / ``END``
-    release the innermost one opened that way and ``ROLLBACK`` / ``ABORT``
-    roll back to it; with none open they do nothing (as in autocommit mode).
-    Savepoint commands pass through. Commands that would end the outer
-    transaction are refused with :class:`~dbrewind.exceptions.SandboxError`.
-    """
-
-    STATEMENT_SAVEPOINT = "dbrewind_stmt"
-
-    def __init__(self, backend: Backend, where: str) -> None:
-        self.backend: Backend = backend
-        self.syntax = syntax_for(backend)
-        self.where = where
-        self._ops = get_dialect(backend).sandbox
-        #: Whether each statement needs its own savepoint to survive an error
-        #: (PostgreSQL aborts the whole transaction on any error).
-        self.guard = self._ops.statement_guard
-        self.open: list[str] = []
-        self._counter = 0
-
-    def quote(self, name: str) -> str:
-        """Quote an identifier for this backend."""
-        return self._ops.quote(name)
-
-    # statements run around a guarded statement
-    def guard_begin(self) -> str:
-        return f"SAVEPOINT {self.quote(self.STATEMENT_SAVEPOINT)}"
-
-    def guard_release(self) -> str:
-        return f"RELEASE SAVEPOINT {self.quote(self.STATEMENT_SAVEPOINT)}"
-
-    def guard_undo(self) -> tuple[str, str]:
-        name = self.quote(self.STATEMENT_SAVEPOINT)
-        return (f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}")
-
-    def _refuse(
-        self, sql: str, why: str, fix: str, kind: type[SandboxError] = SandboxError
-    ) -> SandboxError:
-        shown = " ".join(sql.split())[:80]
-        return kind(f"dbrewind's sandbox on {self.where} refused {shown!r}: {why} {fix}")
-
-    def _open(self) -> str:
-        self._counter += 1
-        name = f"dbrewind_tx_{self._counter}"
-        self.open.append(name)
-        return f"SAVEPOINT {self.quote(name)}"
-
-    def _commit(self, chain: bool) -> tuple[str, ...]:
-        if not self.open:
-            return ()
-        out = [f"RELEASE SAVEPOINT {self.quote(self.open.pop())}"]
-        if chain:
-            out.append(self._open())
-        return tuple(out)
-
-    def _rollback(self, chain: bool) -> tuple[str, ...]:
-        if not self.open:
-            return ()
-        name = self.quote(self.open.pop())
-        out = [f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}"]
-        if chain:
-            out.append(self._open())
-        return tuple(out)
-
-    def route(self, sql: str) -> Route:
-        """Decide what to run for ``sql``; updates the open-savepoint stack."""
-        control = transaction_control(sql, self.syntax)
-        if control is not None:
-            if control.kind == "begin":
-                return Route("replace", (self._open(),))
-            if control.kind == "commit":
-                return Route("replace", self._commit(control.chain))
-            if control.kind == "rollback":
-                return Route("replace", self._rollback(control.chain))
-            if control.kind == "two_phase":
-                raise self._refuse(
-                    sql,
-                    "two-phase commit cannot run inside the test's outer transaction.",
-                    "Test that code with dbrewind's clean strategy (real commits, cleaned after).",
-                )
-            return Route("control")  # SAVEPOINT, RELEASE, ROLLBACK TO
-        if autocommit_setting(sql, self.syntax) is not None:
-            raise self._refuse(
-                sql,
-                "changing autocommit would commit the test's outer transaction.",
-                "Use database.atomic() for a transaction instead.",
-                SandboxBrokenError,
-            )
-        if commits_implicitly(sql, self.syntax):
-            raise self._refuse(
-                sql,
-                "MySQL commits the open transaction before this statement, which would "
-                "end the test's sandbox and keep its writes.",
-                "Create tables before entering the sandbox, use "
-                "Model.delete() instead of TRUNCATE, or test this code with dbrewind's "
-                "clean strategy.",
-                SandboxBrokenError,
-            )
-        return Route("run")
-
-    def reset(self) -> None:
-        """Forget open savepoints (the outer transaction is being rolled back)."""
-        self.open.clear()
 
 
 # ------------------------------------------------------------------- patching
