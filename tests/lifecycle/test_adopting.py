@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,85 @@ def test_a_setup_that_makes_no_tables_fails_the_setup(
     assert code != 0, out
     assert "has no tables afterwards" in out, out
     assert _templates(backend, suite_url) == []
+
+
+# ---------------------------------------------------------------- no hangs
+
+HANG_CONFTEST = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.fixture(scope="session")
+def dbrewind_setup():
+    def schema(conn):
+        conn.execute(text(
+            "CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(80) UNIQUE)"
+        ))
+
+    return schema
+"""
+
+HANG_TESTS = """
+from sqlalchemy import create_engine, text
+
+
+def test_the_app_writes_what_the_sandbox_holds(db_session, db_url):
+    db_session.execute(text("INSERT INTO account (id, email) VALUES (1, 'same@example.com')"))
+    db_session.flush()
+    app_engine = create_engine(db_url)  # the application's own engine, not routed
+    try:
+        with app_engine.begin() as conn:
+            conn.execute(text("INSERT INTO account (id, email) VALUES (2, 'same@example.com')"))
+    finally:
+        app_engine.dispose()
+
+
+async def test_the_async_app_writes_what_the_sandbox_holds(async_db_session, db_url):
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from dbrewind import parse_url
+
+    await async_db_session.execute(
+        text("INSERT INTO account (id, email) VALUES (3, 'async@example.com')")
+    )
+    await async_db_session.flush()
+    app_engine = create_async_engine(parse_url(db_url).async_url())
+    try:
+        async with app_engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO account (id, email) VALUES (4, 'async@example.com')")
+            )
+    finally:
+        await app_engine.dispose()
+
+
+def test_the_next_test_starts_clean(db):
+    assert db.execute(text("SELECT count(*) FROM account")).scalar() == 0
+"""
+
+
+def test_a_connection_waiting_on_the_sandbox_fails_the_test_instead_of_hanging(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(textwrap.dedent(HANG_CONFTEST))
+    (project / "test_app.py").write_text(textwrap.dedent(HANG_TESTS))
+    (project / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    started = time.monotonic()
+    code, out = start(project, pytest_args(suite_url)).finish(timeout=120)
+    took = time.monotonic() - started
+    assert code == 1, out
+    assert "2 failed, 1 passed" in out, out
+    assert took < 40, f"the run took {took:.0f} s\n{out}"
+    if backend == "sqlite":
+        # one writer at a time: the app's connection gives up after its busy timeout
+        assert "database is locked" in out, out
+        assert out.count("the sandbox holds the database's one write lock") == 2, out
+        assert "dbrewind_engines" in out, out
+        return
+    assert "waited" in out and "for a lock the sandbox" in out, out
+    assert out.count("dbrewind cancelled that statement") >= 2, out  # sync and async
+    assert "INSERT INTO account (id, email) VALUES (2" in out, out
+    assert "INSERT INTO account (id, email) VALUES (4" in out, out
+    assert "dbrewind_engines" in out, out

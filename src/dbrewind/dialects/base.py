@@ -44,6 +44,7 @@ __all__ = [
     "Installation",
     "LoadedColumn",
     "Lock",
+    "LockWait",
     "OuterTransaction",
     "RewindResult",
     "SandboxOps",
@@ -398,6 +399,24 @@ class SandboxOps:
         """Whether ``error`` means another connection holds the database's one write
         lock (a database that allows one writer at a time). Here: never."""
         return False
+
+    def session_id(self, driver: Any) -> int | None:
+        """The server's id of ``driver``'s session (PostgreSQL's backend pid, MySQL's
+        thread id), from the driver's own state (no round trip); None where there is
+        no server or the driver cannot say."""
+        return None
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """Another session's statement waiting for a lock a given session holds."""
+
+    session: int
+    """The waiting session's id on the server."""
+    query: str
+    """What it runs (cut to a few hundred characters)."""
+    seconds: float
+    """How long it has waited."""
 
 
 @dataclass(frozen=True)
@@ -764,6 +783,15 @@ class Dialect(ABC):
         it is the run's own, and one left inside a transaction blocks the rewind.
         """
         return []
+
+    def lock_waits(self, conn: Connection, session: int) -> list[LockWait]:
+        """The statements of other sessions on ``conn``'s database that wait for a lock
+        ``session`` holds; empty where the server cannot say (SQLite has no server)."""
+        return []
+
+    def cancel_statement(self, conn: Connection, session: int) -> None:  # noqa: B027
+        """Cancel the statement ``session`` runs, leaving the session itself open (its
+        client sees an error). Nothing here: a database without sessions to cancel."""
 
     def columns_stamp(self, conn: Connection) -> str | None:
         """A cheap stamp of the user tables' columns that changes when one is altered

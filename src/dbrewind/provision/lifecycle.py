@@ -50,6 +50,7 @@ from ..dialects.engines import make_async_engine, make_engine
 from ..exceptions import DbrewindError, LockTimeoutError, SchemaChangedError
 from ..rewinder import ALLOW_ENV, Rewinder
 from .fingerprint import fingerprint, schema_digest, tracking_version
+from .lockwatch import LockWatch, Watched
 from .naming import sibling, stem, template_name
 from .target import (
     CLEAN,
@@ -113,6 +114,7 @@ class Database:
         self._out: dict[int, tuple[Any, int]] = {}
         """The connections of :attr:`engine` checked out now, by record: (record, seq)."""
         self._checkouts = 0
+        self._lock_watch: LockWatch | None = None
 
     def __repr__(self) -> str:
         return f"Database({self.url.display()!r}, {self.target.mode})"
@@ -137,6 +139,26 @@ class Database:
         """That sandbox ended."""
         with self._lock:
             self._sandboxes = max(0, self._sandboxes - 1)
+
+    def watch_locks(self, sandbox: Any, what: str) -> Watched | None:
+        """Watch, while a test runs, for statements of other connections that wait on
+        the locks of ``sandbox`` (see :mod:`dbrewind.provision.lockwatch`); give what
+        this returns to :meth:`unwatch_locks` when the test's sandbox ends."""
+        limit = self.target.lock_wait
+        if limit is None:
+            return None
+        session = sandbox.session_id
+        if session is None:
+            return None
+        with self._lock:
+            if self._lock_watch is None:
+                self._lock_watch = LockWatch(self.url, get_dialect(self.url.backend), limit)
+        return self._lock_watch.watch(session, what)
+
+    def unwatch_locks(self, watched: Watched | None) -> None:
+        """Stop watching; each wait found and ended becomes one of :attr:`problems`."""
+        if watched is not None and self._lock_watch is not None:
+            self.problems += self._lock_watch.unwatch(watched)
 
     # ---------------------------------------------------------------- engines
     @property
@@ -498,6 +520,8 @@ class Database:
                     except Exception as exc:  # the database or its tables may be gone
                         logger.debug("dbrewind: %s not released cleanly: %s", self, exc)
             finally:
+                if self._lock_watch is not None:
+                    self._lock_watch.close()
                 if self.rewinder is not None:
                     self.rewinder.close()
                 self.dispose_engines()

@@ -65,6 +65,10 @@ class Target:
     allow: bool = False
     """Allow a database whose name does not say test (see :class:`~dbrewind.Rewinder`)."""
     lock_timeout: float | None = 10.0
+    """Seconds a rewind waits for a lock another session holds (None: no limit)."""
+    lock_wait: float | None = 3.0
+    """Seconds another connection's statement may wait on a lock a sandbox holds before
+    it is cancelled and the test fails (None: never; see :mod:`.lockwatch`)."""
     engine: Engine | None = field(default=None, compare=False)
     """An engine on ``url`` to share: required for an in-memory SQLite database."""
     origin: str = ""

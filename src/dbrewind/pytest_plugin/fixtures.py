@@ -15,7 +15,7 @@ import pytest
 
 from ..exceptions import ConfigurationError, DbrewindError
 from .config import DB_FIXTURES, MARK, PRIMARY, ROLLBACK_FIXTURES, load_callable
-from .state import plugin_state
+from .state import SANDBOX_KEY, plugin_state
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -108,6 +108,7 @@ def dbrewind_databases(
                     fingerprint_paths=paths,
                     fingerprint_root=rootpath,
                     lock_timeout=state.lock_timeout,
+                    lock_wait=state.lock_wait,
                     origin="pytest",
                 )
             )
@@ -173,6 +174,9 @@ def async_db_engine(dbrewind_databases: dict[str, Database]) -> AsyncEngine:
 
 # ------------------------------------------------------------ function fixtures
 
+SANDBOX_WHAT = "where db, db_session and db_engine's connections run"
+ASYNC_SANDBOX_WHAT = "where async_db_session runs"
+
 
 @pytest.fixture
 def _dbrewind_sandbox(
@@ -184,6 +188,8 @@ def _dbrewind_sandbox(
     # check=False: the autouse guard runs the one safety-net check after every test
     sandbox = Sandbox(database.engine, rewinder=database.rewinder, check=False)
     sandbox.start()
+    watched = database.watch_locks(sandbox, SANDBOX_WHAT)
+    request.node.stash[SANDBOX_KEY] = sandbox
     try:
         mark = item_mark(request.node)
         if mark is not None and mark.data:
@@ -192,6 +198,7 @@ def _dbrewind_sandbox(
             load_data(sandbox.connection, *mark.data, base_dir=data_dir(request))
         yield sandbox
     finally:
+        database.unwatch_locks(watched)
         sandbox.stop()
 
 
@@ -349,6 +356,8 @@ async def _async_session(
 
     sandbox = AsyncSandbox(engine, rewinder=database.rewinder, check=False)
     await sandbox.start()
+    watched = database.watch_locks(sandbox, ASYNC_SANDBOX_WHAT)
+    request.node.stash[SANDBOX_KEY] = sandbox
     try:
         if data:
             from ..data import aload_data
@@ -360,6 +369,7 @@ async def _async_session(
         finally:
             await async_session.close()
     finally:
+        database.unwatch_locks(watched)
         await sandbox.stop()
 
 

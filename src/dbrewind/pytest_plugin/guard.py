@@ -33,7 +33,7 @@ from ..exceptions import (
 from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES
 from .fixtures import data_dir, item_mark
 from .report import TestRecord
-from .state import PluginState, plugin_state
+from .state import SANDBOX_KEY, PluginState, plugin_state
 
 if TYPE_CHECKING:
     from ..provision import Database
@@ -136,6 +136,24 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     after_test(item, state, mark, strategy, watch)
 
 
+def blocked_hint(item: pytest.Item, error: BaseException) -> str | None:
+    """What to tell of ``error`` when the test's own sandbox caused it: another
+    connection could not write past the one write lock the sandbox holds (SQLite)."""
+    sandbox = item.stash.get(SANDBOX_KEY, None)
+    if sandbox is None or not sandbox.active or not sandbox.blocks(error):
+        return None
+    return (
+        "A connection outside the test's sandbox could not write: the sandbox holds the "
+        "database's one write lock (it wrote, and keeps its transaction open until the test "
+        "ends), and that connection gave up after its busy timeout. Route that connection's "
+        "engine into the sandbox (ini dbrewind_engines = package.module:engine, or use the "
+        "db_engine / async_db_engine fixtures), or use transactional_db, whose commits are "
+        "real."
+    )
+
+
+OWN_THREADS = "dbrewind-"
+"""The name prefix of dbrewind's own threads (the lock watch): never waited for."""
 THREAD_GRACE = 2.0
 """Seconds the safety net waits for threads a test started and left running."""
 THREAD_NOTE_AFTER = 0.05
@@ -174,7 +192,7 @@ class Watch:
         left = [
             t
             for t in (threading.enumerate() if self.watch_threads else ())
-            if t not in self.threads and t.is_alive()
+            if t not in self.threads and t.is_alive() and not t.name.startswith(OWN_THREADS)
         ]
         for thread in left:
             thread.join(max(0.0, THREAD_GRACE - (time.monotonic() - started)))

@@ -17,7 +17,7 @@ from .._context import set_worker, subscribe
 from .._strategy import Strategy
 from ..exceptions import ConfigurationError, DbrewindError
 from .config import DB_FIXTURES, MARK, PRIMARY, check_configuration, default_url, mark_for
-from .guard import after_test
+from .guard import after_test, blocked_hint
 from .state import find_state, install_state, plugin_state
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "pytest_fixture_post_finalizer",
     "pytest_fixture_setup",
     "pytest_report_header",
+    "pytest_runtest_makereport",
     "pytest_runtest_teardown",
     "pytest_sessionfinish",
     "pytest_sessionstart",
@@ -95,6 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "dbrewind_lock_timeout",
         "Seconds a rewind waits for a lock another session holds (a transaction a test left "
         "open) before the test errors, naming that session; 'none' for no limit. Default 10.",
+        default="",
+    )
+    parser.addini(
+        "dbrewind_lock_wait",
+        "Seconds another connection's statement may wait on a lock a test's rollback "
+        "sandbox holds (it would wait until the test ends: a hang) before dbrewind cancels "
+        "it and fails the test, naming both; 'none' never to look. Default 3.",
         default="",
     )
     parser.addini(
@@ -252,6 +260,18 @@ def pytest_runtest_teardown(
         if state.guarded():
             after_test(item, state, None, Strategy.SAFETY_NET)
     return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that failed because its own sandbox held a lock another connection needed
+    (SQLite's one write lock) gets a section saying so."""
+    report = yield
+    if call.excinfo is not None and call.when == "call":
+        hint = blocked_hint(item, call.excinfo.value)
+        if hint is not None:
+            report.sections.append(("dbrewind", hint))
+    return report
 
 
 def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:

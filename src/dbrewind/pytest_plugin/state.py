@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from ..provision import Database
     from ..provision.verify import Snapshot
 
-__all__ = ["PluginState", "plugin_state"]
+__all__ = ["SANDBOX_KEY", "PluginState", "plugin_state"]
+
+SANDBOX_KEY = pytest.StashKey[Any]()
+"""The test's rollback sandbox, kept on its item (the failure report looks at it)."""
 
 
 class PluginState:
@@ -28,6 +31,7 @@ class PluginState:
         self.verify: bool = bool(config.getoption("dbrewind_verify", False))
         self.rebuild: bool = bool(config.getoption("dbrewind_rebuild", False))
         self.lock_timeout = _lock_timeout(config)
+        self.lock_wait = _lock_wait(config)
         # pytest-xdist gives each worker's config a ``workerinput``; the
         # environment variable would leak into pytest runs the tests start.
         workerinput = getattr(config, "workerinput", None) or {}
@@ -107,11 +111,11 @@ def install_state(config: pytest.Config) -> PluginState:
     return state
 
 
-def _lock_timeout(config: pytest.Config) -> float | None:
-    """ini ``dbrewind_lock_timeout``: seconds (default 10), or ``none`` for no limit."""
-    raw = str(config.getini("dbrewind_lock_timeout") or "").strip()
+def _seconds(config: pytest.Config, name: str, default: float, what: str) -> float | None:
+    """ini ``name``: seconds (``default`` when unset), or ``none`` for no limit."""
+    raw = str(config.getini(name) or "").strip()
     if not raw:
-        return 10.0
+        return default
     if raw.lower() == "none":
         return None
     try:
@@ -120,7 +124,24 @@ def _lock_timeout(config: pytest.Config) -> float | None:
         seconds = 0.0
     if not seconds > 0:
         raise pytest.UsageError(
-            f"dbrewind_lock_timeout = {raw!r}: give the seconds a rewind may wait for a lock "
-            "another session holds (a number above 0, default 10), or 'none' for no limit."
+            f"{name} = {raw!r}: give the seconds {what} (a number above 0, default "
+            f"{default:g}), or 'none' for no limit."
         )
     return seconds
+
+
+def _lock_timeout(config: pytest.Config) -> float | None:
+    """ini ``dbrewind_lock_timeout``: seconds (default 10), or ``none`` for no limit."""
+    return _seconds(
+        config, "dbrewind_lock_timeout", 10.0, "a rewind may wait for a lock another session holds"
+    )
+
+
+def _lock_wait(config: pytest.Config) -> float | None:
+    """ini ``dbrewind_lock_wait``: seconds (default 3), or ``none`` never to look."""
+    return _seconds(
+        config,
+        "dbrewind_lock_wait",
+        3.0,  # dbrewind.provision.lockwatch.DEFAULT_LIMIT, not imported before it is used
+        "another connection may wait on a lock a test's sandbox holds",
+    )

@@ -70,7 +70,7 @@ from sqlalchemy.orm import Session
 
 from .._asyncio import is_async_engine
 from ..dialects import RewindResult
-from ..exceptions import SandboxBrokenError, SandboxError
+from ..exceptions import SandboxBrokenError, SandboxError, _chain
 from ..rewinder import Rewinder
 from .state import SandboxState
 
@@ -106,6 +106,23 @@ class _Base:
     def active(self) -> bool:
         """Whether the sandbox is started and not yet stopped."""
         return self._core is not None
+
+    @property
+    def session_id(self) -> int | None:
+        """The server's id of the sandbox's session (PostgreSQL's backend pid, MySQL's
+        connection id) while it is active; None on SQLite or when the driver cannot say."""
+        core = self._core
+        if core is None or core.raw is None:
+            return None
+        return core.ops.session_id(core._driver())
+
+    def blocks(self, error: BaseException) -> bool:
+        """Whether ``error`` (or one of its causes) is another connection's failure to get
+        the database's one write lock, which this sandbox holds (SQLite)."""
+        core = self._core
+        return core is not None and any(
+            core.ops.blocked_by_write_lock(cause) for cause in _chain(error)
+        )
 
     def _new_core(self, engine: Engine, *, is_async: bool) -> SandboxState:
         if self._core is not None:

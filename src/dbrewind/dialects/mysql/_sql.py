@@ -39,6 +39,7 @@ __all__ = [
     "_DEFINER",
     "_LOCK_MAX_WAIT",
     "_LOCK_NAME_LIMIT",
+    "_LOCK_WAITS_SQL",
     "_LOCK_WAIT_TIMEOUT",
     "_MISSING_ERRNOS",
     "_OPEN_TRANSACTIONS_SQL",
@@ -95,6 +96,16 @@ _DEFINER = re.compile(r"\s+DEFINER\s*=\s*(`[^`]*`|'[^']*'|[^@\s]+)@(`[^`]*`|'[^'
 _SCHEMA_CHANGED_ERRNOS = {1054, 1146}  # unknown column, table doesn't exist
 _MISSING_ERRNOS = {1305}  # procedure does not exist
 _LOCK_WAIT_TIMEOUT = 1205  # row lock (innodb_lock_wait_timeout) or metadata lock
+_LOCK_WAITS_SQL = (
+    "SELECT r.trx_mysql_thread_id, LEFT(COALESCE(r.trx_query, ''), 300), "
+    "TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) / 1e6 "
+    "FROM information_schema.INNODB_LOCK_WAITS w "
+    "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id "
+    "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id "
+    "WHERE b.trx_mysql_thread_id = {session} ORDER BY r.trx_mysql_thread_id"
+)
+"""InnoDB sessions whose statement waits for a row lock the session ``{session}``
+holds: thread id, statement, seconds waited."""
 _OPEN_TRANSACTIONS_SQL = (
     "SELECT t.trx_mysql_thread_id, COALESCE(p.COMMAND, ''), "
     "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), LEFT(COALESCE(t.trx_query, ''), 120) "

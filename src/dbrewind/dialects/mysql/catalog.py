@@ -14,10 +14,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ...exceptions import DbrewindError, LockTimeoutError, NotPreparedError, SchemaChangedError
-from ..base import LOCK_ADVICE, Dialect, ForeignKey, SchemaInfo, Table, describe_wait
+from ..base import LOCK_ADVICE, Dialect, ForeignKey, LockWait, SchemaInfo, Table, describe_wait
 from ._sql import (
     _COPY_DEPTH,
     _LOCK_WAIT_TIMEOUT,
+    _LOCK_WAITS_SQL,
     _MISSING_ERRNOS,
     _OPEN_TRANSACTIONS_SQL,
     _SCHEMA_CHANGED_ERRNOS,
@@ -216,6 +217,19 @@ class _Catalog(Dialect):
         except DBAPIError:
             pass
         return ended
+
+    def lock_waits(self, conn: Connection, session: int) -> list[LockWait]:
+        """InnoDB row-lock waits on a lock ``session`` holds (``INNODB_LOCK_WAITS``; needs
+        the PROCESS privilege: without it, none are seen)."""
+        try:
+            rows = _sql(conn, _LOCK_WAITS_SQL.format(session=int(session))).all()
+        except DBAPIError:
+            return []
+        return [LockWait(int(thread), query, float(seconds)) for thread, query, seconds in rows]
+
+    def cancel_statement(self, conn: Connection, session: int) -> None:
+        """``KILL QUERY``: the statement fails with error 1317; the session stays."""
+        _sql(conn, f"KILL QUERY {int(session)}")
 
     def columns_stamp(self, conn: Connection) -> str | None:
         """Count and checksum of the database's columns in InnoDB's dictionary (one read,

@@ -36,6 +36,14 @@ class MySQLSandboxOps(SandboxOps):
             return lambda: bool(driver.server_status & 1)  # SERVER_STATUS_IN_TRANS
         return None
 
+    def session_id(self, driver: Any) -> int | None:
+        """The connection (thread) id from the server's greeting: ``thread_id()``
+        (PyMySQL, mysqlclient, aiomysql; asyncmy keeps it as an attribute)."""
+        value = getattr(driver, "thread_id", None)
+        if callable(value):
+            value = value()
+        return int(value) if value else None
+
     def outer_lost(self, run: Callable[[str], None]) -> bool:
         """Rolling back to the guard savepoint fails with error 1305 once an implicit
         commit removed it."""

@@ -29,6 +29,7 @@ from ..base import (
     Installation,
     LoadedColumn,
     Lock,
+    LockWait,
     RewindResult,
     SandboxOps,
     SchemaInfo,
@@ -349,6 +350,16 @@ class PostgreSQLDialect(Dialect):
                     f"last statement: {query!r}"
                 )
         return ended
+
+    def lock_waits(self, conn: Connection, session: int) -> list[LockWait]:
+        """Sessions of this database waiting on a lock ``session`` holds (``pg_blocking_pids``)."""
+        rows = conn.execute(errors._LOCK_WAITS_SQL, {"pid": session}).all()
+        return [LockWait(int(pid), query, float(seconds)) for pid, query, seconds in rows]
+
+    def cancel_statement(self, conn: Connection, session: int) -> None:
+        """``pg_cancel_backend``: the statement fails with "canceling statement due to user
+        request"; the session stays."""
+        conn.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": session})
 
     def columns_stamp(self, conn: Connection) -> str | None:
         """Count and hash sum of the user schemas' table columns (``pg_attribute``).

@@ -20,7 +20,13 @@ from ...exceptions import (
 from ..base import LOCK_ADVICE, describe_sessions, describe_wait
 from ._sql import _FK_VIOLATION, _LOCK_NOT_AVAILABLE, _UNDEFINED, _driver_state
 
-__all__ = ["_OPEN_TRANSACTIONS_SQL", "_connect_failure", "_open_transactions", "_translate"]
+__all__ = [
+    "_LOCK_WAITS_SQL",
+    "_OPEN_TRANSACTIONS_SQL",
+    "_connect_failure",
+    "_open_transactions",
+    "_translate",
+]
 
 
 # Connecting: SQLSTATEs (asyncpg gives them), and libpq's / asyncpg's messages
@@ -67,6 +73,19 @@ _CONNECT_PHRASES: tuple[tuple[type[ConnectionFailedError], tuple[str, ...]], ...
     ),
 )
 
+
+_LOCK_WAITS_SQL = text(
+    """
+    SELECT pid, left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 300),
+           EXTRACT(EPOCH FROM clock_timestamp() - state_change)
+    FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock'
+      AND CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))
+    ORDER BY pid
+    """
+)
+"""Sessions of this database whose statement waits on a lock the session ``:pid`` holds:
+pid, statement, seconds waited."""
 
 _OPEN_TRANSACTIONS_SQL = text(
     """

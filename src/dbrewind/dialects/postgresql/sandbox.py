@@ -33,6 +33,18 @@ class PostgreSQLSandboxOps(SandboxOps):
             return driver.is_in_transaction  # type: ignore[no-any-return]
         return None
 
+    def session_id(self, driver: Any) -> int | None:
+        """The backend pid: psycopg's ``info.backend_pid``, psycopg2's
+        ``get_backend_pid()``, asyncpg's ``get_server_pid()``."""
+        info = getattr(driver, "info", None)
+        pid = getattr(info, "backend_pid", None)
+        if pid is None:
+            getter = getattr(driver, "get_backend_pid", None) or getattr(
+                driver, "get_server_pid", None
+            )
+            pid = getter() if getter is not None else None
+        return int(pid) if pid else None
+
     def error_aborts(self, driver: Any, error: BaseException) -> bool:
         """psycopg: the transaction status is INERROR; other drivers: the error carries
         a SQLSTATE (the server raised it)."""
