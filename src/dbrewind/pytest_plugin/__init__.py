@@ -33,7 +33,7 @@ from .fixtures import (
     dbrewind_setup,
     transactional_db,
 )
-from .guard import _dbrewind_guard, _dbrewind_session  # noqa: F401
+from .guard import _dbrewind_app_engines, _dbrewind_guard, _dbrewind_session  # noqa: F401
 from .hooks import (
     pytest_addoption,
     pytest_collection_modifyitems,

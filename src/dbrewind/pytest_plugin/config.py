@@ -37,6 +37,7 @@ __all__ = [
     "derive_test_url",
     "explicitly_configured",
     "load_callable",
+    "load_object",
     "mark_for",
     "resolve_databases",
 ]
@@ -193,6 +194,7 @@ def explicitly_configured(config: pytest.Config) -> bool:
         or os.environ.get(ENV_URL, "").strip()
         or str(config.getini("dbrewind_url") or "").strip()
         or config.getini("dbrewind_databases")
+        or config.getini("dbrewind_engines")
     )
 
 
@@ -265,11 +267,18 @@ def _check_distinct(databases: Mapping[str, DatabaseConfig]) -> None:
 
 def load_callable(spec: str, *, what: str = "dbrewind_setup") -> Callable[..., Any]:
     """Import ``package.module:callable`` (a dotted attribute path after the colon)."""
+    obj = load_object(spec, what=what, example="myapp.testing:create_schema", kind="callable")
+    if not callable(obj):
+        raise ConfigurationError(f"{what} = {spec!r} is not callable: {obj!r}.")
+    return obj  # type: ignore[no-any-return]
+
+
+def load_object(spec: str, *, what: str, example: str, kind: str = "attribute") -> Any:
+    """Import ``package.module:attribute`` (a dotted attribute path after the colon)."""
     module_name, sep, attr_path = spec.strip().partition(":")
     if not sep or not module_name or not attr_path:
         raise ConfigurationError(
-            f"{what} = {spec!r} is not of the form 'package.module:callable', "
-            "e.g. 'myapp.testing:create_schema'."
+            f"{what} = {spec!r} is not of the form 'package.module:{kind}', e.g. {example!r}."
         )
     try:
         obj: Any = importlib.import_module(module_name)
@@ -285,9 +294,7 @@ def load_callable(spec: str, *, what: str = "dbrewind_setup") -> Callable[..., A
             raise ConfigurationError(
                 f"{what} = {spec!r}: {module_name!r} has no attribute {attr_path!r}."
             ) from exc
-    if not callable(obj):
-        raise ConfigurationError(f"{what} = {spec!r} is not callable: {obj!r}.")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 # ---------------------------------------------------------------- the marker

@@ -6,6 +6,7 @@ point shares; the fixtures only choose the isolation for each test.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..exceptions import ConfigurationError, DbrewindError
-from .config import DB_FIXTURES, MARK, PRIMARY, ROLLBACK_FIXTURES, load_callable
-from .state import SANDBOX_KEY, plugin_state
+from .config import DB_FIXTURES, MARK, PRIMARY, ROLLBACK_FIXTURES, load_callable, load_object
+from .state import SANDBOX_KEY, PluginState, plugin_state
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ..provision import Database
+    from ..provision.app_engines import AppEngine
     from .config import DbrewindMark
 
 __all__ = [
@@ -113,7 +115,9 @@ def dbrewind_databases(
                 )
             )
             state.databases[alias] = database
+        _redirect_app_engines(state)
     except DbrewindError as exc:
+        _restore_app_engines(state)
         for database in state.databases.values():
             database.release()
         state.databases.clear()
@@ -127,9 +131,69 @@ def dbrewind_databases(
                 state.snapshots[id(database)] = Snapshot.capture(database.rewinder)
         yield dict(state.databases)
     finally:
+        _restore_app_engines(state)
         for database in reversed(state.databases.values()):
             database.release()
         state.databases.clear()
+
+
+def _redirect_app_engines(state: PluginState) -> None:
+    """ini ``dbrewind_engines``: load each, point it at the primary test database."""
+    if not state.engine_specs:
+        return
+    from ..provision.app_engines import AppEngine
+
+    url = state.databases[PRIMARY].url
+    for spec in state.engine_specs:
+        obj = load_object(spec, what="dbrewind_engines", example="app.core.db:engine")
+        app_engine = AppEngine.of(spec, obj)
+        app_engine.redirect(url)
+        state.app_engines.append(app_engine)
+
+
+def _restore_app_engines(state: PluginState) -> None:
+    for app_engine in reversed(state.app_engines):
+        app_engine.restore()
+    state.app_engines.clear()
+
+
+def _sandbox_engine(request: pytest.FixtureRequest, own: Any) -> Any:
+    """The engine a test's sandbox opens its real connection on: dbrewind's own ``own``,
+    unless the application's engines of the kind (``dbrewind_engines``, pointed at the
+    test database) use another driver: then the first of those."""
+    is_async = hasattr(own, "sync_engine")
+    driver = (own.sync_engine if is_async else own).dialect.driver
+    for app_engine in plugin_state(request.config).app_engines:
+        if app_engine.is_async == is_async and app_engine.engine.dialect.driver != driver:
+            return _public(app_engine)
+    return own
+
+
+def _route(request: pytest.FixtureRequest, sandbox: Any, own: Any) -> None:
+    """Route the application's other engines of the sandbox's kind into it, and
+    dbrewind's own engine ``own`` when the sandbox is on one of the application's."""
+    is_async = hasattr(own, "sync_engine")
+    for app_engine in plugin_state(request.config).app_engines:
+        if app_engine.is_async == is_async:
+            try:
+                sandbox.route(_public(app_engine))
+            except DbrewindError as exc:
+                raise pytest.fail.Exception(
+                    f"dbrewind: dbrewind_engines = {app_engine.spec!r}: {exc}", pytrace=False
+                ) from None
+    if sandbox.engine is not own:
+        # db_engine / async_db_engine too, when their driver is the application's
+        with contextlib.suppress(DbrewindError):
+            sandbox.route(own)
+
+
+def _public(app_engine: AppEngine) -> Any:
+    """The engine as the application holds it (the AsyncEngine of async code)."""
+    if not app_engine.is_async:
+        return app_engine.engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    return AsyncEngine._retrieve_proxy_for_target(app_engine.engine)
 
 
 def _primary(databases: Mapping[str, Database]) -> Database:
@@ -185,12 +249,14 @@ def _dbrewind_sandbox(
     from ..sandbox import Sandbox
 
     database = _primary(dbrewind_databases)
+    own = database.engine
     # check=False: the autouse guard runs the one safety-net check after every test
-    sandbox = Sandbox(database.engine, rewinder=database.rewinder, check=False)
+    sandbox = Sandbox(_sandbox_engine(request, own), rewinder=database.rewinder, check=False)
     sandbox.start()
     watched = database.watch_locks(sandbox, SANDBOX_WHAT)
     request.node.stash[SANDBOX_KEY] = sandbox
     try:
+        _route(request, sandbox, own)
         mark = item_mark(request.node)
         if mark is not None and mark.data:
             from ..data import load_data
@@ -354,11 +420,13 @@ async def _async_session(
         return
     from ..sandbox import AsyncSandbox
 
+    own, engine = engine, _sandbox_engine(request, engine)
     sandbox = AsyncSandbox(engine, rewinder=database.rewinder, check=False)
     await sandbox.start()
     watched = database.watch_locks(sandbox, ASYNC_SANDBOX_WHAT)
     request.node.stash[SANDBOX_KEY] = sandbox
     try:
+        _route(request, sandbox, own)
         if data:
             from ..data import aload_data
 

@@ -13,6 +13,7 @@ checked out of dbrewind's engines are closed (see :class:`Watch`).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 import warnings
@@ -120,6 +121,8 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     compat_databases(request, state)
     transactional = bool(mark and mark.transactional) or "transactional_db" in names
     rollback = not transactional and not ROLLBACK_FIXTURES.isdisjoint(names)
+    if state.engine_specs and not transactional:
+        rollback = True  # the application's engines run in the test's sandbox
     if mark is not None and mark.data and not rollback and PRIMARY in state.databases:
         from ..data import load_data
 
@@ -152,8 +155,34 @@ def blocked_hint(item: pytest.Item, error: BaseException) -> str | None:
     )
 
 
+REAL_COMMITS = pytest.StashKey[bool]()
+"""Set on a test whose application engines commit for real (see _dbrewind_app_engines)."""
 OWN_THREADS = "dbrewind-"
 """The name prefix of dbrewind's own threads (the lock watch): never waited for."""
+
+
+@pytest.fixture
+def _dbrewind_app_engines(request: pytest.FixtureRequest) -> None:
+    """ini ``dbrewind_engines``: open the test's sandboxes for the application's engines
+    (they are routed in as the sandboxes start), unless the test runs under the clean
+    strategy. An async engine in a sync test, whose event loop the test does not run,
+    cannot be sandboxed: its commits are real, and the test is cleaned after instead."""
+    state = plugin_state(request.config)
+    mark = item_mark(request.node)
+    names = request.fixturenames
+    if (mark is not None and mark.transactional) or "transactional_db" in names:
+        return
+    request.getfixturevalue("dbrewind_databases")  # loads and redirects the engines
+    kinds = {app_engine.is_async for app_engine in state.app_engines}
+    if False in kinds:
+        request.getfixturevalue("_dbrewind_sandbox")
+    if True in kinds:
+        if inspect.iscoroutinefunction(getattr(request.node, "function", None)):
+            request.getfixturevalue("async_db_session")
+        else:
+            request.node.stash[REAL_COMMITS] = True
+
+
 THREAD_GRACE = 2.0
 """Seconds the safety net waits for threads a test started and left running."""
 THREAD_NOTE_AFTER = 0.05
@@ -245,11 +274,12 @@ def after_test(
     leaks: list[str] = []
     failures: list[str] = []
     compat = {id(db) for db in state.compat or ()}
+    real_commits = item.stash.get(REAL_COMMITS, False)
     for database in guarded:  # every one, even when another fails
         reclones = database.reclones
         recoveries = database.rewinder.recoveries if database.rewinder is not None else 0
         # a test that committed for real may have changed the schema too
-        committed = strategy is Strategy.CLEAN or id(database) in compat
+        committed = strategy is Strategy.CLEAN or id(database) in compat or real_commits
         try:
             result = database.after_test(check_schema=committed)
         except Exception as exc:
@@ -264,7 +294,7 @@ def after_test(
         database.problems.clear()
         tables = [_label(state, database, t) for t in result.tables]
         dirtied += tables
-        if tables and id(database) in own and strategy is not Strategy.CLEAN:
+        if tables and id(database) in own and strategy is not Strategy.CLEAN and not real_commits:
             leaks += tables
         if database.reclones != reclones:
             message = database.notes[-1]
@@ -273,6 +303,8 @@ def after_test(
     seconds = time.perf_counter() - started
     if state.compat and strategy is Strategy.SAFETY_NET:
         strategy = Strategy.CLEAN  # its clean_db_urls databases were put back after it
+    if real_commits:
+        strategy = Strategy.CLEAN  # an engine of the application's committed for real
     state.stats.add(TestRecord(item.nodeid, strategy, seconds, tuple(dirtied)))
     strict = state.strict if mark is None or mark.strict is None else mark.strict
     problems = list(failures[:1])

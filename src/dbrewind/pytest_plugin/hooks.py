@@ -99,6 +99,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        "dbrewind_engines",
+        "The application's own engines, one 'package.module:attribute' per line (an Engine, "
+        "AsyncEngine, or a sessionmaker bound to one): pointed at the test database for the "
+        "run and routed into each test's rollback sandbox.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
         "dbrewind_lock_wait",
         "Seconds another connection's statement may wait on a lock a test's rollback "
         "sandbox holds (it would wait until the test ends: a hang) before dbrewind cancels "
@@ -206,16 +214,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 )
             )
     if uses_databases:
-        _guard(items, compat=state.compat_possible)
+        _guard(items, compat=state.compat_possible, engines=bool(state.engine_specs))
 
 
-def _guard(items: list[pytest.Item], *, compat: bool) -> None:
+def _guard(items: list[pytest.Item], *, compat: bool, engines: bool = False) -> None:
     """Give every test the safety net, first among its fixtures (so it is torn down last).
 
     Only in a run that may use a database: elsewhere a test pays nothing for the
     plugin. (An autouse fixture would cost every test of every project.)
     """
     first = ["_dbrewind_session", "_dbrewind_guard"] if compat else ["_dbrewind_guard"]
+    if engines:  # the application's engines' sandbox: set up after the guard, torn down before
+        first.append("_dbrewind_app_engines")
     for item in items:
         names = getattr(item, "fixturenames", None)
         if isinstance(names, list) and "_dbrewind_guard" not in names:

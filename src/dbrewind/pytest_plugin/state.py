@@ -14,6 +14,7 @@ from .report import Stats
 
 if TYPE_CHECKING:
     from ..provision import Database
+    from ..provision.app_engines import AppEngine
     from ..provision.verify import Snapshot
 
 __all__ = ["SANDBOX_KEY", "PluginState", "plugin_state"]
@@ -48,6 +49,12 @@ class PluginState:
         """Some conftest or test module defines a ``clean_db_urls`` fixture."""
         self.active: list[Database] = []
         """Every database acquired during this session, by any entry point."""
+        self.engine_specs: list[str] = [
+            str(line).strip() for line in config.getini("dbrewind_engines") if str(line).strip()
+        ]
+        """ini ``dbrewind_engines``: the application's engines, as import paths."""
+        self.app_engines: list[AppEngine] = []
+        """Those engines, loaded and pointed at the primary test database."""
         self.snapshots: dict[int, Snapshot] = {}
         """``--dbrewind-verify``: the reference contents of each database."""
         self._configs: dict[str, DatabaseConfig] | None = None

@@ -116,6 +116,22 @@ class _Base:
             return None
         return core.ops.session_id(core._driver())
 
+    def route(self, engine: Engine | AsyncEngine) -> None:
+        """Route another engine into this sandbox until it stops: its connections run here
+        too, on the one real connection, whatever database it was made for (the
+        application's own engine, say). A :class:`Sandbox` takes sync engines, an
+        :class:`AsyncSandbox` async ones; the driver must be the sandbox's own."""
+        core = self._core
+        if core is None:
+            raise self._not_active(f"{type(self).__name__}.route()")
+        if is_async_engine(engine) != core.is_async:
+            kind = "an AsyncEngine" if core.is_async else "a sync Engine"
+            raise SandboxError(
+                f"{type(self).__name__}.route() takes {kind}, got {type(engine).__name__}."
+            )
+        sync: Engine = engine.sync_engine if is_async_engine(engine) else engine  # type: ignore[assignment]
+        core.route(sync)
+
     def blocks(self, error: BaseException) -> bool:
         """Whether ``error`` (or one of its causes) is another connection's failure to get
         the database's one write lock, which this sandbox holds (SQLite)."""

@@ -152,6 +152,8 @@ class SandboxState:
         self._names: list[tuple[str, str, str]] = []
         self._original_pool: Pool | None = None
         self.pool: SandboxPool | None = None
+        #: Other engines routed here (:meth:`route`), with the pools they had.
+        self._routed: list[tuple[Engine, Pool, SandboxPool]] = []
         self._fairy: Any = None
         self.raw: Any = None
         self._explicit = False
@@ -211,6 +213,33 @@ class SandboxState:
         self.pool = SandboxPool(self, original)
         self.engine.pool = self.pool
         self.state = _ACTIVE
+
+    def route(self, engine: Engine) -> None:
+        """Route another engine's checkouts into this sandbox until it stops.
+
+        The engine must use the same DB-API driver as the sandbox's own (its SQL
+        runs on the sandbox's real connection); what it points at does not matter.
+        """
+        if self.state != _ACTIVE:
+            raise SandboxError(f"The sandbox on {self.url_display} is not active.")
+        if engine is self.engine or any(e is engine for e, _, _ in self._routed):
+            return
+        ours, theirs = self.engine.dialect, engine.dialect
+        if (theirs.name, theirs.driver) != (ours.name, ours.driver):
+            raise SandboxError(
+                f"Cannot route the engine on {engine.url.drivername} into the sandbox on "
+                f"{self.engine.url.drivername}: its statements would run on a connection of "
+                "another driver. Give the test database's URL the same driver as the "
+                f"application's engine (e.g. {engine.url.drivername}://...)."
+            )
+        original = engine.pool
+        if isinstance(original, SandboxPool):
+            raise SandboxError(
+                f"The engine on {engine.url.drivername} is already inside an active sandbox."
+            )
+        pool = SandboxPool(self, original)
+        engine.pool = pool
+        self._routed.append((engine, original, pool))
 
     def _connect_error(self, error: Exception) -> Exception | None:
         """The dbrewind error for a failed first connect of the engine, as its own engines give."""
@@ -299,6 +328,10 @@ class SandboxState:
         if self._original_pool is not None:
             self.engine.pool = self._original_pool
             self._original_pool = None
+        for engine, original, pool in reversed(self._routed):
+            pool.reclaim()
+            engine.pool = original
+        self._routed.clear()
         for entry in self.stack:
             entry.alive = False
         self.stack.clear()
