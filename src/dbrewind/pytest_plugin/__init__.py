@@ -21,9 +21,11 @@ from __future__ import annotations
 from ..exceptions import DbrewindLeakWarning
 from .fixtures import (
     ASYNC_SESSION_FIXTURES,
+    SCOPED_ASYNC_FIXTURES,
     _dbrewind_sandbox,  # noqa: F401
     async_db_engine,
     async_db_session,
+    class_db_session,
     db,
     db_assert,
     db_engine,
@@ -31,6 +33,7 @@ from .fixtures import (
     db_url,
     dbrewind_databases,
     dbrewind_setup,
+    module_db_session,
     transactional_db,
 )
 from .guard import _dbrewind_app_engines, _dbrewind_guard, _dbrewind_session  # noqa: F401
@@ -53,11 +56,13 @@ from .hooks import (
 # the async session fixtures (anyio's, and one per pytest-asyncio loop scope): pytest
 # finds fixtures among the plugin module's attributes
 globals().update(ASYNC_SESSION_FIXTURES)
+globals().update(SCOPED_ASYNC_FIXTURES)  # module_async_db_session, class_async_db_session
 
 __all__ = [
     "DbrewindLeakWarning",
     "async_db_engine",
     "async_db_session",
+    "class_db_session",
     "db",
     "db_assert",
     "db_engine",
@@ -65,6 +70,7 @@ __all__ = [
     "db_url",
     "dbrewind_databases",
     "dbrewind_setup",
+    "module_db_session",
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",

@@ -56,6 +56,10 @@ DB_FIXTURES = frozenset(
         "db_engine",
         "async_db_engine",
         "dbrewind_databases",
+        "module_db_session",
+        "class_db_session",
+        "module_async_db_session",
+        "class_async_db_session",
     }
 )
 """A test asking for one of these uses the plugin's database."""

@@ -32,6 +32,7 @@ __all__ = [
     "ROLLBACK_FIXTURES",
     "async_db_engine",
     "async_db_session",
+    "class_db_session",
     "db",
     "db_assert",
     "db_engine",
@@ -39,6 +40,7 @@ __all__ = [
     "db_url",
     "dbrewind_databases",
     "dbrewind_setup",
+    "module_db_session",
     "transactional_db",
 ]
 
@@ -325,6 +327,71 @@ def transactional_db(dbrewind_databases: dict[str, Database]) -> Iterator[Connec
         yield conn
 
 
+# ------------------------------------------------------------ scoped test data
+
+
+def _make_scoped_session(scope: str) -> Any:
+    def fixture(
+        request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
+    ) -> Iterator[Session]:
+        from sqlalchemy.orm import Session
+
+        state = plugin_state(request.config)
+        session = Session(_primary(dbrewind_databases).engine, expire_on_commit=False)
+        state.scoped_sessions.append(session)
+        try:
+            yield session
+        finally:
+            state.scoped_sessions.remove(session)
+            session.close()
+
+    fixture.__name__ = fixture.__qualname__ = f"{scope}_db_session"
+    fixture.__doc__ = f"""An ORM Session for data that every test of the {scope} builds on.
+
+    Django's ``setUpTestData`` for pytest: a ``scope="{scope}"`` fixture that writes
+    through it (a user, a login, a hashed password) runs once per {scope}; what it
+    wrote is committed when that fixture is set up and kept as a baseline layer, so
+    every test of the {scope} starts from it (whatever an earlier test did), and it
+    is rewound when the fixture's scope ends. Write through it in fixtures of that
+    scope, and use ``db_session`` in the tests. ``expire_on_commit=False``: the
+    objects it made stay readable in the tests.
+    """
+    return pytest.fixture(scope=scope, name=f"{scope}_db_session")(fixture)  # type: ignore[call-overload]
+
+
+def _make_scoped_async_session(scope: str) -> Any:
+    async def fixture(dbrewind_databases: dict[str, Database]) -> AsyncIterator[AsyncSession]:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        database = _primary(dbrewind_databases)
+        try:
+            engine = database.async_engine
+        except DbrewindError as exc:
+            raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
+        session = AsyncSession(engine, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            await session.close()
+
+    name = f"{scope}_async_db_session"
+    fixture.__name__ = fixture.__qualname__ = name
+    fixture.__doc__ = f"""``{scope}_db_session`` for async code: an AsyncSession on the
+    {scope}'s event loop (pytest-asyncio ``loop_scope="{scope}"``). Await its
+    ``commit()`` in the {scope}-scoped fixture that writes: the rows are then kept as
+    a layer every test of the {scope} starts from, and rewound when the scope ends.
+    """
+    if not _HAS_PYTEST_ASYNCIO:
+        return None
+    import pytest_asyncio
+
+    return pytest_asyncio.fixture(scope=scope, loop_scope=scope, name=name)(fixture)  # type: ignore[call-overload]
+
+
+module_db_session = _make_scoped_session("module")
+class_db_session = _make_scoped_session("class")
+
+
 @pytest.fixture
 def db_assert(request: pytest.FixtureRequest) -> Any:
     """:class:`dbrewind.testing.DatabaseAssertions` bound to this test's session.
@@ -474,3 +541,10 @@ if _HAS_PYTEST_ASYNCIO:
     ASYNC_SESSION_FIXTURES.update(
         {f"_dbrewind_async_session_{scope}": _make_async_fixture(scope) for scope in _LOOP_SCOPES}
     )
+
+SCOPED_ASYNC_FIXTURES: dict[str, Any] = {
+    f"{scope}_async_db_session": fixture
+    for scope in ("module", "class")
+    if (fixture := _make_scoped_async_session(scope)) is not None
+}
+"""``module_async_db_session`` and ``class_async_db_session`` (with pytest-asyncio)."""

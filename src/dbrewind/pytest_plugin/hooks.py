@@ -246,6 +246,9 @@ def pytest_fixture_setup(
     module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
     if module.startswith(_QUIET_MODULES):
         return value
+    for session in state.scoped_sessions:  # module_db_session: what the fixture wrote
+        if session.in_transaction():
+            session.commit()
     for database in state.guarded():
         database.refresh(fixturedef)
         for note in database.notes:

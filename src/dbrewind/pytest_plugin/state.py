@@ -55,6 +55,8 @@ class PluginState:
         """ini ``dbrewind_engines``: the application's engines, as import paths."""
         self.app_engines: list[AppEngine] = []
         """Those engines, loaded and pointed at the primary test database."""
+        self.scoped_sessions: list[Any] = []
+        """The open ``module_db_session`` / ``class_db_session`` sessions."""
         self.snapshots: dict[int, Snapshot] = {}
         """``--dbrewind-verify``: the reference contents of each database."""
         self._configs: dict[str, DatabaseConfig] | None = None
