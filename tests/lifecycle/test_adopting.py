@@ -292,3 +292,62 @@ def test_a_connection_waiting_on_the_sandbox_fails_the_test_instead_of_hanging(
     assert "INSERT INTO account (id, email) VALUES (2" in out, out
     assert "INSERT INTO account (id, email) VALUES (4" in out, out
     assert "dbrewind_engines" in out, out
+
+
+# ------------------------------------------------- the fingerprint follows the setup
+
+INIT_DB = """
+from sqlalchemy import text
+
+
+def init_db(conn):
+    conn.execute(text("CREATE TABLE setting (name VARCHAR(20) PRIMARY KEY, value VARCHAR(20))"))
+    conn.execute(text("INSERT INTO setting VALUES ('version', '{version}')"))
+"""
+
+INIT_CONFTEST = """
+import pytest
+
+from app.init import init_db
+
+
+@pytest.fixture(scope="session")
+def dbrewind_setup():
+    def setup(conn):
+        init_db(conn)
+
+    return setup
+"""
+
+INIT_TESTS = """
+from sqlalchemy import text
+
+
+def test_the_setup_ran(db):
+    version = db.execute(text("SELECT value FROM setting")).scalar()
+    assert version == open("expected.txt").read().strip()
+"""
+
+
+def test_changing_code_the_setup_calls_rebuilds_the_template_and_says_why(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    project = tmp_path / "project"
+    (project / "app").mkdir(parents=True)
+    (project / "app" / "__init__.py").write_text("")
+    (project / "app" / "init.py").write_text(textwrap.dedent(INIT_DB.format(version="v1")))
+    (project / "conftest.py").write_text(textwrap.dedent(INIT_CONFTEST))
+    (project / "test_app.py").write_text(textwrap.dedent(INIT_TESTS))
+    (project / "expected.txt").write_text("v1")
+    outs = []
+    for version in ("v1", "v1", "v2", "v2"):
+        (project / "app" / "init.py").write_text(textwrap.dedent(INIT_DB.format(version=version)))
+        (project / "expected.txt").write_text(version)
+        code, out = start(project, pytest_args(suite_url)).finish()
+        assert code == 0, out
+        outs.append(out)
+    assert "templates built 1, reused 0" in outs[0], outs[0]
+    assert "templates built 0, reused 1" in outs[1], outs[1]
+    assert "templates built 1, reused 0" in outs[2], outs[2]
+    assert "the setup's code changed in app/init.py" in outs[2], outs[2]
+    assert "templates built 0, reused 1" in outs[3], outs[3]

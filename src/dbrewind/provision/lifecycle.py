@@ -52,12 +52,14 @@ from ..rewinder import ALLOW_ENV, Rewinder
 from .fingerprint import fingerprint, schema_digest, tracking_version
 from .lockwatch import LockWatch, Watched
 from .naming import sibling, stem, template_name
+from .setup_files import changed
 from .target import (
     CLEAN,
     FINGERPRINT,
     HOLDER,
     ORIGIN,
     SCHEMA,
+    SETUP_FILES,
     VERSION,
     Target,
     holder_name,
@@ -591,6 +593,9 @@ class Database:
         except DbrewindError:
             found, digest = Installation(installed=False), ""
         state = found.state
+        root = self.target.fingerprint_root
+        if root is not None and changed(state.get(SETUP_FILES), root):
+            return False  # the template is built again (and says why), then cloned
         if (
             not self._matches(found, digest)
             or state.get(FINGERPRINT) != self.fingerprint

@@ -27,6 +27,7 @@ __all__ = [
     "HOLDER",
     "ORIGIN",
     "SCHEMA",
+    "SETUP_FILES",
     "VERSION",
     "Target",
     "holder_name",
@@ -42,6 +43,7 @@ HOLDER = "holder"
 CLEAN = "clean"
 COMPLETE = "complete"
 BUILT = "built"
+SETUP_FILES = "setup_files"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,18 @@ from ..exceptions import DbrewindError, LeaseError
 from ..rewinder import Rewinder
 from .fingerprint import schema_digest, tracking_version
 from .naming import MAX_SLOTS, clone_candidates, stem, template_prefix
-from .target import BUILT, CLEAN, COMPLETE, FINGERPRINT, ORIGIN, SCHEMA, VERSION, Target
+from .setup_files import changed, digests, files_run
+from .target import (
+    BUILT,
+    CLEAN,
+    COMPLETE,
+    FINGERPRINT,
+    ORIGIN,
+    SCHEMA,
+    SETUP_FILES,
+    VERSION,
+    Target,
+)
 
 __all__ = [
     "BUILD_WAIT",
@@ -65,6 +76,7 @@ def ensure_template(
     setup (and drop stale templates). True when it was built; what a user should hear of
     (a half-built template found) is appended to ``notes``. Call under :func:`build_lock`."""
     backend = target.url.backend
+    root = target.fingerprint_root
     rewinder = Rewinder(template, allow=True, lock_timeout=target.lock_timeout)
     try:
         if not target.rebuild and rewinder.exists():
@@ -73,7 +85,16 @@ def ensure_template(
                     state = rewinder.dialect.installation(conn).state
             except DbrewindError:
                 state = {}
-            if (
+            edited = changed(state.get(SETUP_FILES), root) if root is not None else []
+            if edited:
+                shown = ", ".join(edited[:5]) + (
+                    f" and {len(edited) - 5} more" if edited[5:] else ""
+                )
+                notes.append(
+                    f"the template {template.database!r} was built again: the setup's code "
+                    f"changed in {shown}"
+                )
+            elif (
                 state.get(COMPLETE) == "1"
                 and state.get(FINGERPRINT) == fingerprint
                 and state.get(VERSION) == tracking_version(backend)
@@ -85,7 +106,9 @@ def ensure_template(
                     "that ended while building it (killed or crashed); dbrewind built it again"
                 )
         try:
-            schema = rewinder.prepare(list(target.setups or ()), recreate=True)
+            with contextlib.ExitStack() as stack:
+                ran = stack.enter_context(files_run(root)) if root is not None else []
+                schema = rewinder.prepare(list(target.setups or ()), recreate=True)
         except BaseException:
             # a failed build leaves nothing behind: the next run builds afresh
             with contextlib.suppress(DbrewindError):
@@ -102,6 +125,7 @@ def ensure_template(
                     COMPLETE: "1",
                     BUILT: f"{time.time():.3f}",
                     CLEAN: "1",
+                    SETUP_FILES: digests(ran, root) if root is not None else "{}",
                 },
             )
     finally:
