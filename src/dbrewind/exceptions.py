@@ -43,6 +43,7 @@ Warnings derive from :class:`DbrewindWarning`::
 
     DbrewindWarning
      +-- DbrewindLeakWarning         a test committed writes outside its sandbox
+     +-- FixtureShadowedWarning      a project fixture has the name of one of dbrewind's
      +-- SafetyNetWarning            a database runs without tracking (not a test
                                      database, or another run holds it)
 """
@@ -63,6 +64,7 @@ __all__ = [
     "DbrewindLeakWarning",
     "DbrewindWarning",
     "DriverNotInstalledError",
+    "FixtureShadowedWarning",
     "LeakError",
     "LeaseError",
     "LockTimeoutError",
@@ -239,6 +241,11 @@ class DbrewindWarning(UserWarning):
 
 class DbrewindLeakWarning(DbrewindWarning):
     """A test committed writes outside its sandbox; dbrewind rewound them."""
+
+
+class FixtureShadowedWarning(DbrewindWarning):
+    """A project's fixture has the name of one of dbrewind's (``db``, ``db_session``...):
+    tests asking for that name get the project's; ``dbrewind_<name>`` reaches dbrewind's."""
 
 
 class SafetyNetWarning(DbrewindWarning):

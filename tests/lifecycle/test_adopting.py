@@ -351,3 +351,45 @@ def test_changing_code_the_setup_calls_rebuilds_the_template_and_says_why(
     assert "templates built 1, reused 0" in outs[2], outs[2]
     assert "the setup's code changed in app/init.py" in outs[2], outs[2]
     assert "templates built 0, reused 1" in outs[3], outs[3]
+
+
+# ------------------------------------------------------------ names
+
+SHADOW_CONFTEST = HANG_CONFTEST + """
+
+@pytest.fixture
+def db():
+    return "the project's own db"
+"""
+
+SHADOW_TESTS = """
+from sqlalchemy import text
+
+
+def test_the_projects_db(db):
+    assert db == "the project's own db"
+
+
+def test_dbrewinds_under_its_alias(dbrewind_db, dbrewind_db_session):
+    dbrewind_db.execute(text("INSERT INTO account (id, email) VALUES (1, 'a@example.com')"))
+    assert dbrewind_db_session.execute(text("SELECT count(*) FROM account")).scalar() == 1
+
+
+def test_and_rolled_back(dbrewind_db):
+    assert dbrewind_db.execute(text("SELECT count(*) FROM account")).scalar() == 0
+"""
+
+
+def test_a_project_fixture_shadowing_dbrewinds_is_named_with_the_alias(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(textwrap.dedent(SHADOW_CONFTEST))
+    (project / "test_app.py").write_text(textwrap.dedent(SHADOW_TESTS))
+    code, out = start(project, pytest_args(suite_url, "--dbrewind-strict")).finish()
+    assert code == 0, out
+    assert "3 passed" in out, out
+    assert f"the fixture 'db' of {project / 'conftest.py'}" in out, out
+    assert "dbrewind's is also there as 'dbrewind_db'" in out, out
+    assert out.count("FixtureShadowedWarning") == 1, out

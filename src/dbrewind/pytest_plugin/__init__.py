@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ..exceptions import DbrewindLeakWarning
 from .fixtures import (
+    ALIAS_FIXTURES,
     ASYNC_SESSION_FIXTURES,
     SCOPED_ASYNC_FIXTURES,
     _dbrewind_sandbox,  # noqa: F401
@@ -57,6 +58,9 @@ from .hooks import (
 # finds fixtures among the plugin module's attributes
 globals().update(ASYNC_SESSION_FIXTURES)
 globals().update(SCOPED_ASYNC_FIXTURES)  # module_async_db_session, class_async_db_session
+globals().update(
+    ALIAS_FIXTURES
+)  # dbrewind_db, dbrewind_db_session, ...  # module_async_db_session, class_async_db_session
 
 __all__ = [
     "DbrewindLeakWarning",

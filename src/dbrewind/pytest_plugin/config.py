@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from .._url import DatabaseURL
 
 __all__ = [
+    "ALIASED",
     "DB_FIXTURES",
     "ENV_URL",
     "MARK",
     "PRIMARY",
     "ROLLBACK_FIXTURES",
+    "TRANSACTIONAL_FIXTURES",
     "DatabaseConfig",
     "DbrewindMark",
     "cache_dir",
@@ -44,6 +46,19 @@ __all__ = [
 
 MARK = pytest.StashKey["Any"]()
 """An item's merged ``dbrewind`` mark, None, or the ConfigurationError parsing it raised."""
+
+ALIASED = (
+    "db",
+    "db_session",
+    "async_db_session",
+    "transactional_db",
+    "db_assert",
+    "db_url",
+    "db_engine",
+    "async_db_engine",
+)
+"""Fixtures that also answer to ``dbrewind_<name>`` (for a project whose own ``db`` or
+``db_session`` fixture shadows dbrewind's)."""
 
 DB_FIXTURES = frozenset(
     {
@@ -61,10 +76,19 @@ DB_FIXTURES = frozenset(
         "module_async_db_session",
         "class_async_db_session",
     }
-)
+) | {f"dbrewind_{name}" for name in ALIASED}
 """A test asking for one of these uses the plugin's database."""
-ROLLBACK_FIXTURES = frozenset({"db", "db_session", "async_db_session", "db_assert"})
+ROLLBACK_FIXTURES = frozenset(
+    {
+        name
+        for base in ("db", "db_session", "async_db_session", "db_assert")
+        for name in (base, f"dbrewind_{base}")
+    }
+)
 """These run the test in the rollback sandbox (unless it is marked transactional)."""
+
+TRANSACTIONAL_FIXTURES = frozenset({"transactional_db", "dbrewind_transactional_db"})
+"""These run the test under the clean strategy: real commits, rewound after."""
 
 PRIMARY = "default"
 """Alias of the primary database: the one behind ``db``, ``db_engine``, ``db_session``."""

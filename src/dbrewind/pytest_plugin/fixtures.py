@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..exceptions import ConfigurationError, DbrewindError
-from .config import DB_FIXTURES, MARK, PRIMARY, ROLLBACK_FIXTURES, load_callable, load_object
+from .config import (
+    ALIASED,
+    DB_FIXTURES,
+    MARK,
+    PRIMARY,
+    ROLLBACK_FIXTURES,
+    TRANSACTIONAL_FIXTURES,
+    load_callable,
+    load_object,
+)
 from .state import SANDBOX_KEY, PluginState, plugin_state
 
 if TYPE_CHECKING:
@@ -55,7 +64,9 @@ def item_mark(item: Any) -> DbrewindMark | None:
 
 def is_transactional(request: pytest.FixtureRequest) -> bool:
     mark = item_mark(request.node)
-    return bool(mark and mark.transactional) or "transactional_db" in request.fixturenames
+    return bool(mark and mark.transactional) or not TRANSACTIONAL_FIXTURES.isdisjoint(
+        request.fixturenames
+    )
 
 
 def data_dir(request: pytest.FixtureRequest) -> Path:
@@ -401,11 +412,14 @@ def db_assert(request: pytest.FixtureRequest) -> Any:
     """
     from ..testing import DatabaseAssertions
 
-    if "async_db_session" in request.fixturenames or inspect.iscoroutinefunction(
-        getattr(request.node, "function", None)
+    names = request.fixturenames
+    if (
+        "async_db_session" in names
+        or "dbrewind_async_db_session" in names
+        or inspect.iscoroutinefunction(getattr(request.node, "function", None))
     ):
-        return DatabaseAssertions(request.getfixturevalue("async_db_session"))
-    return DatabaseAssertions(request.getfixturevalue("db_session"))
+        return DatabaseAssertions(request.getfixturevalue("dbrewind_async_db_session"))
+    return DatabaseAssertions(request.getfixturevalue("dbrewind_db_session"))
 
 
 # ----------------------------------------------------------------- async
@@ -548,3 +562,16 @@ SCOPED_ASYNC_FIXTURES: dict[str, Any] = {
     if (fixture := _make_scoped_async_session(scope)) is not None
 }
 """``module_async_db_session`` and ``class_async_db_session`` (with pytest-asyncio)."""
+
+
+def _alias(name: str) -> Any:
+    """``dbrewind_<name>``: the fixture ``name`` under a name no project shadows."""
+    definition = globals()[name]
+    marker = definition._fixture_function_marker
+    return pytest.fixture(scope=marker.scope, name=f"dbrewind_{name}")(
+        definition._get_wrapped_function()
+    )
+
+
+ALIAS_FIXTURES: dict[str, Any] = {f"dbrewind_{name}": _alias(name) for name in ALIASED}
+"""``dbrewind_db``, ``dbrewind_db_session``, ...: each fixture of :data:`ALIASED` again."""

@@ -31,7 +31,7 @@ from ..exceptions import (
     LeakError,
     VerificationError,
 )
-from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES
+from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES, TRANSACTIONAL_FIXTURES
 from .fixtures import data_dir, item_mark
 from .report import TestRecord
 from .state import SANDBOX_KEY, PluginState, plugin_state
@@ -119,7 +119,9 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         # prepared up front, so that a test without dbrewind fixtures is still guarded
         request.getfixturevalue("dbrewind_databases")
     compat_databases(request, state)
-    transactional = bool(mark and mark.transactional) or "transactional_db" in names
+    transactional = bool(mark and mark.transactional) or not TRANSACTIONAL_FIXTURES.isdisjoint(
+        names
+    )
     rollback = not transactional and not ROLLBACK_FIXTURES.isdisjoint(names)
     if state.engine_specs and not transactional:
         rollback = True  # the application's engines run in the test's sandbox
@@ -170,7 +172,7 @@ def _dbrewind_app_engines(request: pytest.FixtureRequest) -> None:
     state = plugin_state(request.config)
     mark = item_mark(request.node)
     names = request.fixturenames
-    if (mark is not None and mark.transactional) or "transactional_db" in names:
+    if (mark is not None and mark.transactional) or not TRANSACTIONAL_FIXTURES.isdisjoint(names):
         return
     request.getfixturevalue("dbrewind_databases")  # loads and redirects the engines
     kinds = {app_engine.is_async for app_engine in state.app_engines}
@@ -178,7 +180,7 @@ def _dbrewind_app_engines(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("_dbrewind_sandbox")
     if True in kinds:
         if inspect.iscoroutinefunction(getattr(request.node, "function", None)):
-            request.getfixturevalue("async_db_session")
+            request.getfixturevalue("dbrewind_async_db_session")
         else:
             request.node.stash[REAL_COMMITS] = True
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Generator
 from typing import Any
 
@@ -15,8 +16,16 @@ import pytest
 
 from .._context import set_worker, subscribe
 from .._strategy import Strategy
-from ..exceptions import ConfigurationError, DbrewindError
-from .config import DB_FIXTURES, MARK, PRIMARY, check_configuration, default_url, mark_for
+from ..exceptions import ConfigurationError, DbrewindError, FixtureShadowedWarning
+from .config import (
+    ALIASED,
+    DB_FIXTURES,
+    MARK,
+    PRIMARY,
+    check_configuration,
+    default_url,
+    mark_for,
+)
 from .guard import after_test, blocked_hint
 from .state import find_state, install_state, plugin_state
 
@@ -215,6 +224,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
     if uses_databases:
         _guard(items, compat=state.compat_possible, engines=bool(state.engine_specs))
+    _warn_shadowed(items)
+
+
+def _warn_shadowed(items: list[pytest.Item]) -> None:
+    """A project fixture named like one of dbrewind's: say so once, with the alias."""
+    said: set[tuple[str, str]] = set()
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        for name in ALIASED:
+            definitions = info.name2fixturedefs.get(name)
+            if not definitions:
+                continue
+            func = definitions[-1].func
+            module = getattr(func, "__module__", "") or ""
+            if module.startswith("dbrewind."):
+                continue
+            where = _where(func)
+            if (name, where) in said:
+                continue
+            said.add((name, where))
+            warnings.warn(
+                FixtureShadowedWarning(
+                    f"the fixture {name!r} of {where} shadows dbrewind's {name!r}: tests that "
+                    f"ask for {name!r} get that one. If that is not meant, rename it; "
+                    f"dbrewind's is also there as 'dbrewind_{name}'."
+                ),
+                stacklevel=1,
+            )
+
+
+def _where(func: Any) -> str:
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return repr(func)
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 def _guard(items: list[pytest.Item], *, compat: bool, engines: bool = False) -> None:
