@@ -393,3 +393,68 @@ def test_a_project_fixture_shadowing_dbrewinds_is_named_with_the_alias(
     assert f"the fixture 'db' of {project / 'conftest.py'}" in out, out
     assert "dbrewind's is also there as 'dbrewind_db'" in out, out
     assert out.count("FixtureShadowedWarning") == 1, out
+
+
+SETTINGS_CONFTEST = HANG_CONFTEST
+
+SETTINGS_TESTS = """
+import asyncio
+
+from sqlalchemy import text
+
+from app.sessions import AppAsyncSession, AppSession
+
+
+def test_db_session_is_of_the_configured_class(db_session, db_url):
+    assert type(db_session) is AppSession
+    assert db_session.exec_count() == 0
+    assert open("expected.txt").read() in db_url  # the database the settings name
+
+
+async def test_async_db_session_too(async_db_session):
+    assert type(async_db_session) is AppAsyncSession
+"""
+
+SESSIONS = """
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+
+class AppSession(Session):
+    def exec_count(self):
+        return self.execute(text("SELECT count(*) FROM account")).scalar()
+
+
+class AppAsyncSession(AsyncSession):
+    pass
+"""
+
+
+def test_the_url_from_the_apps_settings_and_the_apps_session_class(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    project = tmp_path / "project"
+    (project / "app").mkdir(parents=True)
+    (project / "app" / "__init__.py").write_text("")
+    (project / "app" / "sessions.py").write_text(textwrap.dedent(SESSIONS))
+    # the settings name the database the tests derive theirs from (it ends in _test here,
+    # so the derived name is the same one)
+    rendered = suite_url.render_as_string(hide_password=False)
+    (project / "app" / "config.py").write_text(
+        "class Settings:\n"
+        f"    SQLALCHEMY_DATABASE_URI = {rendered!r}\n\n\nsettings = Settings()\n"
+    )
+    (project / "expected.txt").write_text(Path(str(suite_url.database)).stem)
+    (project / "conftest.py").write_text(textwrap.dedent(SETTINGS_CONFTEST))
+    (project / "test_app.py").write_text(textwrap.dedent(SETTINGS_TESTS))
+    (project / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "pythonpath = .\n"
+        "dbrewind_url = app.config:settings.SQLALCHEMY_DATABASE_URI\n"
+        "dbrewind_session_class = app.sessions:AppSession\n"
+        "dbrewind_async_session_class = app.sessions:AppAsyncSession\n"
+    )
+    code, out = start(project, pytest_args(None)).finish()
+    assert code == 0, out
+    assert "2 passed" in out, out

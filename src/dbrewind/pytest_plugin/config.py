@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -247,10 +248,27 @@ def resolve_databases(config: pytest.Config) -> dict[str, DatabaseConfig]:
     return out
 
 
+_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+"""``package.module:attribute.path``: where an application keeps its database URL."""
+
+
+def _from_settings(text: str, source: str) -> str:
+    """A URL given as ``app.core.config:settings.SQLALCHEMY_DATABASE_URI``: that value (called
+    when callable; a pydantic DSN or SQLAlchemy URL as text)."""
+    value = load_object(text, what=source, example="app.core.config:settings.DATABASE_URL")
+    if callable(value):
+        value = value()
+    if hasattr(value, "render_as_string"):
+        return str(value.render_as_string(hide_password=False))
+    return str(value)
+
+
 def _parse(text: str, source: str) -> DatabaseURL:
     """``parse_url``, with a bad URL's error saying where it was configured."""
     from .._url import parse_url
 
+    if _SPEC.match(text.strip()):
+        text = _from_settings(text.strip(), source)
     try:
         return parse_url(text)
     except ConfigurationError as exc:

@@ -312,13 +312,12 @@ def db_session(
     nothing is really committed. Under ``transactional=True`` it is a plain
     Session whose commits are real and rewound after the test.
     """
+    session_class = plugin_state(request.config).session_class(is_async=False)
     if is_transactional(request):
-        from sqlalchemy.orm import Session
-
-        with Session(_primary(dbrewind_databases).engine) as session:
+        with session_class(_primary(dbrewind_databases).engine) as session:
             yield session
         return
-    session = request.getfixturevalue("_dbrewind_sandbox").session()
+    session = request.getfixturevalue("_dbrewind_sandbox").session(session_class)
     try:
         yield session
     finally:
@@ -488,12 +487,12 @@ async def _async_session(
         engine = database.async_engine
     except DbrewindError as exc:
         raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     mark = item_mark(request.node)
     data = mark.data if mark is not None else ()
+    session_class = plugin_state(request.config).session_class(is_async=True)
     if is_transactional(request):
-        session = AsyncSession(engine, expire_on_commit=False)
+        session = session_class(engine, expire_on_commit=False)
         try:
             yield session
         finally:
@@ -512,7 +511,7 @@ async def _async_session(
             from ..data import aload_data
 
             await aload_data(sandbox.connection, *data, base_dir=data_dir(request))
-        async_session = sandbox.session(expire_on_commit=False)
+        async_session = sandbox.session(session_class, expire_on_commit=False)
         try:
             yield async_session
         finally:

@@ -116,6 +116,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini(
+        "dbrewind_session_class",
+        "The class of db_session, 'package.module:Class' (a Session subclass, e.g. "
+        "sqlmodel:Session). Default: sqlalchemy.orm.Session.",
+        default="",
+    )
+    parser.addini(
+        "dbrewind_async_session_class",
+        "The class of async_db_session (an AsyncSession subclass, e.g. "
+        "sqlmodel.ext.asyncio.session:AsyncSession).",
+        default="",
+    )
+    parser.addini(
         "dbrewind_lock_wait",
         "Seconds another connection's statement may wait on a lock a test's rollback "
         "sandbox holds (it would wait until the test ends: a hang) before dbrewind cancels "

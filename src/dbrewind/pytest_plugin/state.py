@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..exceptions import DbrewindError
+from ..exceptions import ConfigurationError, DbrewindError
 from .config import DatabaseConfig, explicitly_configured, resolve_databases
 from .report import Stats
 
@@ -60,8 +60,33 @@ class PluginState:
         self.snapshots: dict[int, Snapshot] = {}
         """``--dbrewind-verify``: the reference contents of each database."""
         self._configs: dict[str, DatabaseConfig] | None = None
+        self._session_classes: dict[bool, Any] = {}
         self._config_error: DbrewindError | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+
+    def session_class(self, *, is_async: bool) -> Any:
+        """ini ``dbrewind_session_class`` / ``dbrewind_async_session_class`` (e.g. SQLModel's
+        ``sqlmodel:Session``, ``sqlmodel.ext.asyncio.session:AsyncSession``): the class of
+        ``db_session`` / ``async_db_session``; SQLAlchemy's by default. Loaded once."""
+        if is_async not in self._session_classes:
+            name = "dbrewind_async_session_class" if is_async else "dbrewind_session_class"
+            spec = str(self.config.getini(name) or "").strip()
+            if is_async:
+                from sqlalchemy.ext.asyncio import AsyncSession as default
+            else:
+                from sqlalchemy.orm import Session as default  # type: ignore[assignment]
+            found: Any = default
+            if spec:
+                from .config import load_object
+
+                found = load_object(spec, what=name, example="sqlmodel:Session", kind="class")
+                if not (isinstance(found, type) and issubclass(found, default)):
+                    raise ConfigurationError(
+                        f"{name} = {spec!r} is {found!r}, not a subclass of "
+                        f"{default.__module__}.{default.__name__}."
+                    )
+            self._session_classes[is_async] = found
+        return self._session_classes[is_async]
 
     def configs(self) -> dict[str, DatabaseConfig]:
         """The configured databases by alias (parsed once; a bad URL raises every time)."""

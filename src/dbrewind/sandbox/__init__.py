@@ -284,12 +284,13 @@ class Sandbox(_Base):
             self._connection = self.engine.connect()
         return self._connection
 
-    def session(self, **kwargs: Any) -> Session:
-        """A new :class:`~sqlalchemy.orm.Session` on the sandboxed engine, closed at the end."""
+    def session(self, class_: type[Session] = Session, **kwargs: Any) -> Session:
+        """A new :class:`~sqlalchemy.orm.Session` (or ``class_``, a subclass such as
+        SQLModel's) on the sandboxed engine, closed at the end."""
         if self._core is None:
             raise self._not_active("Sandbox.session()")
         kwargs.setdefault("bind", self.engine)
-        session = Session(**kwargs)
+        session = class_(**kwargs)
         self._sessions.append(session)
         return session
 
@@ -388,14 +389,14 @@ class AsyncSandbox(_Base):
             raise self._not_active("AsyncSandbox.connection")
         return self._connection
 
-    def session(self, **kwargs: Any) -> AsyncSession:
-        """A new :class:`~sqlalchemy.ext.asyncio.AsyncSession` on the sandboxed engine, closed
-        at the end."""
+    def session(self, class_: type[AsyncSession] | None = None, **kwargs: Any) -> AsyncSession:
+        """A new :class:`~sqlalchemy.ext.asyncio.AsyncSession` (or ``class_``, a subclass
+        such as SQLModel's) on the sandboxed engine, closed at the end."""
         if self._core is None:
             raise self._not_active("AsyncSandbox.session()")
         from sqlalchemy.ext.asyncio import AsyncSession
 
         kwargs.setdefault("bind", self.engine)
-        session = AsyncSession(**kwargs)
+        session = (class_ or AsyncSession)(**kwargs)
         self._sessions.append(session)
         return session
