@@ -9,6 +9,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from ._graph import strongly_connected
@@ -28,6 +29,7 @@ def _doctor(rewinder: Rewinder, out: TextIO) -> int:
     print(f"backend:    {url.backend} (sync driver {url.sync_url().get_driver_name()})", file=out)
     exists = rewinder.exists()
     print(f"exists:     {'yes' if exists else 'no'}", file=out)
+    _derived(rewinder, out)
     if not exists:
         print(
             "next step:  prepare it (pytest does this on first run, or Rewinder.prepare()).",
@@ -233,6 +235,52 @@ def _drift(found: Installation) -> str:
     if found.created:
         parts.append(f"not tracked: {', '.join(found.created)}")
     return "; ".join(parts)
+
+
+def _derived(rewinder: Rewinder, out: TextIO) -> None:
+    """The templates and clones dbrewind made from this database: kind, age, lease holder."""
+    url = rewinder.url
+    if url.is_memory:
+        return
+    from .provision.naming import sibling, stem, template_prefix
+    from .provision.target import BUILT
+
+    base = stem(url)
+    files = rewinder.dialect.databases_are_files  # listed as paths: the names are their stems
+    try:
+        listed = rewinder.dialect.list_databases(url, base + "_")
+    except DbrewindError:
+        return
+    names = [Path(n).stem if files else n for n in listed]
+    names = [n for n in names if n != base]
+    if not names:
+        return
+    print(f"derived:    {len(names)} database(s) made from it", file=out)
+    now = time.time()
+    for name in names:
+        other = sibling(url, name)
+        shown = other.display().rsplit("/", 1)[-1]
+        kind = "template" if stem(other).startswith(template_prefix(base)) else "clone"
+        age = "age unknown"
+        try:
+            with Rewinder(other, allow=True) as derived, derived.connection() as conn:
+                built = derived.dialect.installation(conn).state.get(BUILT)
+            if built:
+                age = f"built {_age(now - float(built))} ago"
+            elif kind == "clone":
+                age = "cloned from a template"
+        except (DbrewindError, ValueError):
+            age = "unreadable (not prepared, or of an older dbrewind)"
+        holder = None if kind == "template" else _holder(Rewinder(other, allow=True))
+        lease = f", leased by {holder}" if holder else ""
+        print(f"  {kind:8}  {shown}: {age}{lease}", file=out)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _holder(rewinder: Rewinder) -> str | None:

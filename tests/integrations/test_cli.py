@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -200,3 +201,29 @@ def test_doctor_says_when_tracking_no_longer_covers_the_tables(
     assert "out of date: not tracked: " in out
     assert "extra" in out.split("out of date:")[1].splitlines()[0]
     assert "made by an older dbrewind or by hand" in out
+
+
+def test_doctor_lists_the_templates_a_run_made_and_who_leases_the_database(
+    backend: str, suite_url: URL, tmp_path: Path
+) -> None:
+    from helpers.runs import pytest_args, start, wait_for_file
+    from helpers.suites import write_suite
+
+    suite = tmp_path / "suite"
+    write_suite(suite)
+    checkpoint = tmp_path / "checkpoint"
+    run = start(
+        suite,
+        pytest_args(suite_url, "-k", "waits_for_the_other_run"),
+        env={"SUITE_CHECKPOINT": str(checkpoint)},
+    )
+    try:
+        wait_for_file(Path(str(checkpoint) + ".reached"), run)
+        status, out = _run("doctor", _url(suite_url))
+    finally:
+        Path(str(checkpoint) + ".go").write_text("")
+        code, run_out = run.finish()
+    assert code == 0, run_out
+    assert status == 0, out
+    assert re.search(r"template  \S+_tmpl_[0-9a-f]{8}\S*: built \d+ (s|min) ago", out), out
+    assert "lease:      held by " in out, out
