@@ -458,3 +458,42 @@ def test_the_url_from_the_apps_settings_and_the_apps_session_class(
     code, out = start(project, pytest_args(None)).finish()
     assert code == 0, out
     assert "2 passed" in out, out
+
+
+# ------------------------------------------------------------ leftovers
+
+
+def test_a_database_dbrewind_did_not_make_is_not_replaced_unless_allowed(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    """An existing test database (migrated by the application's own prestart script) is
+    refused, naming it, and left as it was; --dbrewind-replace lets dbrewind replace it."""
+    if backend != "sqlite":
+        make_database(backend, tmp_path, str(suite_url.database))
+    engine = create_engine(suite_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE precious (id INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO precious (id) VALUES (7)")
+    finally:
+        engine.dispose()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(textwrap.dedent(HANG_CONFTEST))
+    (project / "test_app.py").write_text("def test_it(db):\n    pass\n")
+
+    code, out = start(project, pytest_args(suite_url)).finish()
+    assert code != 0, out
+    assert re.search(r"holds tables \((public\.)?precious\) and was not made by dbrewind", out), out
+    assert "--dbrewind-replace" in out, out
+    engine = create_engine(suite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT id FROM precious").scalars().all() == [7]
+    finally:
+        engine.dispose()
+
+    for args in (("--dbrewind-replace",), ()):
+        code, out = start(project, pytest_args(suite_url, *args)).finish()
+        assert code == 0, out
+        assert "1 passed" in out, out

@@ -323,6 +323,11 @@ ALLOWED: dict[str, dict[str, str]] = {
             "URL syntax: the driver part psycopg has an asyncio flavour of the same name"
         ),
     },
+    "provision/app_engines.py": {
+        "if backend != url.backend:": (
+            "no database named: an engine is pointed only at a test database of its own kind"
+        ),
+    },
 }
 """Branches outside ``dialects/`` that stay, by file and line, with the reason."""
 

@@ -47,7 +47,12 @@ from sqlalchemy.pool import StaticPool
 from .._url import DatabaseURL, parse_url
 from ..dialects import Installation, Lock, RewindResult, get_dialect
 from ..dialects.engines import make_async_engine, make_engine
-from ..exceptions import DbrewindError, LockTimeoutError, SchemaChangedError
+from ..exceptions import (
+    DatabaseCreationError,
+    DbrewindError,
+    LockTimeoutError,
+    SchemaChangedError,
+)
 from ..rewinder import ALLOW_ENV, Rewinder
 from .fingerprint import fingerprint, schema_digest, tracking_version
 from .lockwatch import LockWatch, Watched
@@ -602,7 +607,7 @@ class Database:
             or state.get(ORIGIN) != self._state[ORIGIN]
         ):
             if not found.installed or HOLDER not in state:
-                self.notes.append(self._not_a_clone())
+                self.notes.append(self._not_a_clone(installed=found.installed))
             return False
         self._state.update(state)
         repaired = self._pop_to(0) if found.depth or found.dirty else None
@@ -610,12 +615,24 @@ class Database:
         self._write_state(**{HOLDER: holder_name(), CLEAN: "0"})
         return True
 
-    def _not_a_clone(self) -> str:
+    def _not_a_clone(self, *, installed: bool) -> str:
         """What to say of a database found where this run's clone goes that is not one:
-        half-made by a run that ended while making it, or made by someone else."""
+        half-made by a run that ended while making it, or made by someone else. One
+        dbrewind never touched that holds tables is refused unless ``target.replace``."""
         assert self.rewinder is not None
         with self.rewinder.connection() as conn:
             ours = self.rewinder.dialect.created_by_dbrewind(conn)
+            tables = [] if ours or installed else sorted(self.rewinder.dialect.inspect(conn).tables)
+        if tables and not self.target.replace:
+            shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if tables[5:] else "")
+            raise DatabaseCreationError(
+                f"{self.url.display()} exists, holds tables ({shown}) and was not made by "
+                "dbrewind (created by hand, by the application's own scripts or another "
+                "tool): dbrewind would replace it with a clone of its template, and what it "
+                "holds would be lost. Drop it, point dbrewind_url at another name, or let "
+                "dbrewind replace it (--dbrewind-replace, ini dbrewind_replace = true, "
+                "Target(replace=True))."
+            )
         if ours:
             return (
                 f"{self.url.database!r} was left half-made by a run that ended while making it "

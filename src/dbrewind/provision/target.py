@@ -65,6 +65,9 @@ class Target:
     schemas: tuple[str, ...] = ()
     """PostgreSQL schemas to track (default ``public``)."""
     allow: bool = False
+    replace: bool = False
+    """Replace a database found where a clone goes that dbrewind did not make and that
+    holds tables (else that is refused, naming it)."""
     """Allow a database whose name does not say test (see :class:`~dbrewind.Rewinder`)."""
     lock_timeout: float | None = 10.0
     """Seconds a rewind waits for a lock another session holds (None: no limit)."""

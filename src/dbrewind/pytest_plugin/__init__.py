@@ -19,13 +19,12 @@ configured (``--dbrewind-url``, ``DBREWIND_URL``, ini ``dbrewind_url``), or a
 from __future__ import annotations
 
 from ..exceptions import DbrewindLeakWarning
+from .async_fixtures import ASYNC_SESSION_FIXTURES, SCOPED_ASYNC_FIXTURES, async_db_session
+from .config import ALIASED
 from .fixtures import (
-    ALIAS_FIXTURES,
-    ASYNC_SESSION_FIXTURES,
-    SCOPED_ASYNC_FIXTURES,
     _dbrewind_sandbox,  # noqa: F401
+    alias,
     async_db_engine,
-    async_db_session,
     class_db_session,
     db,
     db_assert,
@@ -58,9 +57,8 @@ from .hooks import (
 # finds fixtures among the plugin module's attributes
 globals().update(ASYNC_SESSION_FIXTURES)
 globals().update(SCOPED_ASYNC_FIXTURES)  # module_async_db_session, class_async_db_session
-globals().update(
-    ALIAS_FIXTURES
-)  # dbrewind_db, dbrewind_db_session, ...  # module_async_db_session, class_async_db_session
+# dbrewind_db, dbrewind_db_session, ...: for a project whose own fixtures shadow these
+globals().update({f"dbrewind_{name}": alias(name, globals()[name]) for name in ALIASED})
 
 __all__ = [
     "DbrewindLeakWarning",

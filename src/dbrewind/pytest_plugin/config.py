@@ -63,21 +63,15 @@ ALIASED = (
 
 DB_FIXTURES = frozenset(
     {
-        "db",
-        "db_session",
-        "async_db_session",
-        "transactional_db",
-        "db_assert",
-        "db_url",
-        "db_engine",
-        "async_db_engine",
+        *ALIASED,
+        *(f"dbrewind_{name}" for name in ALIASED),
         "dbrewind_databases",
         "module_db_session",
         "class_db_session",
         "module_async_db_session",
         "class_async_db_session",
     }
-) | {f"dbrewind_{name}" for name in ALIASED}
+)
 """A test asking for one of these uses the plugin's database."""
 ROLLBACK_FIXTURES = frozenset(
     {

@@ -6,41 +6,38 @@ point shares; the fixtures only choose the isolation for each test.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..exceptions import ConfigurationError, DbrewindError
+from .app_engines import redirect_app_engines, restore_app_engines, route, sandbox_engine
 from .config import (
-    ALIASED,
     DB_FIXTURES,
     MARK,
     PRIMARY,
     ROLLBACK_FIXTURES,
     TRANSACTIONAL_FIXTURES,
     load_callable,
-    load_object,
 )
-from .state import SANDBOX_KEY, PluginState, plugin_state
+from .state import SANDBOX_KEY, plugin_state
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.orm import Session
 
     from ..provision import Database
-    from ..provision.app_engines import AppEngine
     from .config import DbrewindMark
 
 __all__ = [
     "DB_FIXTURES",
     "ROLLBACK_FIXTURES",
+    "alias",
     "async_db_engine",
-    "async_db_session",
     "class_db_session",
     "db",
     "db_assert",
@@ -120,6 +117,7 @@ def dbrewind_databases(
                     clone=True,
                     worker=state.worker,
                     rebuild=state.rebuild,
+                    replace=state.replace,
                     fingerprint_paths=paths,
                     fingerprint_root=rootpath,
                     lock_timeout=state.lock_timeout,
@@ -128,9 +126,9 @@ def dbrewind_databases(
                 )
             )
             state.databases[alias] = database
-        _redirect_app_engines(state)
+        redirect_app_engines(state)
     except DbrewindError as exc:
-        _restore_app_engines(state)
+        restore_app_engines(state)
         for database in state.databases.values():
             database.release()
         state.databases.clear()
@@ -144,69 +142,10 @@ def dbrewind_databases(
                 state.snapshots[id(database)] = Snapshot.capture(database.rewinder)
         yield dict(state.databases)
     finally:
-        _restore_app_engines(state)
+        restore_app_engines(state)
         for database in reversed(state.databases.values()):
             database.release()
         state.databases.clear()
-
-
-def _redirect_app_engines(state: PluginState) -> None:
-    """ini ``dbrewind_engines``: load each, point it at the primary test database."""
-    if not state.engine_specs:
-        return
-    from ..provision.app_engines import AppEngine
-
-    url = state.databases[PRIMARY].url
-    for spec in state.engine_specs:
-        obj = load_object(spec, what="dbrewind_engines", example="app.core.db:engine")
-        app_engine = AppEngine.of(spec, obj)
-        app_engine.redirect(url)
-        state.app_engines.append(app_engine)
-
-
-def _restore_app_engines(state: PluginState) -> None:
-    for app_engine in reversed(state.app_engines):
-        app_engine.restore()
-    state.app_engines.clear()
-
-
-def _sandbox_engine(request: pytest.FixtureRequest, own: Any) -> Any:
-    """The engine a test's sandbox opens its real connection on: dbrewind's own ``own``,
-    unless the application's engines of the kind (``dbrewind_engines``, pointed at the
-    test database) use another driver: then the first of those."""
-    is_async = hasattr(own, "sync_engine")
-    driver = (own.sync_engine if is_async else own).dialect.driver
-    for app_engine in plugin_state(request.config).app_engines:
-        if app_engine.is_async == is_async and app_engine.engine.dialect.driver != driver:
-            return _public(app_engine)
-    return own
-
-
-def _route(request: pytest.FixtureRequest, sandbox: Any, own: Any) -> None:
-    """Route the application's other engines of the sandbox's kind into it, and
-    dbrewind's own engine ``own`` when the sandbox is on one of the application's."""
-    is_async = hasattr(own, "sync_engine")
-    for app_engine in plugin_state(request.config).app_engines:
-        if app_engine.is_async == is_async:
-            try:
-                sandbox.route(_public(app_engine))
-            except DbrewindError as exc:
-                raise pytest.fail.Exception(
-                    f"dbrewind: dbrewind_engines = {app_engine.spec!r}: {exc}", pytrace=False
-                ) from None
-    if sandbox.engine is not own:
-        # db_engine / async_db_engine too, when their driver is the application's
-        with contextlib.suppress(DbrewindError):
-            sandbox.route(own)
-
-
-def _public(app_engine: AppEngine) -> Any:
-    """The engine as the application holds it (the AsyncEngine of async code)."""
-    if not app_engine.is_async:
-        return app_engine.engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    return AsyncEngine._retrieve_proxy_for_target(app_engine.engine)
 
 
 def _primary(databases: Mapping[str, Database]) -> Database:
@@ -264,12 +203,12 @@ def _dbrewind_sandbox(
     database = _primary(dbrewind_databases)
     own = database.engine
     # check=False: the autouse guard runs the one safety-net check after every test
-    sandbox = Sandbox(_sandbox_engine(request, own), rewinder=database.rewinder, check=False)
+    sandbox = Sandbox(sandbox_engine(request, own), rewinder=database.rewinder, check=False)
     sandbox.start()
     watched = database.watch_locks(sandbox, SANDBOX_WHAT)
     request.node.stash[SANDBOX_KEY] = sandbox
     try:
-        _route(request, sandbox, own)
+        route(request, sandbox, own)
         mark = item_mark(request.node)
         if mark is not None and mark.data:
             from ..data import load_data
@@ -369,35 +308,6 @@ def _make_scoped_session(scope: str) -> Any:
     return pytest.fixture(scope=scope, name=f"{scope}_db_session")(fixture)  # type: ignore[call-overload]
 
 
-def _make_scoped_async_session(scope: str) -> Any:
-    async def fixture(dbrewind_databases: dict[str, Database]) -> AsyncIterator[AsyncSession]:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        database = _primary(dbrewind_databases)
-        try:
-            engine = database.async_engine
-        except DbrewindError as exc:
-            raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
-        session = AsyncSession(engine, expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            await session.close()
-
-    name = f"{scope}_async_db_session"
-    fixture.__name__ = fixture.__qualname__ = name
-    fixture.__doc__ = f"""``{scope}_db_session`` for async code: an AsyncSession on the
-    {scope}'s event loop (pytest-asyncio ``loop_scope="{scope}"``). Await its
-    ``commit()`` in the {scope}-scoped fixture that writes: the rows are then kept as
-    a layer every test of the {scope} starts from, and rewound when the scope ends.
-    """
-    if not _HAS_PYTEST_ASYNCIO:
-        return None
-    import pytest_asyncio
-
-    return pytest_asyncio.fixture(scope=scope, loop_scope=scope, name=name)(fixture)  # type: ignore[call-overload]
-
-
 module_db_session = _make_scoped_session("module")
 class_db_session = _make_scoped_session("class")
 
@@ -421,156 +331,10 @@ def db_assert(request: pytest.FixtureRequest) -> Any:
     return DatabaseAssertions(request.getfixturevalue("dbrewind_db_session"))
 
 
-# ----------------------------------------------------------------- async
-
-
-_LOOP_SCOPES = ("function", "class", "module", "package", "session")
-
-
-def _async_flavour(request: pytest.FixtureRequest) -> str:
-    """Which async fixture runs on this test's event loop: anyio's, or pytest-asyncio's
-    for the test's loop scope."""
-    if "anyio_backend" in request.fixturenames:
-        return "_dbrewind_async_session_anyio"
-    func = getattr(request.node, "function", None)
-    if not inspect.iscoroutinefunction(func):
-        raise ConfigurationError(
-            f"{request.node.nodeid} asks for async_db_session but is not an async test. "
-            "Make it 'async def' and mark it @pytest.mark.asyncio (pytest-asyncio) or "
-            "@pytest.mark.anyio, or use db_session in a sync test."
-        )
-    if not _HAS_PYTEST_ASYNCIO:
-        raise ConfigurationError(
-            f"{request.node.nodeid}: async_db_session needs pytest-asyncio or anyio's pytest "
-            "plugin to run the test's event loop. Install pytest-asyncio, or mark the test "
-            "@pytest.mark.anyio."
-        )
-    marker = request.node.get_closest_marker("asyncio")
-    scope: Any = None
-    if marker is not None:
-        scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")
-    if not scope:
-        try:
-            scope = request.config.getini("asyncio_default_test_loop_scope")
-        except ValueError:
-            scope = None
-    scope = scope or "function"
-    if scope not in _LOOP_SCOPES:
-        raise ConfigurationError(f"{request.node.nodeid}: unknown asyncio loop scope {scope!r}.")
-    return f"_dbrewind_async_session_{scope}"
-
-
-@pytest.fixture
-def async_db_session(request: pytest.FixtureRequest) -> Any:
-    """An AsyncSession on the primary test database inside the async rollback sandbox.
-
-    The same trade-off as ``db_session``, for async code: fast, nothing really
-    committed (``transactional=True`` gives real commits, rewound after). It is
-    opened and closed on the event loop the test runs on, whichever runs it:
-    pytest-asyncio (strict or auto mode, any ``loop_scope``) or anyio; no
-    event-loop fixture is needed. ``expire_on_commit=False``: after a commit
-    the test can still read attributes without an implicit (and, in async
-    code, impossible) lazy load.
-    """
-    try:
-        flavour = _async_flavour(request)
-    except ConfigurationError as exc:
-        raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
-    return request.getfixturevalue(flavour)
-
-
-async def _async_session(
-    request: pytest.FixtureRequest, databases: dict[str, Database]
-) -> AsyncIterator[AsyncSession]:
-    database = _primary(databases)
-    try:
-        engine = database.async_engine
-    except DbrewindError as exc:
-        raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
-
-    mark = item_mark(request.node)
-    data = mark.data if mark is not None else ()
-    session_class = plugin_state(request.config).session_class(is_async=True)
-    if is_transactional(request):
-        session = session_class(engine, expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            await session.close()
-        return
-    from ..sandbox import AsyncSandbox
-
-    own, engine = engine, _sandbox_engine(request, engine)
-    sandbox = AsyncSandbox(engine, rewinder=database.rewinder, check=False)
-    await sandbox.start()
-    watched = database.watch_locks(sandbox, ASYNC_SANDBOX_WHAT)
-    request.node.stash[SANDBOX_KEY] = sandbox
-    try:
-        _route(request, sandbox, own)
-        if data:
-            from ..data import aload_data
-
-            await aload_data(sandbox.connection, *data, base_dir=data_dir(request))
-        async_session = sandbox.session(session_class, expire_on_commit=False)
-        try:
-            yield async_session
-        finally:
-            await async_session.close()
-    finally:
-        database.unwatch_locks(watched)
-        await sandbox.stop()
-
-
-def _make_async_fixture(scope: str | None) -> Any:
-    async def fixture(
-        request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
-    ) -> AsyncIterator[AsyncSession]:
-        async for session in _async_session(request, dbrewind_databases):
-            yield session
-
-    name = f"_dbrewind_async_session_{scope or 'anyio'}"
-    fixture.__name__ = fixture.__qualname__ = name
-    if scope is None:
-        return pytest.fixture(name=name)(fixture)
-    import pytest_asyncio
-
-    return pytest_asyncio.fixture(loop_scope=scope, name=name)(fixture)  # type: ignore[call-overload]
-
-
-def _has_pytest_asyncio() -> bool:
-    try:
-        import pytest_asyncio  # noqa: F401  (a pytest plugin: already loaded when installed)
-    except ImportError:  # pragma: no cover - pytest-asyncio is optional
-        return False
-    return True
-
-
-_HAS_PYTEST_ASYNCIO = _has_pytest_asyncio()
-ASYNC_SESSION_FIXTURES: dict[str, Any] = {
-    "_dbrewind_async_session_anyio": _make_async_fixture(None)
-}
-"""The async session fixture for anyio and one per pytest-asyncio loop scope."""
-if _HAS_PYTEST_ASYNCIO:
-    ASYNC_SESSION_FIXTURES.update(
-        {f"_dbrewind_async_session_{scope}": _make_async_fixture(scope) for scope in _LOOP_SCOPES}
-    )
-
-SCOPED_ASYNC_FIXTURES: dict[str, Any] = {
-    f"{scope}_async_db_session": fixture
-    for scope in ("module", "class")
-    if (fixture := _make_scoped_async_session(scope)) is not None
-}
-"""``module_async_db_session`` and ``class_async_db_session`` (with pytest-asyncio)."""
-
-
-def _alias(name: str) -> Any:
-    """``dbrewind_<name>``: the fixture ``name`` under a name no project shadows."""
-    definition = globals()[name]
+def alias(name: str, definition: Any) -> Any:
+    """``dbrewind_<name>``: the fixture ``definition`` again, under a name no project
+    shadows (see :data:`~dbrewind.pytest_plugin.config.ALIASED`)."""
     marker = definition._fixture_function_marker
     return pytest.fixture(scope=marker.scope, name=f"dbrewind_{name}")(
         definition._get_wrapped_function()
     )
-
-
-ALIAS_FIXTURES: dict[str, Any] = {f"dbrewind_{name}": _alias(name) for name in ALIASED}
-"""``dbrewind_db``, ``dbrewind_db_session``, ...: each fixture of :data:`ALIASED` again."""

@@ -74,6 +74,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "checksum) and fail the test that left a difference.",
     )
     group.addoption(
+        "--dbrewind-replace",
+        dest="dbrewind_replace",
+        action="store_true",
+        default=False,
+        help="Replace a test database dbrewind did not make that holds tables (by default "
+        "that is refused, naming it, so that nothing is lost).",
+    )
+    group.addoption(
         "--dbrewind-rebuild",
         dest="dbrewind_rebuild",
         action="store_true",
@@ -114,6 +122,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "run and routed into each test's rollback sandbox.",
         type="linelist",
         default=[],
+    )
+    parser.addini(
+        "dbrewind_replace",
+        "Replace a test database dbrewind did not make that holds tables (see --dbrewind-replace).",
+        type="bool",
+        default=False,
     )
     parser.addini(
         "dbrewind_session_class",

@@ -31,6 +31,9 @@ class PluginState:
         self.strict: bool = bool(config.getoption("dbrewind_strict", False))
         self.verify: bool = bool(config.getoption("dbrewind_verify", False))
         self.rebuild: bool = bool(config.getoption("dbrewind_rebuild", False))
+        self.replace: bool = bool(
+            config.getoption("dbrewind_replace", False) or config.getini("dbrewind_replace")
+        )
         self.lock_timeout = _lock_timeout(config)
         self.lock_wait = _lock_wait(config)
         # pytest-xdist gives each worker's config a ``workerinput``; the
