@@ -287,7 +287,8 @@ def test_a_connection_waiting_on_the_sandbox_fails_the_test_instead_of_hanging(
         assert out.count("the sandbox holds the database's one write lock") == 2, out
         assert "dbrewind_engines" in out, out
         return
-    assert "waited" in out and "for a lock the sandbox" in out, out
+    assert "waited" in out, out
+    assert "for a lock the sandbox" in out, out
     assert out.count("dbrewind cancelled that statement") >= 2, out  # sync and async
     assert "INSERT INTO account (id, email) VALUES (2" in out, out
     assert "INSERT INTO account (id, email) VALUES (4" in out, out
@@ -355,12 +356,15 @@ def test_changing_code_the_setup_calls_rebuilds_the_template_and_says_why(
 
 # ------------------------------------------------------------ names
 
-SHADOW_CONFTEST = HANG_CONFTEST + """
+SHADOW_CONFTEST = (
+    HANG_CONFTEST
+    + """
 
 @pytest.fixture
 def db():
     return "the project's own db"
 """
+)
 
 SHADOW_TESTS = """
 from sqlalchemy import text
@@ -442,8 +446,7 @@ def test_the_url_from_the_apps_settings_and_the_apps_session_class(
     # so the derived name is the same one)
     rendered = suite_url.render_as_string(hide_password=False)
     (project / "app" / "config.py").write_text(
-        "class Settings:\n"
-        f"    SQLALCHEMY_DATABASE_URI = {rendered!r}\n\n\nsettings = Settings()\n"
+        f"class Settings:\n    SQLALCHEMY_DATABASE_URI = {rendered!r}\n\n\nsettings = Settings()\n"
     )
     (project / "expected.txt").write_text(Path(str(suite_url.database)).stem)
     (project / "conftest.py").write_text(textwrap.dedent(SETTINGS_CONFTEST))

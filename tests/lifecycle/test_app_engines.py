@@ -188,9 +188,7 @@ def test_the_apps_engines_are_sandboxed_by_one_ini_line(
     project = tmp_path / "project"
     _project(project, app_url)
     for seed in (None, 1, 2):  # file order, then two random orders; the same database
-        code, out = start(
-            project, pytest_args(suite_url, "--dbrewind-strict", seed=seed)
-        ).finish()
+        code, out = start(project, pytest_args(suite_url, "--dbrewind-strict", seed=seed)).finish()
         assert code == 0, out
         assert "8 passed" in out, out
         assert "(-)" not in out, out  # "slowest rewinds" names only tests that rewound
