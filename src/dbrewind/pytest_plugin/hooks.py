@@ -248,9 +248,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     reason=f"dbrewind: runs on {', '.join(mark.backends)}, not {backend}"
                 )
             )
-    if uses_databases:
+    if uses_databases:  # (a project shadowing dbrewind's db asks for a "db": it counts)
         _guard(items, compat=state.compat_possible, engines=bool(state.engine_specs))
-    _warn_shadowed(items)
+        _warn_shadowed(items)
 
 
 def _warn_shadowed(items: list[pytest.Item]) -> None:
