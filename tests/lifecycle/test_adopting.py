@@ -131,6 +131,15 @@ def _project(where: Path, app_url: URL, env_py: str) -> None:
     (where / "test_app.py").write_text(textwrap.dedent(TESTS))
 
 
+def _write_project(where: Path, files: dict[str, str]) -> Path:
+    """An inner project: ``files`` by path under ``where`` (dedented), folders made."""
+    for name, text in files.items():
+        path = where / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return where
+
+
 def _tables(url: URL) -> set[str]:
     engine = create_engine(url)
     try:
@@ -270,11 +279,14 @@ def test_the_next_test_starts_clean(db):
 def test_a_connection_waiting_on_the_sandbox_fails_the_test_instead_of_hanging(
     backend: str, tmp_path: Path, suite_url: URL
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "conftest.py").write_text(textwrap.dedent(HANG_CONFTEST))
-    (project / "test_app.py").write_text(textwrap.dedent(HANG_TESTS))
-    (project / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    project = _write_project(
+        tmp_path / "project",
+        {
+            "conftest.py": HANG_CONFTEST,
+            "test_app.py": HANG_TESTS,
+            "pytest.ini": "[pytest]\nasyncio_mode = auto\n",
+        },
+    )
     started = time.monotonic()
     code, out = start(project, pytest_args(suite_url)).finish(timeout=120)
     took = time.monotonic() - started
@@ -387,10 +399,13 @@ def test_and_rolled_back(dbrewind_db):
 def test_a_project_fixture_shadowing_dbrewinds_is_named_with_the_alias(
     backend: str, tmp_path: Path, suite_url: URL
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "conftest.py").write_text(textwrap.dedent(SHADOW_CONFTEST))
-    (project / "test_app.py").write_text(textwrap.dedent(SHADOW_TESTS))
+    project = _write_project(
+        tmp_path / "project",
+        {
+            "conftest.py": SHADOW_CONFTEST,
+            "test_app.py": SHADOW_TESTS,
+        },
+    )
     code, out = start(project, pytest_args(suite_url, "--dbrewind-strict")).finish()
     assert code == 0, out
     assert "3 passed" in out, out
@@ -480,10 +495,13 @@ def test_a_database_dbrewind_did_not_make_is_not_replaced_unless_allowed(
             conn.exec_driver_sql("INSERT INTO precious (id) VALUES (7)")
     finally:
         engine.dispose()
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "conftest.py").write_text(textwrap.dedent(HANG_CONFTEST))
-    (project / "test_app.py").write_text("def test_it(db):\n    pass\n")
+    project = _write_project(
+        tmp_path / "project",
+        {
+            "conftest.py": HANG_CONFTEST,
+            "test_app.py": "def test_it(db):\n    pass\n",
+        },
+    )
 
     code, out = start(project, pytest_args(suite_url)).finish()
     assert code != 0, out

@@ -36,12 +36,10 @@ _ACCEPTS = (
 )
 
 
-def _engine_of(spec: str, obj: Any) -> tuple[Engine, bool]:
-    """The sync engine under ``obj`` and whether the application uses it async."""
-    if isinstance(obj, Engine):
-        return obj, False
-    if is_async_engine(obj):
-        return obj.sync_engine, True
+def _engine_of(spec: str, obj: Any) -> Any:
+    """The Engine or AsyncEngine ``obj`` is or is bound to."""
+    if isinstance(obj, Engine) or is_async_engine(obj):
+        return obj
     factory = getattr(obj, "session_factory", None)  # scoped_session, async_scoped_session
     if factory is not None and hasattr(factory, "kw"):
         return _engine_of(spec, factory)
@@ -65,6 +63,8 @@ class AppEngine:
 
     spec: str
     """Where it was found: ``package.module:attribute``."""
+    public: Any
+    """The engine as the application holds it: an Engine, or an AsyncEngine."""
     engine: Engine
     """The sync engine (an AsyncEngine's ``sync_engine``)."""
     is_async: bool
@@ -74,8 +74,9 @@ class AppEngine:
     @classmethod
     def of(cls, spec: str, obj: Any) -> AppEngine:
         """The engine ``obj`` is or is bound to; a clear error for anything else."""
-        engine, is_async = _engine_of(spec, obj)
-        return cls(spec, engine, is_async)
+        public = _engine_of(spec, obj)
+        is_async = is_async_engine(public)
+        return cls(spec, public, public.sync_engine if is_async else public, is_async)
 
     def redirect(self, url: DatabaseURL) -> None:
         """Point the engine at ``url``'s database until :meth:`restore`."""

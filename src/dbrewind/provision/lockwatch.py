@@ -95,9 +95,7 @@ class LockWatch:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(5)
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.dispose()
+        self._drop_engine()
 
     # --------------------------------------------------------- the thread
     def _run(self) -> None:

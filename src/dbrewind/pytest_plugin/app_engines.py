@@ -9,16 +9,13 @@ uses, and the application's other engines are routed into it.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from ..exceptions import DbrewindError
 from .config import PRIMARY, load_object
 from .state import PluginState, plugin_state
-
-if TYPE_CHECKING:
-    from ..provision.app_engines import AppEngine
 
 __all__ = ["redirect_app_engines", "restore_app_engines", "route", "sandbox_engine"]
 
@@ -51,7 +48,7 @@ def sandbox_engine(request: pytest.FixtureRequest, own: Any) -> Any:
     driver = (own.sync_engine if is_async else own).dialect.driver
     for app_engine in plugin_state(request.config).app_engines:
         if app_engine.is_async == is_async and app_engine.engine.dialect.driver != driver:
-            return _public(app_engine)
+            return app_engine.public
     return own
 
 
@@ -62,7 +59,7 @@ def route(request: pytest.FixtureRequest, sandbox: Any, own: Any) -> None:
     for app_engine in plugin_state(request.config).app_engines:
         if app_engine.is_async == is_async:
             try:
-                sandbox.route(_public(app_engine))
+                sandbox.route(app_engine.public)
             except DbrewindError as exc:
                 raise pytest.fail.Exception(
                     f"dbrewind: dbrewind_engines = {app_engine.spec!r}: {exc}", pytrace=False
@@ -71,12 +68,3 @@ def route(request: pytest.FixtureRequest, sandbox: Any, own: Any) -> None:
         # db_engine / async_db_engine too, when their driver is the application's
         with contextlib.suppress(DbrewindError):
             sandbox.route(own)
-
-
-def _public(app_engine: AppEngine) -> Any:
-    """The engine as the application holds it (the AsyncEngine of async code)."""
-    if not app_engine.is_async:
-        return app_engine.engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    return AsyncEngine._retrieve_proxy_for_target(app_engine.engine)

@@ -8,7 +8,6 @@ each opened and closed on that loop).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,14 @@ import pytest
 
 from ..exceptions import ConfigurationError, DbrewindError
 from .app_engines import route, sandbox_engine
-from .fixtures import ASYNC_SANDBOX_WHAT, _primary, data_dir, is_transactional, item_mark
+from .fixtures import (
+    ASYNC_SANDBOX_WHAT,
+    _primary,
+    data_dir,
+    is_async_test,
+    is_transactional,
+    item_mark,
+)
 from .state import SANDBOX_KEY, plugin_state
 
 if TYPE_CHECKING:
@@ -35,8 +41,7 @@ def _async_flavour(request: pytest.FixtureRequest) -> str:
     for the test's loop scope."""
     if "anyio_backend" in request.fixturenames:
         return "_dbrewind_async_session_anyio"
-    func = getattr(request.node, "function", None)
-    if not inspect.iscoroutinefunction(func):
+    if not is_async_test(request):
         raise ConfigurationError(
             f"{request.node.nodeid} asks for async_db_session but is not an async test. "
             "Make it 'async def' and mark it @pytest.mark.asyncio (pytest-asyncio) or "

@@ -66,6 +66,11 @@ def is_transactional(request: pytest.FixtureRequest) -> bool:
     )
 
 
+def is_async_test(request: pytest.FixtureRequest) -> bool:
+    """Whether the test is an ``async def`` (run on an event loop)."""
+    return inspect.iscoroutinefunction(getattr(request.node, "function", None))
+
+
 def data_dir(request: pytest.FixtureRequest) -> Path:
     path = getattr(request.node, "path", None)
     return Path(path).parent if path is not None else request.config.rootpath
@@ -325,7 +330,7 @@ def db_assert(request: pytest.FixtureRequest) -> Any:
     if (
         "async_db_session" in names
         or "dbrewind_async_db_session" in names
-        or inspect.iscoroutinefunction(getattr(request.node, "function", None))
+        or is_async_test(request)
     ):
         return DatabaseAssertions(request.getfixturevalue("dbrewind_async_db_session"))
     return DatabaseAssertions(request.getfixturevalue("dbrewind_db_session"))

@@ -13,7 +13,6 @@ checked out of dbrewind's engines are closed (see :class:`Watch`).
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 import warnings
@@ -32,7 +31,7 @@ from ..exceptions import (
     VerificationError,
 )
 from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES, TRANSACTIONAL_FIXTURES
-from .fixtures import data_dir, item_mark
+from .fixtures import data_dir, is_async_test, item_mark
 from .report import TestRecord
 from .state import SANDBOX_KEY, PluginState, plugin_state
 
@@ -179,7 +178,7 @@ def _dbrewind_app_engines(request: pytest.FixtureRequest) -> None:
     if False in kinds:
         request.getfixturevalue("_dbrewind_sandbox")
     if True in kinds:
-        if inspect.iscoroutinefunction(getattr(request.node, "function", None)):
+        if is_async_test(request):
             request.getfixturevalue("dbrewind_async_db_session")
         else:
             request.node.stash[REAL_COMMITS] = True
