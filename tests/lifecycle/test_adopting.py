@@ -375,6 +375,12 @@ SHADOW_CONFTEST = (
 @pytest.fixture
 def db():
     return "the project's own db"
+
+
+@pytest.fixture
+def db_session(dbrewind_db_session):  # kept on purpose, built on the alias: no warning
+    dbrewind_db_session.info["project"] = True
+    return dbrewind_db_session
 """
 )
 
@@ -393,6 +399,11 @@ def test_dbrewinds_under_its_alias(dbrewind_db, dbrewind_db_session):
 
 def test_and_rolled_back(dbrewind_db):
     assert dbrewind_db.execute(text("SELECT count(*) FROM account")).scalar() == 0
+
+
+def test_the_projects_session_on_dbrewinds(db_session):
+    assert db_session.info["project"] is True
+    assert db_session.execute(text("SELECT count(*) FROM account")).scalar() == 0
 """
 
 
@@ -408,8 +419,9 @@ def test_a_project_fixture_shadowing_dbrewinds_is_named_with_the_alias(
     )
     code, out = start(project, pytest_args(suite_url, "--dbrewind-strict")).finish()
     assert code == 0, out
-    assert "3 passed" in out, out
+    assert "4 passed" in out, out
     assert f"the fixture 'db' of {project / 'conftest.py'}" in out, out
+    assert "the fixture 'db_session'" not in out, out
     assert "dbrewind's is also there as 'dbrewind_db'" in out, out
     assert out.count("FixtureShadowedWarning") == 1, out
 
@@ -518,3 +530,62 @@ def test_a_database_dbrewind_did_not_make_is_not_replaced_unless_allowed(
         code, out = start(project, pytest_args(suite_url, *args)).finish()
         assert code == 0, out
         assert "1 passed" in out, out
+
+
+# ------------------------------------------------------------ threads
+
+THREADS_TESTS = """
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import text
+
+POOL = ThreadPoolExecutor(2, thread_name_prefix="app-pool")
+
+
+@pytest.fixture(scope="module")
+def portal():
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="module-portal")
+    thread.start()
+    yield thread
+    stop.set()
+    thread.join()
+
+
+def test_uses_the_modules_thread_and_a_pool(db, portal):
+    assert POOL.submit(lambda: 1 + 1).result() == 2
+    assert portal.is_alive()
+    db.execute(text("INSERT INTO account (id, email) VALUES (1, 'a@example.com')"))
+
+
+def test_the_modules_thread_goes_on(db, portal):
+    assert portal.is_alive()
+
+
+def test_leaves_a_busy_thread(db):
+    threading.Thread(target=time.sleep, args=(4,), name="still-busy", daemon=True).start()
+"""
+
+
+def test_a_modules_threads_and_idle_pool_workers_are_not_the_tests(
+    backend: str, tmp_path: Path, suite_url: URL
+) -> None:
+    """A thread a module-scoped fixture started (a TestClient's portal) belongs to the
+    module, and a pool's idle worker has finished: neither is waited for nor named; a
+    thread still busy after its test is."""
+    project = _write_project(
+        tmp_path / "project", {"conftest.py": HANG_CONFTEST, "test_threads.py": THREADS_TESTS}
+    )
+    began = time.monotonic()
+    code, out = start(project, pytest_args(suite_url)).finish()
+    took = time.monotonic() - began
+    assert code == 0, out
+    assert "3 passed" in out, out
+    assert out.count("left thread(s)") == 1, out
+    assert "test_leaves_a_busy_thread left thread(s) 'still-busy' running" in out, out
+    assert "module-portal" not in out, out
+    assert "app-pool" not in out, out
+    assert took < 30, out

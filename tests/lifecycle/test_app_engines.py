@@ -192,6 +192,13 @@ def test_the_apps_engines_are_sandboxed_by_one_ini_line(
         assert code == 0, out
         assert "8 passed" in out, out
         assert "(-)" not in out, out  # "slowest rewinds" names only tests that rewound
+        # the hint counts only the test that chose the clean strategy; the sync test that
+        # ran the async engine gets its own
+        assert "hint: 1 tests under the clean strategy touched only 1-2 tables" in out, out
+        assert (
+            "hint: 1 sync tests used an async engine of dbrewind_engines "
+            "(test_app.py::test_the_async_engine_from_a_sync_test)"
+        ) in out, out
         seen = observe(suite_url, ["users"])
         assert seen.rows["users"] == [], seen.rows
         assert seen.at_rest, seen.tracking

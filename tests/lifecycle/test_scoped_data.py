@@ -147,7 +147,9 @@ def test_scoped_data_is_made_once_and_every_test_starts_from_it(
 ) -> None:
     project = tmp_path / "project"
     _project(project)
-    for args in ((), ("-p", "no:randomly", "--dbrewind-strict")):
+    # the third: every test's database compared with what its scope keeps (a layer kept
+    # or rewound is the new reference)
+    for args in ((), ("-p", "no:randomly", "--dbrewind-strict"), ("--dbrewind-verify",)):
         code, out = start(project, pytest_args(suite_url, *args)).finish()
         assert code == 0, out
         assert "9 passed" in out, out

@@ -776,3 +776,36 @@ def test_sandboxed_tests_see_the_same_ids_one_after_another(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
     )
     _run(pytester, inner_url).assert_outcomes(passed=5)
+
+
+HEADER_TESTS = {
+    "uses dbrewind's db": "def test_it(db):\n    pass\n",
+    "uses no database": "def test_it():\n    pass\n",
+    "uses clean_db_urls": (
+        "import pytest\n\n\n@pytest.fixture(scope='session')\ndef clean_db_urls():\n"
+        "    return []\n\n\ndef test_it(clean_db_urls):\n    pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HEADER_TESTS))
+def test_the_header_names_the_default_database_only_when_a_test_uses_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """With no dbrewind_url, the default SQLite database is named after collection, and
+    only when a collected test asks for one of dbrewind's fixtures: a run whose tests use
+    other databases (their own, clean_db_urls) is not told of one it never uses."""
+    pytester.makepyfile(test_inner=HEADER_TESTS[shape])
+    monkeypatch.delenv("DBREWIND_URL", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    default = re.search(r"^dbrewind: sqlite:///\S+ \(default: no dbrewind_url is set\)$", out, re.M)
+    if shape == "uses dbrewind's db":
+        assert default is not None, out
+        assert out.index("collected 1 item") < default.start(), out
+    else:
+        assert default is None, out
+        assert "dbrewind: sqlite" not in out, out
+    if shape == "uses clean_db_urls":
+        assert "dbrewind: the databases clean_db_urls names" in out, out

@@ -114,6 +114,7 @@ class Database:
         self._depth = 0
         self._engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
+        self._scope_engines: dict[bool, Any] = {}
         self._lock = threading.RLock()
         self._sandboxes = 0
         self._stamp: str | None = None
@@ -235,10 +236,26 @@ class Database:
             self._async_engine = make_async_engine(self.url)
         return self._async_engine
 
+    def scope_engine(self, is_async: bool = False) -> Any:
+        """An engine of its own for the data a wider-scoped fixture writes
+        (``module_db_session``): :attr:`engine` and :attr:`async_engine` run inside
+        the test's sandbox while one is open, and a scope's commits must be real, to
+        be kept as its layer. Sync: an ``Engine``; ``is_async``: an unpooled
+        ``AsyncEngine``."""
+        if self.url.is_memory and not is_async:
+            return self.engine  # an in-memory database has the one connection
+        engine = self._scope_engines.get(is_async)
+        if engine is None:
+            engine = make_async_engine(self.url) if is_async else make_engine(self.url)
+            self._scope_engines[is_async] = engine
+        return engine
+
     def dispose_engines(self) -> None:
         """Close the pooled connections of the engines made here (they reconnect on use)."""
         if self._engine is not None and self._engine is not self.target.engine:
             self._engine.dispose()
+        for is_async, engine in self._scope_engines.items():
+            (engine.sync_engine if is_async else engine).dispose()
         if self._async_engine is not None:
             # NullPool keeps no connection, so nothing awaits closing
             self._async_engine.sync_engine.dispose()

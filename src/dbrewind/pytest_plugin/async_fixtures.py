@@ -170,7 +170,7 @@ def _make_scoped_async_session(scope: str) -> Any:
 
         database = _primary(dbrewind_databases)
         try:
-            engine = database.async_engine
+            engine = database.scope_engine(is_async=True)
         except DbrewindError as exc:
             raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
         session = AsyncSession(engine, expire_on_commit=False)

@@ -291,7 +291,7 @@ def _make_scoped_session(scope: str) -> Any:
         from sqlalchemy.orm import Session
 
         state = plugin_state(request.config)
-        session = Session(_primary(dbrewind_databases).engine, expire_on_commit=False)
+        session = Session(_primary(dbrewind_databases).scope_engine(), expire_on_commit=False)
         state.scoped_sessions.append(session)
         try:
             yield session

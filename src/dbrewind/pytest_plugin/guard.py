@@ -13,11 +13,15 @@ checked out of dbrewind's engines are closed (see :class:`Watch`).
 
 from __future__ import annotations
 
+import linecache
+import os
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -188,6 +192,46 @@ THREAD_GRACE = 2.0
 """Seconds the safety net waits for threads a test started and left running."""
 THREAD_NOTE_AFTER = 0.05
 """A wait for such threads this long or longer is noted in the run's summary."""
+THREAD_POLL = 0.01
+"""Seconds between two looks at a thread that is still busy."""
+
+_QUEUE_GET = (os.path.join("", "queue.py"), "get")
+"""``queue.Queue.get``, where anyio's worker threads wait for their next job."""
+_WAITING_IN = ("threading.py",)
+
+
+def _waiting_for_work(frame: FrameType | None) -> tuple[int, int] | None:
+    """Where the innermost frame ``frame`` of a thread stands, if it waits for a job: in
+    ``queue.Queue.get``, or on a line that calls a ``get(`` written in C (a
+    ``SimpleQueue``'s, where ``concurrent.futures`` and aiosqlite workers wait)."""
+    while frame is not None and frame.f_code.co_filename.endswith(_WAITING_IN):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    code = frame.f_code
+    at_get = code.co_filename.endswith(_QUEUE_GET[0]) and code.co_name == _QUEUE_GET[1]
+    if at_get or ".get(" in linecache.getline(code.co_filename, frame.f_lineno):
+        return id(frame), frame.f_lasti
+    return None
+
+
+def _busy(threads: list[threading.Thread]) -> list[threading.Thread]:
+    """The ``threads`` still alive and working: not a pool's worker waiting for its next
+    job (a ``ThreadPoolExecutor``'s, anyio's, a driver's connection thread), which has
+    done what the test gave it and does nothing until it is given more. A thread counts
+    as waiting when it stands at the same such place twice, :data:`THREAD_POLL` apart."""
+
+    def where(among: list[threading.Thread]) -> dict[threading.Thread, tuple[int, int] | None]:
+        frames = sys._current_frames()
+        return {t: _waiting_for_work(frames.get(t.ident or -1)) for t in among if t.is_alive()}
+
+    first = where(threads)
+    waiting = [t for t, at in first.items() if at is not None]
+    if waiting:
+        time.sleep(THREAD_POLL)
+        again = where(waiting)
+        waiting = [t for t in waiting if again.get(t) == first[t]]
+    return [t for t in first if t not in waiting and t.is_alive()]
 
 
 @dataclass
@@ -213,7 +257,9 @@ class Watch:
         were torn down is waited for (up to :data:`THREAD_GRACE` seconds) before
         the rewind, so that what it writes while finishing is rewound too; one
         that outlives the wait is named (its later writes would reach the next
-        tests). A connection of dbrewind's engines the test left checked out is
+        tests). A pool's worker waiting for its next job has finished, and the
+        threads a wider-scoped fixture started belong to its scope: neither is
+        waited for. A connection of dbrewind's engines the test left checked out is
         closed, rolling back what it had not committed
         (:meth:`~dbrewind.provision.Database.take_back`).
         """
@@ -222,12 +268,17 @@ class Watch:
         left = [
             t
             for t in (threading.enumerate() if self.watch_threads else ())
-            if t not in self.threads and t.is_alive() and not t.name.startswith(OWN_THREADS)
+            if t not in self.threads
+            and t not in state.scope_threads
+            and t.is_alive()
+            and not t.name.startswith(OWN_THREADS)
         ]
-        for thread in left:
-            thread.join(max(0.0, THREAD_GRACE - (time.monotonic() - started)))
+        busy = _busy(left)
+        while busy and time.monotonic() - started < THREAD_GRACE:
+            busy[0].join(THREAD_POLL)
+            busy = _busy(busy)
         waited = time.monotonic() - started
-        running = [t.name for t in left if t.is_alive()]
+        running = [t.name for t in busy]
         if running:
             said.append(
                 f"{item.nodeid} left thread(s) {', '.join(map(repr, running))} running "
@@ -304,9 +355,10 @@ def after_test(
     seconds = time.perf_counter() - started
     if state.compat and strategy is Strategy.SAFETY_NET:
         strategy = Strategy.CLEAN  # its clean_db_urls databases were put back after it
-    if real_commits:
+    forced = real_commits and bool(dirtied)
+    if forced:
         strategy = Strategy.CLEAN  # an engine of the application's committed for real
-    state.stats.add(TestRecord(item.nodeid, strategy, seconds, tuple(dirtied)))
+    state.stats.add(TestRecord(item.nodeid, strategy, seconds, tuple(dirtied), forced))
     strict = state.strict if mark is None or mark.strict is None else mark.strict
     problems = list(failures[:1])
     if len(failures) > 1:

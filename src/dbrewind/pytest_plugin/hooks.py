@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import warnings
 from collections.abc import Generator
 from typing import Any
@@ -193,7 +194,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = plugin_state(config)
     if not state.explicit:
-        # No SQLAlchemy import for a project that may never use a database.
+        if not config.getoption("numprocesses", None):
+            return []  # named after collection, if a test uses it (below)
+        # under xdist the collection is the workers': say it now, and when
         url = default_url(config, create=False)
         return [f"dbrewind: {url} (default; used when a test asks for a database)"]
     try:
@@ -216,6 +219,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """With no database configured: the default one, named only when a collected test
+    asks for it (a run whose tests use databases of their own is not told of it)."""
+    state = plugin_state(config)
+    if state.explicit or config.getoption("numprocesses", None):
+        return []
+    if state.asks_default:
+        # No SQLAlchemy import for a project that may never use a database.
+        url = default_url(config, create=False)
+        return [f"dbrewind: {url} (default: no dbrewind_url is set)"]
+    if state.compat_possible:
+        return ["dbrewind: the databases clean_db_urls names (pytest-clean-database's interface)"]
+    return []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = plugin_state(config)
     # pytest-clean-database's interface: a conftest (or test module) defines clean_db_urls
@@ -234,7 +252,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         item.stash[MARK] = mark
         if mark is not None or not DB_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
-            uses_databases = True
+            uses_databases = state.asks_default = True
         if mark is None or not mark.backends:
             continue
         if backend is None:
@@ -254,7 +272,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _warn_shadowed(items: list[pytest.Item]) -> None:
-    """A project fixture named like one of dbrewind's: say so once, with the alias."""
+    """A project fixture named like one of dbrewind's: say so once, with the alias.
+
+    One built on a ``dbrewind_<name>`` alias (``def db(dbrewind_db_session)``) is
+    meant: nothing is said.
+    """
     said: set[tuple[str, str]] = set()
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
@@ -266,7 +288,9 @@ def _warn_shadowed(items: list[pytest.Item]) -> None:
                 continue
             func = definitions[-1].func
             module = getattr(func, "__module__", "") or ""
-            if module.startswith("dbrewind."):
+            if module.startswith("dbrewind.") or any(
+                arg.startswith("dbrewind_") for arg in definitions[-1].argnames
+            ):
                 continue
             where = _where(func)
             if (name, where) in said:
@@ -276,7 +300,8 @@ def _warn_shadowed(items: list[pytest.Item]) -> None:
                 FixtureShadowedWarning(
                     f"the fixture {name!r} of {where} shadows dbrewind's {name!r}: tests that "
                     f"ask for {name!r} get that one. If that is not meant, rename it; "
-                    f"dbrewind's is also there as 'dbrewind_{name}'."
+                    f"dbrewind's is also there as 'dbrewind_{name}' (a fixture built on "
+                    f"that alias keeps the name without this warning)."
                 ),
                 stacklevel=1,
             )
@@ -296,23 +321,40 @@ def _guard(items: list[pytest.Item], *, compat: bool, engines: bool = False) -> 
     plugin. (An autouse fixture would cost every test of every project.)
     """
     first = ["_dbrewind_session", "_dbrewind_guard"] if compat else ["_dbrewind_guard"]
-    if engines:  # the application's engines' sandbox: set up after the guard, torn down before
-        first.append("_dbrewind_app_engines")
     for item in items:
         names = getattr(item, "fixturenames", None)
         if isinstance(names, list) and "_dbrewind_guard" not in names:
             names[:0] = first
+            if engines:
+                names.insert(_after_wider_scopes(item, names), "_dbrewind_app_engines")
+
+
+def _after_wider_scopes(item: pytest.Item, names: list[str]) -> int:
+    """Where the application's engines' sandbox goes among a test's fixtures: after the
+    guard and after every wider-scoped fixture (pytest sets those up first), so that what
+    a module's fixtures write through the application is committed for the module, not
+    rolled back with the first test's sandbox; before the test's own fixtures."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    at = names.index("_dbrewind_guard") + 1
+    for index, name in enumerate(names):
+        found = defs.get(name)
+        if found and found[-1].scope != "function":
+            at = max(at, index + 1)
+    return at
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(
     fixturedef: Any, request: pytest.FixtureRequest
 ) -> Generator[None, Any, Any]:
-    """Rows a wider-scoped fixture commits belong to its scope: keep them as a layer."""
-    value = yield
+    """Rows a wider-scoped fixture commits belong to its scope: keep them as a layer;
+    the threads it starts belong to its scope too."""
     if fixturedef.scope == "function":
-        return value
+        return (yield)
     state = plugin_state(request.config)
+    before = set(threading.enumerate())
+    value = yield
+    state.scope_threads.update(t for t in threading.enumerate() if t not in before)
     if not state.active:
         return value
     module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
@@ -322,7 +364,8 @@ def pytest_fixture_setup(
         if session.in_transaction():
             session.commit()
     for database in state.guarded():
-        database.refresh(fixturedef)
+        if database.refresh(fixturedef):
+            state.new_reference(database)
         for note in database.notes:
             state.stats.note(note)
     return value
@@ -365,7 +408,8 @@ def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureReques
         return
     state = plugin_state(request.config)
     for database in state.guarded():
-        database.pop_layer(fixturedef)
+        if database.pop_layer(fixturedef) is not None:
+            state.new_reference(database)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

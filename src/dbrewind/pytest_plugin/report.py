@@ -19,6 +19,9 @@ class TestRecord:
     strategy: Strategy
     seconds: float = 0.0
     tables: tuple[str, ...] = ()
+    forced: bool = False
+    """Cleaned because the application's async engine committed for real in a sync test
+    (``dbrewind_engines``), not because the test asked for real commits."""
 
 
 @dataclass
@@ -43,7 +46,10 @@ class Stats:
     def to_json(self) -> dict[str, Any]:
         return {
             # plain str: execnet, which carries this from xdist workers, refuses an enum
-            "tests": [[t.nodeid, t.strategy.value, t.seconds, list(t.tables)] for t in self.tests],
+            "tests": [
+                [t.nodeid, t.strategy.value, t.seconds, list(t.tables), t.forced]
+                for t in self.tests
+            ],
             "prepare_seconds": self.prepare_seconds,
             "templates_built": self.templates_built,
             "templates_reused": self.templates_reused,
@@ -51,8 +57,10 @@ class Stats:
         }
 
     def merge_json(self, data: dict[str, Any]) -> None:
-        for nodeid, strategy, seconds, tables in data.get("tests", []):
-            self.tests.append(TestRecord(nodeid, Strategy(strategy), float(seconds), tuple(tables)))
+        for nodeid, strategy, seconds, tables, forced in data.get("tests", []):
+            record = TestRecord(nodeid, Strategy(strategy), float(seconds), tuple(tables))
+            record.forced = bool(forced)
+            self.tests.append(record)
         self.prepare_seconds += float(data.get("prepare_seconds", 0.0))
         self.templates_built += int(data.get("templates_built", 0))
         self.templates_reused += int(data.get("templates_reused", 0))
@@ -85,13 +93,26 @@ class Stats:
                 + ", ".join(f"{name} ({n})" for name, n in dirtied.most_common(5))
             )
         out += [f"note: {text}" for text in self.notes]
-        narrow = [t for t in self.tests if t.strategy is Strategy.CLEAN and 0 < len(t.tables) <= 2]
+        narrow = [
+            t
+            for t in self.tests
+            if t.strategy is Strategy.CLEAN and not t.forced and 0 < len(t.tables) <= 2
+        ]
         if narrow:
             out.append(
                 f"hint: {len(narrow)} tests under the clean strategy touched only 1-2 tables; "
                 "unless they need real commits (other connections, threads, SELECT ... FOR "
                 "UPDATE), the rollback sandbox (db / db_session, no transactional=True) "
                 "isolates them for two or three round trips."
+            )
+        forced = [t for t in self.tests if t.forced]
+        if forced:
+            named = ", ".join(t.nodeid for t in forced[:3]) + (", ..." if len(forced) > 3 else "")
+            out.append(
+                f"hint: {len(forced)} sync tests used an async engine of dbrewind_engines "
+                f"({named}), which a sync test's sandbox cannot hold: what they wrote through "
+                "it was committed for real, and rewound after. Written as async tests (async "
+                "def, with an async client), they run in the rollback sandbox."
             )
         return out
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +62,12 @@ class PluginState:
         """Those engines, loaded and pointed at the primary test database."""
         self.scoped_sessions: list[Any] = []
         """The open ``module_db_session`` / ``class_db_session`` sessions."""
+        self.asks_default = False
+        """A collected test asks for one of dbrewind's database fixtures (or its marker)."""
+        self.scope_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        """Threads a module-, class- or session-scoped fixture started (a module's
+        ``TestClient`` portal): they belong to that scope, not to the test whose setup
+        made the fixture."""
         self.snapshots: dict[int, Snapshot] = {}
         """``--dbrewind-verify``: the reference contents of each database."""
         self._configs: dict[str, DatabaseConfig] | None = None
@@ -122,6 +130,14 @@ class PluginState:
                 self.stats.templates_reused += 1
         for note in database.notes:
             self.stats.note(note)
+
+    def new_reference(self, database: Database) -> None:
+        """``--dbrewind-verify``: a scope's layer was kept or rewound, so what ``database``
+        holds now is what the next tests must find after their rewinds."""
+        if database.rewinder is not None and (self.verify or id(database) in self.snapshots):
+            from ..provision.verify import Snapshot
+
+            self.snapshots[id(database)] = Snapshot.capture(database.rewinder)
 
     def guarded(self) -> list[Database]:
         """The databases the per-test safety net rewinds: every active one that is tracked,
