@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, Engine
 
 from conftest import SERVER_URLS, drop_database
@@ -181,8 +181,12 @@ def _rows(engine: Engine, table: str) -> list[tuple[Any, ...]]:
 def _next_id(engine: Engine, backend: str, table: str) -> int | None:
     with engine.connect() as conn:
         if backend == "postgresql":
+            key = inspect(conn).get_pk_constraint(table)["constrained_columns"]
+            if len(key) != 1:
+                return None
             seq = conn.execute(
-                text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": _quote(engine, table)}
+                text("SELECT pg_get_serial_sequence(:t, :c)"),
+                {"t": _quote(engine, table), "c": key[0]},
             ).scalar()
             if seq is None:
                 return None
