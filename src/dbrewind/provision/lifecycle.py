@@ -55,7 +55,7 @@ from ..exceptions import (
 )
 from ..rewinder import ALLOW_ENV, Rewinder
 from .fingerprint import fingerprint, schema_digest, tracking_version
-from .lockwatch import LockWatch, Watched
+from .lockwatch import PLUGIN_FIX, LockWatch, Watched
 from .naming import sibling, stem, template_name
 from .setup_files import changed
 from .target import (
@@ -148,10 +148,11 @@ class Database:
         with self._lock:
             self._sandboxes = max(0, self._sandboxes - 1)
 
-    def watch_locks(self, sandbox: Any, what: str) -> Watched | None:
+    def watch_locks(self, sandbox: Any, what: str, fix: str = PLUGIN_FIX) -> Watched | None:
         """Watch, while a test runs, for statements of other connections that wait on
-        the locks of ``sandbox`` (see :mod:`dbrewind.provision.lockwatch`); give what
-        this returns to :meth:`unwatch_locks` when the test's sandbox ends."""
+        the locks of ``sandbox`` (its ``session_id``; see :mod:`dbrewind.provision.lockwatch`);
+        give what this returns to :meth:`unwatch_locks` when the test's sandbox ends.
+        ``what`` names the sandbox in the failure, ``fix`` says what to do instead."""
         limit = self.target.lock_wait
         if limit is None:
             return None
@@ -161,12 +162,18 @@ class Database:
         with self._lock:
             if self._lock_watch is None:
                 self._lock_watch = LockWatch(self.url, get_dialect(self.url.backend), limit)
-        return self._lock_watch.watch(session, what)
+        return self._lock_watch.watch(session, what, fix)
 
-    def unwatch_locks(self, watched: Watched | None) -> None:
-        """Stop watching; each wait found and ended becomes one of :attr:`problems`."""
-        if watched is not None and self._lock_watch is not None:
-            self.problems += self._lock_watch.unwatch(watched)
+    def unwatch_locks(self, watched: Watched | None, *, report: bool = True) -> list[str]:
+        """Stop watching; the waits found and ended, one message each. With ``report``
+        each also becomes one of :attr:`problems` (the plugin fails the test with them);
+        an entry point that fails its test itself passes ``report=False``."""
+        if watched is None or self._lock_watch is None:
+            return []
+        found = self._lock_watch.unwatch(watched)
+        if report:
+            self.problems += found
+        return found
 
     # ---------------------------------------------------------------- engines
     @property

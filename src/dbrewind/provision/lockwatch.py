@@ -25,7 +25,7 @@ from .._url import DatabaseURL
 from ..dialects import Dialect, LockWait
 from ..dialects.engines import make_engine
 
-__all__ = ["DEFAULT_LIMIT", "LockWatch", "Watched"]
+__all__ = ["DEFAULT_LIMIT", "PLUGIN_FIX", "LockWatch", "Watched"]
 
 logger = logging.getLogger("dbrewind")
 
@@ -33,6 +33,12 @@ DEFAULT_LIMIT = 3.0
 """Seconds a statement may wait on a sandbox's lock before it is cancelled."""
 POLL = 0.5
 """Seconds between two looks while a test runs past the limit."""
+PLUGIN_FIX = (
+    "route that connection's engine into the sandbox (ini dbrewind_engines = "
+    "package.module:engine, or use the db_engine / async_db_engine fixtures), or use "
+    "transactional_db, whose commits are real."
+)
+"""What the failure tells the user to do, unless the entry point says otherwise."""
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Watched:
 
     session: int
     what: str
+    fix: str = PLUGIN_FIX
     started: float = field(default_factory=time.monotonic)
     found: list[str] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
@@ -64,11 +71,12 @@ class LockWatch:
         self._closed = False
         self._broken = False
 
-    def watch(self, session: int | None, what: str) -> Watched | None:
-        """Start watching ``session`` (the sandbox's session id on the server)."""
+    def watch(self, session: int | None, what: str, fix: str = PLUGIN_FIX) -> Watched | None:
+        """Start watching ``session`` (the sandbox's session id on the server); ``what``
+        names the sandbox in the failure's message, ``fix`` ends it."""
         if session is None or self._closed or self._broken:
             return None
-        watched = Watched(session, what)
+        watched = Watched(session, what, fix)
         self._current = watched
         if self._thread is None:
             self._thread = threading.Thread(
@@ -127,9 +135,17 @@ class LockWatch:
                     continue
                 if self._current is not watched:
                     return  # the test ended meanwhile: its locks are gone
-                self.dialect.cancel_statement(conn, wait.session)
+                # kept before the cancel: the cancelled statement's error may end the
+                # test, and its unwatch, before the cancel returns here
+                message = self._message(watched, wait)
                 watched.seen.add(wait.session)
-                watched.found.append(self._message(watched, wait))
+                watched.found.append(message)
+                try:
+                    self.dialect.cancel_statement(conn, wait.session)
+                except BaseException:
+                    watched.found.remove(message)  # not cancelled: look again next time
+                    watched.seen.discard(wait.session)
+                    raise
 
     def _drop_engine(self) -> None:
         engine, self._engine = self._engine, None
@@ -143,8 +159,5 @@ class LockWatch:
             f"(session {watched.session}, {watched.what}) holds until the test ends, "
             f"running: {wait.query!r}. It would have waited for the end of the test while "
             "the test waited for it; dbrewind cancelled that statement. Writes the sandbox "
-            "has not committed block every other connection: route that connection's "
-            "engine into the sandbox (ini dbrewind_engines = package.module:engine, or use "
-            "the db_engine / async_db_engine fixtures), or use transactional_db, whose "
-            "commits are real."
+            f"has not committed block every other connection: {watched.fix}"
         )
