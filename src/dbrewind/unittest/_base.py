@@ -1,7 +1,9 @@
 """What the :mod:`dbrewind.unittest` test cases share: their configuration
 (:class:`_DatabaseMixin`), the database each class gets from the lifecycle
-(:func:`_database_for`, released by :func:`close_databases`), and running a
-test between a ``before`` and an ``after`` step (:func:`_run_guarded`).
+(:func:`_database_for`, released by :func:`close_databases`), running a
+test between a ``before`` and an ``after`` step (:func:`_run_guarded`), and
+what a rollback sandbox's test is told when another connection waited on its
+locks (:func:`_watch_locks`, :func:`_unwatch_locks`, :func:`_explain_blocked`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 import unittest
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.engine import URL, Engine
 
@@ -19,20 +21,26 @@ from .._asyncio import is_async_engine
 from .._context import worker as current_worker
 from .._url import DatabaseURL, parse_url
 from ..dialects import Capabilities, get_dialect
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, SandboxError
 from ..provision import Database, Target, acquire, as_steps, databases
 from ..rewinder import SetupCallable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from ..provision.lockwatch import Watched
+    from ..sandbox import AsyncSandbox, Sandbox
+
 __all__ = [
     "_DatabaseMixin",
     "_database_for",
     "_engine_for",
+    "_explain_blocked",
     "_resolve_target",
     "_run_guarded",
     "_skipped",
+    "_unwatch_locks",
+    "_watch_locks",
     "close_databases",
 ]
 
@@ -180,3 +188,42 @@ def _run_guarded(
             after()
         except Exception:
             result.addError(test, sys.exc_info())
+
+
+# --------------------------------------------------------------------------- lock waits
+_WHAT = "where the test's self.db and database_engine's connections run"
+_FIX = (
+    "give that code the test case's database_engine (its connections run in the sandbox), "
+    "or use TransactionTestCase, whose commits are real."
+)
+
+
+def _watch_locks(database: Database, sandbox: Sandbox | AsyncSandbox) -> Watched | None:
+    """Watch, while a test runs, for other connections' statements that wait on the
+    locks of ``sandbox`` (see :meth:`~dbrewind.provision.Database.watch_locks`)."""
+    return database.watch_locks(sandbox, _WHAT, _FIX)
+
+
+def _unwatch_locks(
+    test: unittest.TestCase, database: Database, watched: Watched | None
+) -> SandboxError | None:
+    """Stop watching: the error that fails ``test`` for the waits found (and cancelled)
+    meanwhile, naming each; None when there were none."""
+    found = database.unwatch_locks(watched, report=False)
+    if not found:
+        return None
+    return SandboxError("\n".join(f"{test.id()}: {message}" for message in found))
+
+
+def _explain_blocked(sandbox: Sandbox | AsyncSandbox | None, error: BaseException) -> None:
+    """When the test's ``error`` is another connection's failure to get the write lock
+    its sandbox holds (SQLite's one writer), add a note saying so (Python 3.11+)."""
+    add_note: Any = getattr(error, "add_note", None)
+    if sandbox is None or add_note is None or not sandbox.active or not sandbox.blocks(error):
+        return
+    add_note(
+        "dbrewind: a connection outside the test's sandbox could not write: the sandbox "
+        "holds the database's one write lock (it wrote, and keeps its transaction open "
+        "until the test ends), and that connection gave up after its busy timeout. "
+        f"Writes the sandbox has not committed block every other connection: {_FIX}"
+    )

@@ -20,11 +20,22 @@ from ..exceptions import ConfigurationError
 from ..provision import Database, make_async_engine
 from ..provision.registry import require_safety_net
 from ..rewinder import Rewinder
-from ._base import _database_for, _DatabaseMixin, _engine_for, _run_guarded
+from ._base import (
+    _database_for,
+    _DatabaseMixin,
+    _engine_for,
+    _explain_blocked,
+    _run_guarded,
+    _unwatch_locks,
+    _watch_locks,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+    from ..provision.lockwatch import Watched
     from ..sandbox import AsyncSandbox, Sandbox
 
 __all__ = ["AsyncTestCase", "TestCase", "TransactionTestCase"]
@@ -67,6 +78,11 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
     After the test everything written since the savepoint, on any connection
     of the engine, is rolled back to it; after the class, the sandbox rolls
     back the rest and its safety net rewinds whatever escaped it.
+
+    Another connection's statement that waits more than a few seconds on a
+    lock the sandbox holds (it would wait for the end of the test while the
+    test waits for it) is cancelled on the server, and the test errors with a
+    :class:`~dbrewind.exceptions.SandboxError` naming both sides.
     """
 
     db: Connection
@@ -165,6 +181,7 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
 
     def run(self, result: unittest.TestResult | None = None) -> unittest.TestResult | None:
         opened: list[Connection] = []
+        watched: list[Watched | None] = []
 
         def before() -> None:
             sandbox = self._sandbox()
@@ -172,17 +189,28 @@ class TestCase(_DatabaseMixin, unittest.TestCase):
             conn.exec_driver_sql(f"INSERT INTO {_mark_table(conn)} (n) VALUES (1)")
             self.db = sandbox.engine.connect()
             opened.append(self.db)
+            watched.append(_watch_locks(type(self)._dbrewind_database, sandbox))
 
         def after() -> None:
             sandbox = type(self)._dbrewind_sandbox
+            waited = _unwatch_locks(self, type(self)._dbrewind_database, watched.pop())
             try:
                 for conn in opened:
                     conn.close()
             finally:
                 if sandbox is not None:
                     sandbox.connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_CHECKPOINT}")
+            if waited is not None:
+                raise waited
 
         return _run_guarded(self, result, before, after, super().run)
+
+    def _callTestMethod(self, method: Callable[[], object]) -> None:
+        try:
+            super()._callTestMethod(method)  # type: ignore[misc]  # unittest's, 3.8+
+        except Exception as exc:
+            _explain_blocked(type(self)._dbrewind_sandbox, exc)
+            raise
 
 
 _CHECKPOINT = "dbrewind_class_data"
@@ -282,7 +310,8 @@ class AsyncTestCase(_DatabaseMixin, unittest.IsolatedAsyncioTestCase):
         await sandbox.start()
         self._dbrewind_async_sandbox = sandbox
         self.database_engine = engine
-        self.addAsyncCleanup(self._dbrewind_stop, sandbox, engine, database)
+        watched = _watch_locks(database, sandbox)
+        self.addAsyncCleanup(self._dbrewind_stop, sandbox, engine, database, watched)
         self.db = sandbox.connection
         if self.fixtures:
             await aload_data(sandbox.connection, *self.fixtures, base_dir=self._fixtures_base())
@@ -294,8 +323,13 @@ class AsyncTestCase(_DatabaseMixin, unittest.IsolatedAsyncioTestCase):
         return make_async_engine(database.url, pooled=True)
 
     async def _dbrewind_stop(
-        self, sandbox: AsyncSandbox, engine: AsyncEngine, database: Database
+        self,
+        sandbox: AsyncSandbox,
+        engine: AsyncEngine,
+        database: Database,
+        watched: Watched | None,
     ) -> None:
+        waited = _unwatch_locks(self, database, watched)
         try:
             try:
                 await sandbox.stop()
@@ -306,6 +340,15 @@ class AsyncTestCase(_DatabaseMixin, unittest.IsolatedAsyncioTestCase):
             self._dbrewind_async_sandbox = None
             if engine is not self.async_engine:
                 await engine.dispose()
+        if waited is not None:
+            raise waited
+
+    def _callTestMethod(self, method: Callable[[], object]) -> None:
+        try:
+            super()._callTestMethod(method)  # type: ignore[misc]  # unittest's, 3.8+
+        except Exception as exc:
+            _explain_blocked(self._dbrewind_async_sandbox, exc)
+            raise
 
     def session(self, **options: Any) -> AsyncSession:
         """An AsyncSession inside this test's sandbox (closed after the test)."""
