@@ -270,7 +270,8 @@ class AsyncPeeweeSandbox(SandboxOptions):
         writes escaped the sandbox and were rewound.
 
     ``TransactionTestCase`` is another name for this class (see the module's
-    documentation).
+    documentation). Another connection's statement that waits on the block's
+    locks is cancelled and fails the block, as in :class:`dbrewind.peewee.PeeweeSandbox`.
     """
 
     def __init__(
@@ -335,6 +336,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
         self._raw = raw
         self._active = True
         self._install_patches(_Connection(self, raw))
+        self._watch_locks(raw, _WHAT, _FIX)
         return self
 
     async def __aexit__(
@@ -343,6 +345,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        found = self._unwatch_locks()
         try:
             self._patches.revert()
             closing = asyncio.ensure_future(self._end_transaction())
@@ -354,6 +357,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
         finally:
             self._active = False
             await asyncio.to_thread(self._after_block)
+        self._fail_lock_waits(found)
 
     async def _end_transaction(self) -> None:
         raw, self._raw = self._raw, None
@@ -420,6 +424,14 @@ class AsyncPeeweeSandbox(SandboxOptions):
         self._patches.set(db, "_aio_begin", _aio_begin)
         self._patches.set(db, "execute_sql", execute_sql)
 
+
+_WHAT = "where the peewee-async database's aio_ queries in the block run"
+_FIX = (
+    "run that query through the database's aio_ methods inside the sandbox (its sync "
+    "queries, and any other engine or client, use connections of their own), or run that "
+    "test without the sandbox, committing for real, and let dbrewind.Rewinder put the "
+    "tables back after it."
+)
 
 TransactionTestCase = AsyncPeeweeSandbox
 """Alias of :class:`AsyncPeeweeSandbox` (the same class): the drop-in for

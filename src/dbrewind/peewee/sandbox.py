@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from ..dialects import RewindResult
+from ..dialects import RewindResult, get_dialect
 from ..exceptions import SandboxError
 from ..rewinder import Rewinder
 from ..sandbox import LeakCallback
@@ -32,6 +32,7 @@ from .router import SavepointRouter
 
 if TYPE_CHECKING:
     from ..provision import Database
+    from ..provision.lockwatch import Watched
 
 __all__ = ["PeeweeSandbox", "SandboxOptions", "TransactionTestCase", "_Patches"]
 
@@ -83,6 +84,36 @@ class SandboxOptions:
         self.leaked: RewindResult | None = None
         self._router: SavepointRouter | None = None
         self._patches = _Patches()
+        self._session_id: int | None = None
+        self._watched: Watched | None = None
+
+    @property
+    def session_id(self) -> int | None:
+        """The server's id of the session the block's statements run on (PostgreSQL's
+        backend pid, MySQL's connection id) while the block runs; None on SQLite or
+        when the driver cannot say."""
+        return self._session_id
+
+    def _watch_locks(self, raw: Any, what: str, fix: str) -> None:
+        """The block began on the driver connection ``raw``: watch for other connections'
+        statements that wait on its locks (see :meth:`Database.watch_locks`)."""
+        self._session_id = get_dialect(backend_of(self.database)).sandbox.session_id(raw)
+        if self._database is not None:
+            self._watched = self._database.watch_locks(self, what, fix)
+
+    def _unwatch_locks(self) -> list[str]:
+        """Stop watching (the block ends): the waits found and cancelled, one message each."""
+        watched, self._watched = self._watched, None
+        self._session_id = None
+        if self._database is None:
+            return []
+        return self._database.unwatch_locks(watched, report=False)
+
+    @staticmethod
+    def _fail_lock_waits(found: list[str]) -> None:
+        """Fail the block for the waits :meth:`_unwatch_locks` found."""
+        if found:
+            raise SandboxError("\n".join(found))
 
     def _take_safety_net(self) -> None:
         """Choose this block's safety net: the given Rewinder, the lifecycle's, or none."""
@@ -148,6 +179,12 @@ class PeeweeSandbox(SandboxOptions, ContextDecorator):
     serialised. Other threads of a thread-safe database use their own
     connections: their commits are real, and the safety net rewinds them.
 
+    A statement of another connection that waits more than a few seconds on a
+    lock the block holds (it would wait for the block's end while the block
+    waits for it) is cancelled on the server, and leaving the block raises
+    :class:`~dbrewind.exceptions.SandboxError` naming both sides (see
+    :mod:`dbrewind.provision.lockwatch`; only with the lifecycle's safety net).
+
     ``TransactionTestCase`` is another name for this class (the name of
     peewee-async's testing helper, whose drop-in is
     :class:`dbrewind.peewee_async.AsyncPeeweeSandbox`).
@@ -209,6 +246,7 @@ class PeeweeSandbox(SandboxOptions, ContextDecorator):
         self._owner = threading.get_ident()
         self._active = True
         self._install_patches()
+        self._watch_locks(db.connection(), _WHAT, _FIX)
         logger.debug("sandbox on %s, safety net %r", where, self.rewinder)
         return self
 
@@ -219,6 +257,7 @@ class PeeweeSandbox(SandboxOptions, ContextDecorator):
         tb: TracebackType | None,
     ) -> None:
         db = self.database
+        found = self._unwatch_locks()
         try:
             self._patches.revert()
             db._state.transactions.clear()
@@ -241,6 +280,7 @@ class PeeweeSandbox(SandboxOptions, ContextDecorator):
             self._active = False
             self._owner = None
             self._after_block()
+        self._fail_lock_waits(found)
 
     # ----------------------------------------------------------------- patches
     def _mine(self) -> bool:
@@ -321,6 +361,14 @@ class PeeweeSandbox(SandboxOptions, ContextDecorator):
             run(router.guard_release())
             return cursor
 
+
+_WHAT = "where the peewee database's queries on the thread that entered it run"
+_FIX = (
+    "run that query through the sandboxed peewee database on the test's own thread (another "
+    "thread of a thread-safe database has a connection of its own), or run that test "
+    "without the sandbox, committing for real, and let dbrewind.Rewinder put the tables "
+    "back after it."
+)
 
 TransactionTestCase = PeeweeSandbox
 """Alias of :class:`PeeweeSandbox` (the same class), kept for existing imports."""
