@@ -196,7 +196,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not state.explicit:
         if not config.getoption("numprocesses", None):
             return []  # named after collection, if a test uses it (below)
-        # under xdist the collection is the workers': say it now, and when
+        # under xdist the workers collect and the controller never hears which tests
+        # ask for a database: name it now, and when it is used
         url = default_url(config, create=False)
         return [f"dbrewind: {url} (default; used when a test asks for a database)"]
     try:

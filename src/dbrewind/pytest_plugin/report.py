@@ -58,9 +58,9 @@ class Stats:
 
     def merge_json(self, data: dict[str, Any]) -> None:
         for nodeid, strategy, seconds, tables, forced in data.get("tests", []):
-            record = TestRecord(nodeid, Strategy(strategy), float(seconds), tuple(tables))
-            record.forced = bool(forced)
-            self.tests.append(record)
+            self.tests.append(
+                TestRecord(nodeid, Strategy(strategy), float(seconds), tuple(tables), bool(forced))
+            )
         self.prepare_seconds += float(data.get("prepare_seconds", 0.0))
         self.templates_built += int(data.get("templates_built", 0))
         self.templates_reused += int(data.get("templates_reused", 0))
