@@ -51,7 +51,7 @@ assert_loaded() { # what
   if grep -qE "INTERNALERROR|PluginValidationError|ImportError while loading|Error while loading" "$out"; then
     fail "$1: pytest or the dbrewind plugin crashed at load"
   fi
-  grep -q "^dbrewind: " "$out" || fail "$1: no 'dbrewind:' header line: the plugin did not load"
+  grep -qE "^plugins: .*dbrewind-" "$out" || fail "$1: pytest's 'plugins:' line has no dbrewind: the plugin did not load"
 }
 
 step "creating a fresh venv with $("$python" --version 2>&1)"
@@ -129,6 +129,9 @@ fi
 if grep -q -- "- dbrewind -" "$out"; then
   fail "a: a dbrewind summary appeared although no test used a database"
 fi
+if grep -q "^dbrewind: " "$out"; then
+  fail "a: the header names a database although no test uses one"
+fi
 if [ -e "$plain/.dbrewind/test.db" ]; then
   fail "a: dbrewind created its SQLite database although no test asked for it"
 fi
@@ -200,6 +203,8 @@ run_pytest "$sync" -p no:randomly
 [ "$rc" -eq 0 ] || fail "b: the first run of the sync fixtures failed (pytest exit $rc)"
 assert_loaded b
 grep -qE "5 passed" "$out" || fail "b: expected '5 passed' in the first run"
+grep -qE "^dbrewind: sqlite:///.*\(default: no dbrewind_url is set\)" "$out" ||
+  fail "b: the header does not name the default SQLite database the tests use"
 grep -q "templates built 1" "$out" || fail "b: the first run's summary does not say 'templates built 1'"
 first_summary="$(grep "^strategies:" "$out")"
 run_pytest "$sync" -p no:randomly
