@@ -332,11 +332,11 @@ def test_b_only_the_seed_is_there():
 PEEWEE_FIX = "run that query through the sandboxed peewee database on the test's own thread"
 
 
-def fails_then_passes(backend: str, project: Path, url: URL, fix: str) -> None:
+def fails_then_passes(backend: str, project: Path, url: URL, fix: str, **env: str) -> None:
     """The peewee suite's blocked test fails within the bound, the sandbox's block erroring
     at teardown with the lock watch's message (SQLite: the driver's error only); then
     the suite passes, and the database is at its baseline."""
-    code, out, took = run_pytest(project, env_for(url))
+    code, out, took = run_pytest(project, env_for(url, **env))
     assert code == 1, out
     assert_failed_fast(backend, out, took, fix=fix, blocked=1)
     if backend == "sqlite":
@@ -345,7 +345,7 @@ def fails_then_passes(backend: str, project: Path, url: URL, fix: str) -> None:
         assert "1 failed, 1 passed, 1 error" in out, out
         assert "ERROR at teardown of test_a_plain_connection_inserts" in out, out
 
-    code, out, _ = run_pytest(project, env_for(url, LW_PASS="1"))
+    code, out, _ = run_pytest(project, env_for(url, LW_PASS="1", **env))
     assert code == 0, out
     assert "2 passed" in out, out
     assert_at_baseline(url)
@@ -366,7 +366,11 @@ PEEWEE_ASYNC_CONFTEST = (
     + """
 import peewee_async
 
-if backend == "postgresql":
+if backend == "postgresql" and os.environ.get("LW_AIOPG"):
+    database = peewee_async.PostgresqlDatabase(  # aiopg
+        url.database, **params, pool_params={"minsize": 1, "maxsize": 4}
+    )
+elif backend == "postgresql":
     database = peewee_async.Psycopg3Database(
         url.database, **params, pool_params={"min_size": 1, "max_size": 4}
     )
@@ -415,6 +419,20 @@ PEEWEE_ASYNC_FIX = "run that query through the database's aio_ methods inside th
 def test_the_peewee_async_sandbox_fails_instead_of_hanging(
     backend: str, tmp_path: Path, lw_database: URL
 ) -> None:
+    _peewee_async_fails_then_passes(backend, tmp_path, lw_database)
+
+
+@pytest.mark.backends("postgresql")
+def test_the_peewee_async_sandbox_on_aiopg_fails_instead_of_hanging(
+    backend: str, tmp_path: Path, lw_database: URL
+) -> None:
+    """peewee-async's PostgresqlDatabase (aiopg, whose session id is a coroutine's)."""
+    _peewee_async_fails_then_passes(backend, tmp_path, lw_database, LW_AIOPG="1")
+
+
+def _peewee_async_fails_then_passes(
+    backend: str, tmp_path: Path, lw_database: URL, **env: str
+) -> None:
     project = write(
         tmp_path / "project",
         {
@@ -423,4 +441,4 @@ def test_the_peewee_async_sandbox_fails_instead_of_hanging(
             "pytest.ini": INI + "asyncio_mode = auto\n",
         },
     )
-    fails_then_passes(backend, project, lw_database, PEEWEE_ASYNC_FIX)
+    fails_then_passes(backend, project, lw_database, PEEWEE_ASYNC_FIX, **env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -35,7 +36,9 @@ class PostgreSQLSandboxOps(SandboxOps):
 
     def session_id(self, driver: Any) -> int | None:
         """The backend pid: psycopg's ``info.backend_pid``, psycopg2's
-        ``get_backend_pid()``, asyncpg's ``get_server_pid()``."""
+        ``get_backend_pid()``, asyncpg's ``get_server_pid()``; aiopg's
+        ``get_backend_pid()`` is a coroutine, and its psycopg2 connection (``raw``)
+        answers at once."""
         info = getattr(driver, "info", None)
         pid = getattr(info, "backend_pid", None)
         if pid is None:
@@ -43,6 +46,10 @@ class PostgreSQLSandboxOps(SandboxOps):
                 driver, "get_server_pid", None
             )
             pid = getter() if getter is not None else None
+        if inspect.isawaitable(pid):
+            getattr(pid, "close", lambda: None)()  # never awaited: no warning
+            raw: Any = getattr(driver, "raw", None)
+            pid = raw.get_backend_pid() if hasattr(raw, "get_backend_pid") else None
         return int(pid) if pid else None
 
     def error_aborts(self, driver: Any, error: BaseException) -> bool:
