@@ -2,7 +2,8 @@
 
 peewee-async 2.1 backends used: ``Psycopg3Database`` (psycopg 3 + psycopg_pool),
 ``MySQLDatabase`` (aiomysql), ``SqliteDatabase`` (aiosqlite). Its aiopg-based
-``PostgresqlDatabase`` needs aiopg (and psycopg2), which are not installed here.
+``PostgresqlDatabase`` runs in ``tests/lifecycle/test_lock_watch_entry_points.py``
+(and in peewee-async's own test suite, with dbrewind's class as the drop-in).
 """
 
 from __future__ import annotations
