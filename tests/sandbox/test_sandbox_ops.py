@@ -208,25 +208,34 @@ def test_postgresql_an_error_aborts_the_transaction() -> None:
 
 def test_postgresql_deferred_check_with_psycopg_is_one_round_trip() -> None:
     run = Recorder()
-    assert POSTGRESQL.check_deferred(psycopg(2), run, "SELECT 1") == (None, True)
+    assert POSTGRESQL.check_deferred(psycopg(2), run, "SELECT 1") == (None, True, NotImplemented)
     assert run.statements == ["SELECT 1; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK"]
     run = Recorder()
-    assert POSTGRESQL.check_deferred(psycopg(2), run, None) == (None, True)
+    assert POSTGRESQL.check_deferred(psycopg(2), run, None) == (None, True, NotImplemented)
     assert run.statements == ["SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK"]
+    assert POSTGRESQL.rollback_with(SimpleNamespace(), "SELECT true") is NotImplemented  # asyncpg
 
 
 def test_postgresql_deferred_check_with_asyncpg_runs_each_statement() -> None:
     run = Recorder()
     asyncpg = SimpleNamespace(is_in_transaction=lambda: True)
-    assert POSTGRESQL.check_deferred(asyncpg, run, "SELECT 1") == (None, False)
+    assert POSTGRESQL.check_deferred(asyncpg, run, "SELECT 1") == (None, False, NotImplemented)
     assert run.statements == ["SELECT 1", "SET CONSTRAINTS ALL IMMEDIATE"]
 
 
 def test_postgresql_deferred_check_returns_only_integrity_errors() -> None:
     violation = DriverError("fk violated", sqlstate="23503")
-    assert POSTGRESQL.check_deferred(psycopg(2), Recorder(violation), None) == (violation, False)
+    assert POSTGRESQL.check_deferred(psycopg(2), Recorder(violation), None) == (
+        violation,
+        False,
+        NotImplemented,
+    )
     other = DriverError("canceled", pgcode="57014")
-    assert POSTGRESQL.check_deferred(psycopg(2), Recorder(other), None) == (None, False)
+    assert POSTGRESQL.check_deferred(psycopg(2), Recorder(other), None) == (
+        None,
+        False,
+        NotImplemented,
+    )
 
 
 # -------------------------------------------------------------------- base
@@ -236,11 +245,13 @@ def test_the_base_is_a_database_without_surprises() -> None:
     assert ops.transaction_probe(SimpleNamespace(in_transaction=True)) is None
     assert ops.outer_lost(run) is False
     assert run.statements == []
-    assert ops.check_deferred(None, run, "SELECT 1") == (None, False)
+    assert ops.check_deferred(None, run, "SELECT 1") == (None, False, NotImplemented)
     assert run.statements == []
-    assert SQLITE.check_deferred(None, run, "SELECT 1") == (None, False)
-    assert MYSQL.check_deferred(None, run, "SELECT 1") == (None, False)
+    assert SQLITE.check_deferred(None, run, "SELECT 1") == (None, False, NotImplemented)
+    assert MYSQL.check_deferred(None, run, "SELECT 1") == (None, False, NotImplemented)
     assert run.statements == []
+    assert ops.rollback_with(None, "SELECT true") is NotImplemented
+    assert MYSQL.rollback_with(None, "SELECT true") is NotImplemented
     assert ops.autocommit(SimpleNamespace(autocommit=True), None) is True
     assert ops.autocommit(SimpleNamespace(), None) is False
 

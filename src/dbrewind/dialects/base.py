@@ -384,16 +384,29 @@ class SandboxOps:
         return False
 
     def check_deferred(
-        self, driver: Any, run: Callable[[str], None], before_rollback: str | None
-    ) -> tuple[BaseException | None, bool]:
+        self,
+        driver: Any,
+        run: Callable[[str], None],
+        before_rollback: str | None,
+        then: str | None = None,
+    ) -> tuple[BaseException | None, bool, Any]:
         """Check deferred constraints as ``COMMIT`` would, at the end of a sandbox that
         wrote, running ``before_rollback`` first when given.
 
-        Returns the integrity error a ``COMMIT`` would raise (or None), and whether
-        the outer transaction was rolled back with the check. Here: nothing to check
-        and nothing run.
+        Returns the integrity error a ``COMMIT`` would raise (or None), whether the
+        outer transaction was rolled back with the check, and, when it was and
+        ``then`` was given, the value of the query ``then`` run after the rollback in
+        the same round trip (else ``NotImplemented``). Here: nothing to check and
+        nothing run.
         """
-        return None, False
+        return None, False, NotImplemented
+
+    def rollback_with(self, driver: Any, then: str) -> Any:
+        """Roll the outer transaction back (when one is open) and run the one-value query
+        ``then`` in the same round trip; its value (None when ``then`` failed after
+        the rollback). ``NotImplemented`` where the driver cannot send both at once:
+        the sandbox then rolls back as usual. Here: never."""
+        return NotImplemented
 
     def blocked_by_write_lock(self, error: BaseException) -> bool:
         """Whether ``error`` means another connection holds the database's one write
@@ -547,6 +560,16 @@ class Dialect(ABC):
         """
         return None
 
+    def sandbox_receipt_sql(self) -> str | None:
+        """A query the rollback sandbox runs right after its rollback, in the same round
+        trip where the driver allows (:meth:`SandboxOps.rollback_with`): true when
+        :meth:`rewind` would find nothing to do, so the safety net's check after a
+        sandboxed test costs no round trip of its own. It must be true only when
+        nothing outside the sandbox left the database dirty. ``None`` when the
+        dialect has no such query (the check then runs as usual).
+        """
+        return None
+
     def restore_counters(self, conn: Connection) -> None:
         """Put back every tracked counter that moved without a mark (at the end of a run).
 
@@ -645,6 +668,14 @@ class Dialect(ABC):
         this raises into a :class:`~dbrewind.exceptions.ConnectionFailedError`.
         """
         return connect(*cargs, **cparams)
+
+    def driver_socket(self, dbapi_connection: Any) -> int | None:
+        """The file descriptor of the socket a synchronous DB-API connection of this
+        database talks over, from the driver's own state; None where there is none
+        (a file database) or the driver does not say. dbrewind's engines look there
+        for a closed connection before they ping the server
+        (:func:`dbrewind.dialects.engines.make_engine`)."""
+        return None
 
     #: Whether connecting to a database that does not exist creates it (SQLite
     #: makes an empty file): then :meth:`database_exists` is asked first.

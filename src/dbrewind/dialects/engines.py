@@ -11,6 +11,7 @@ with the driver's own error as its ``__cause__``.
 
 from __future__ import annotations
 
+import select
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
@@ -49,14 +50,55 @@ def make_engine(url: DatabaseURL, **options: Any) -> Engine:
     elif not get_dialect(url.backend).databases_are_files:
         options.setdefault("pool_pre_ping", True)  # a server may close a pooled connection
     options["connect_args"] = {**connect_args, **options.get("connect_args", {})}
-    return translate_connect_errors(create_engine(sync_url, **options), url)
+    engine = translate_connect_errors(create_engine(sync_url, **options), url)
+    if options.get("pool_pre_ping"):
+        _look_before_pinging(engine, url)
+    return engine
+
+
+def _look_before_pinging(engine: Engine, url: DatabaseURL) -> None:
+    """Make the pool's pre-ping look at the connection's socket first, without a round trip.
+
+    A server that closes a connection (a restart, a failover, ``KILL``,
+    ``pg_terminate_backend``, an idle-connection reaper) leaves the socket
+    readable: at end of file, or with the server's last error message waiting.
+    A socket with nothing to read is a connection the server still holds open,
+    and is handed out at once; anything else (or a driver that does not say
+    which socket it uses) gets the dialect's real ping, a round trip. A server
+    that vanished without closing its sockets (a cable pulled) is not seen
+    either way until a statement times out.
+    """
+    ours = get_dialect(url.backend)
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        fd = ours.driver_socket(dbapi_connection)
+        if fd is not None and fd >= 0 and _nothing_to_read(fd):
+            return True
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+
+def _nothing_to_read(fd: int) -> bool:
+    """Whether the socket ``fd`` is open with no data waiting (a zero-timeout poll)."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
+        readable, _, errored = select.select([fd], [], [fd], 0)
+        return not readable and not errored
+    except (OSError, ValueError):
+        return False
 
 
 def make_async_engine(url: DatabaseURL, *, pooled: bool = False) -> AsyncEngine:
     """An async engine on ``url``.
 
     Unpooled by default (``NullPool``): no connection outlives the event loop
-    that opened it, so the engine works from any loop. In-memory SQLite cannot
+    that opened it, so the engine works from any loop. ``pooled``: a pool that
+    pings (as :func:`make_engine`'s), for one event loop only. In-memory SQLite cannot
     be shared with an async driver across connections and is refused by the
     driver choice in :meth:`DatabaseURL.async_url`.
     """
@@ -67,8 +109,12 @@ def make_async_engine(url: DatabaseURL, *, pooled: bool = False) -> AsyncEngine:
     options: dict[str, Any] = {"connect_args": _connect_defaults(url, async_url)}
     if not pooled:
         options["poolclass"] = NullPool
+    elif not get_dialect(url.backend).databases_are_files:
+        options["pool_pre_ping"] = True
     engine = create_async_engine(async_url, **options)
     translate_connect_errors(engine.sync_engine, url)
+    if pooled and options.get("pool_pre_ping"):
+        _look_before_pinging(engine.sync_engine, url)
     return engine
 
 

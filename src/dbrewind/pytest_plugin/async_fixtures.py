@@ -8,6 +8,7 @@ each opened and closed on that loop).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,7 @@ def async_db_session(request: pytest.FixtureRequest) -> Any:
 
 
 async def _async_session(
-    request: pytest.FixtureRequest, databases: dict[str, Database]
+    request: pytest.FixtureRequest, databases: dict[str, Database], pool: Any = None
 ) -> AsyncIterator[AsyncSession]:
     database = _primary(databases)
     try:
@@ -109,6 +110,8 @@ async def _async_session(
     from ..sandbox import AsyncSandbox
 
     own, engine = engine, sandbox_engine(request, engine)
+    if engine is own and pool is not None:
+        engine = pool  # the loop's own pooled engine: no connect per test
     sandbox = AsyncSandbox(engine, rewinder=database.rewinder, check=False)
     await sandbox.start()
     watched = database.watch_locks(sandbox, ASYNC_SANDBOX_WHAT)
@@ -130,19 +133,51 @@ async def _async_session(
 
 
 def _make_async_fixture(scope: str | None) -> Any:
+    pool_name = f"_dbrewind_async_pool_{scope}" if scope not in (None, "function") else None
+
     async def fixture(
-        request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database]
+        request: pytest.FixtureRequest, dbrewind_databases: dict[str, Database], **pools: Any
     ) -> AsyncIterator[AsyncSession]:
-        async for session in _async_session(request, dbrewind_databases):
+        pool = pools.get(pool_name) if pool_name else None
+        async for session in _async_session(request, dbrewind_databases, pool):
             yield session
 
     name = f"_dbrewind_async_session_{scope or 'anyio'}"
     fixture.__name__ = fixture.__qualname__ = name
+    # the loop outlives the test: its pooled engine (a fixture of the loop's scope, set
+    # up on that loop) is a parameter, as pytest-asyncio needs
+    params = [
+        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for n in ("request", "dbrewind_databases", *((pool_name,) if pool_name else ()))
+    ]
+    fixture.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     if scope is None:
         return pytest.fixture(name=name)(fixture)
     import pytest_asyncio
 
     return pytest_asyncio.fixture(loop_scope=scope, name=name)(fixture)  # type: ignore[call-overload]
+
+
+def _make_pool_fixture(scope: str) -> Any:
+    async def fixture(dbrewind_databases: dict[str, Database]) -> AsyncIterator[Any]:
+        try:
+            engine = _primary(dbrewind_databases).loop_async_engine()
+        except DbrewindError as exc:
+            raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+    name = f"_dbrewind_async_pool_{scope}"
+    fixture.__name__ = fixture.__qualname__ = name
+    fixture.__doc__ = f"""A pooled AsyncEngine on the primary test database for the event loop
+    of pytest-asyncio's ``loop_scope="{scope}"``: opened on that loop and disposed on it
+    when the scope ends, so the tests on it reuse one connection instead of each opening
+    its own (a connection can never outlive, or change, its loop)."""
+    import pytest_asyncio
+
+    return pytest_asyncio.fixture(scope=scope, loop_scope=scope, name=name)(fixture)  # type: ignore[call-overload]
 
 
 def _has_pytest_asyncio() -> bool:
@@ -161,6 +196,9 @@ ASYNC_SESSION_FIXTURES: dict[str, Any] = {
 if _HAS_PYTEST_ASYNCIO:
     ASYNC_SESSION_FIXTURES.update(
         {f"_dbrewind_async_session_{scope}": _make_async_fixture(scope) for scope in _LOOP_SCOPES}
+    )
+    ASYNC_SESSION_FIXTURES.update(
+        {f"_dbrewind_async_pool_{scope}": _make_pool_fixture(scope) for scope in _LOOP_SCOPES[1:]}
     )
 
 

@@ -37,7 +37,7 @@ from ..exceptions import (
 from .config import DB_FIXTURES, PRIMARY, ROLLBACK_FIXTURES, TRANSACTIONAL_FIXTURES
 from .fixtures import data_dir, is_async_test, item_mark
 from .report import TestRecord
-from .state import SANDBOX_KEY, PluginState, plugin_state
+from .state import ESCAPED_NOTHING, SANDBOX_KEY, PluginState, plugin_state
 
 if TYPE_CHECKING:
     from ..provision import Database
@@ -332,8 +332,9 @@ def after_test(
         recoveries = database.rewinder.recoveries if database.rewinder is not None else 0
         # a test that committed for real may have changed the schema too
         committed = strategy is Strategy.CLEAN or id(database) in compat or real_commits
+        clean = not committed and not left and item.stash.get(ESCAPED_NOTHING, None) is database
         try:
-            result = database.after_test(check_schema=committed)
+            result = database.after_test(check_schema=committed, escaped_nothing=clean)
         except Exception as exc:
             failures.append(
                 f"dbrewind could not put {database.url.display()} back to its baseline after "

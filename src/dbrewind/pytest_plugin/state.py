@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from ..provision.app_engines import AppEngine
     from ..provision.verify import Snapshot
 
-__all__ = ["SANDBOX_KEY", "PluginState", "plugin_state"]
+__all__ = ["ESCAPED_NOTHING", "SANDBOX_KEY", "PluginState", "plugin_state"]
 
 SANDBOX_KEY = pytest.StashKey[Any]()
 """The test's rollback sandbox, kept on its item (the failure report looks at it)."""
+ESCAPED_NOTHING = pytest.StashKey[Any]()
+"""The database whose sandbox saw, as it ended, that nothing escaped it (and no thread
+of the test still ran): the safety net's check after the test is then not needed."""
 
 
 class PluginState:

@@ -167,6 +167,12 @@ class SandboxState:
         #: SQL to run before the final rollback when the test wrote (see
         #: Dialect.sandbox_rollback_sql): e.g. put PostgreSQL sequences back.
         self.before_rollback: str | None = None
+        #: A query run right after the final rollback, in its round trip where the
+        #: driver allows (Dialect.sandbox_receipt_sql): true when nothing outside the
+        #: sandbox left the database dirty.
+        self.receipt_sql: str | None = None
+        #: Its value (None when it was not run, or failed).
+        self.receipt: Any = None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -290,7 +296,13 @@ class SandboxState:
                     self._check_outer_transaction()
                     deferred = self._check_deferred()
                 if self.raw is not None and not self._rolled_back:
-                    if self._explicit:
+                    ask = self._receipt_wanted()
+                    value: Any = NotImplemented
+                    if ask is not None:
+                        value = self.ops.rollback_with(self._driver(), ask)
+                    if value is not NotImplemented:
+                        self.receipt = value
+                    elif self._explicit:
                         self.sql("ROLLBACK")
                     else:
                         self.raw.rollback()
@@ -317,10 +329,19 @@ class SandboxState:
         """Check deferred constraints now, as COMMIT would (the dialect's check: PostgreSQL)."""
         if not self.wrote_any or self.broken is not None:
             return None
-        error, self._rolled_back = self.ops.check_deferred(
-            self._driver(), self.sql, self.before_rollback
+        error, self._rolled_back, value = self.ops.check_deferred(
+            self._driver(), self.sql, self.before_rollback, self._receipt_wanted()
         )
+        if value is not NotImplemented:
+            self.receipt = value
         return error
+
+    def _receipt_wanted(self) -> str | None:
+        """The receipt query, when its answer can be trusted: the sandbox ended normally
+        (not broken, not interrupted) on a sync connection."""
+        if self.receipt_sql is None or self.is_async or self.interrupted or self.broken:
+            return None
+        return self.receipt_sql
 
     def _restore(self) -> None:
         if self.pool is not None:

@@ -67,6 +67,24 @@ class _Connecting(Dialect):
         the URL says; :meth:`open_connection` bounds the greeting the same."""
         return {"connect_timeout": CONNECT_TIMEOUT} if driver in _DRIVERS else {}
 
+    def driver_socket(self, dbapi_connection: Any) -> int | None:
+        """PyMySQL's socket (``_sock``), mysqlclient's ``fileno()``; aiomysql's
+        transport's, unless aiomysql knows it is closed (its event loop reads the socket)."""
+        conn = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+        try:
+            sock = getattr(conn, "_sock", None)
+            if sock is not None:
+                return int(sock.fileno())
+            writer = getattr(conn, "_writer", None)
+            if writer is not None:
+                return (
+                    None if conn.closed else int(writer.transport.get_extra_info("socket").fileno())
+                )
+            fileno = getattr(conn, "fileno", None)
+            return int(fileno()) if callable(fileno) else None
+        except Exception:  # closed, or a driver of another shape: the ping finds out
+            return None
+
     def open_connection(
         self,
         driver: str,

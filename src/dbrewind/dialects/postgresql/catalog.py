@@ -33,6 +33,7 @@ __all__ = [
     "_INSTALLED_SQL",
     "_MARK_SQL",
     "_NO_DDL_SQL",
+    "_RECEIPT_SQL",
     "_STATE_SQL",
     "_TRACKED_SQL",
     "_inspect",
@@ -47,6 +48,13 @@ _NO_DDL_SQL = (
     f"WHERE tbl = {_lit(_DDL_MARK)})"
 )
 """True when the event trigger is on and has seen no DDL since the last rewind."""
+
+_RECEIPT_SQL = (
+    f"SELECT NOT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks) AND EXISTS (SELECT 1 FROM "
+    f"pg_event_trigger WHERE evtname = {_lit(_EVENT_TRIGGER)} AND evtenabled <> 'D')"
+)
+"""True when nothing is marked (no tracked write, no DDL) and the event trigger that
+marks DDL is on: a rewind would find nothing to do."""
 
 
 _TABLES_SQL = text(

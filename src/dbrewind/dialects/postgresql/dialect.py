@@ -207,6 +207,12 @@ class PostgreSQLDialect(Dialect):
         """Put back every tracked sequence that moved (``setval`` outlives the rollback)."""
         return f"SELECT {TRACKING_SCHEMA}.reset_moved_sequences()"
 
+    def sandbox_receipt_sql(self) -> str | None:
+        """No mark (no tracked table written, no DDL), and the event trigger that marks DDL
+        is on: :meth:`rewind` would return at once (catalog's ``_NO_DDL_SQL``, plus the
+        marks of writes)."""
+        return catalog._RECEIPT_SQL
+
     # ------------------------------------------------------------- lifecycle
     def installation(self, conn: Connection) -> Installation:
         """Two catalog queries: is every object there, then one query for all the rest.
@@ -529,6 +535,25 @@ class PostgreSQLDialect(Dialect):
                 if isinstance(cparams.get(option), str):
                     cparams[option] = databases._seconds(option, cparams[option])
         return connect(*cargs, **cparams)
+
+    def driver_socket(self, dbapi_connection: Any) -> int | None:
+        """psycopg's ``pgconn.socket``, psycopg2's ``fileno()``; asyncpg's transport's,
+        unless asyncpg knows it is closed (its event loop reads the socket)."""
+        conn = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+        try:
+            pgconn = getattr(conn, "pgconn", None)
+            if pgconn is not None:
+                return int(pgconn.socket)
+            is_closed = getattr(conn, "is_closed", None)
+            if callable(is_closed):
+                transport = getattr(conn, "_transport", None)
+                if is_closed() or transport is None:
+                    return None
+                return int(transport.get_extra_info("socket").fileno())
+            fileno = getattr(conn, "fileno", None)
+            return int(fileno()) if callable(fileno) else None
+        except Exception:  # closed, or a driver of another shape: the ping finds out
+            return None
 
     def connected_database(self, conn: Connection) -> str:
         """``current_database()``: a ``dbname`` option or a proxy may differ from the URL."""

@@ -61,15 +61,24 @@ class PostgreSQLSandboxOps(SandboxOps):
         return bool(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None))
 
     def check_deferred(
-        self, driver: Any, run: Callable[[str], None], before_rollback: str | None
-    ) -> tuple[BaseException | None, bool]:
-        """``SET CONSTRAINTS ALL IMMEDIATE``; with psycopg, ``before_rollback``, the check
-        and the ``ROLLBACK`` in one round trip."""
+        self,
+        driver: Any,
+        run: Callable[[str], None],
+        before_rollback: str | None,
+        then: str | None = None,
+    ) -> tuple[BaseException | None, bool, Any]:
+        """``SET CONSTRAINTS ALL IMMEDIATE``; with psycopg, ``before_rollback``, the check,
+        the ``ROLLBACK`` and ``then`` in one round trip."""
         rolled_back = False
+        value: Any = NotImplemented
         try:
             if _psycopg_info(driver) is not None:  # psycopg: all of it and the rollback in one trip
                 prologue = f"{before_rollback}; " if before_rollback else ""
-                run(f"{prologue}SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK")
+                ending = f"{prologue}SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK"
+                if then is None:
+                    run(ending)
+                else:
+                    value = _last_value(driver, f"{ending}; {then}")
                 rolled_back = True
             else:  # one statement per call (asyncpg prepares what it runs)
                 if before_rollback:
@@ -78,5 +87,41 @@ class PostgreSQLSandboxOps(SandboxOps):
         except Exception as exc:
             state = str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
             if state.startswith("23"):  # integrity constraint violation
-                return exc, rolled_back
-        return None, rolled_back
+                return exc, rolled_back, value
+        return None, rolled_back, value
+
+    def rollback_with(self, driver: Any, then: str) -> Any:
+        """psycopg: ``ROLLBACK; <then>`` as one simple query (just ``then`` when no
+        transaction is open). Other drivers: ``NotImplemented``."""
+        info = _psycopg_info(driver)
+        if info is None:
+            return NotImplemented
+        if info.transaction_status == 0:  # idle: the query alone, opening no transaction
+            driver.autocommit = True
+            try:
+                return _last_value(driver, then)
+            except Exception:
+                return None
+            finally:
+                driver.autocommit = False
+        try:
+            return _last_value(driver, f"ROLLBACK; {then}")
+        except Exception:
+            if info.transaction_status != 0:  # the rollback did not happen either
+                raise
+            return None
+
+
+def _last_value(driver: Any, sql: str) -> Any:
+    """Run ``sql`` (statements separated by ``;``, no parameters: one simple query) on
+    psycopg's connection ``driver``; the first value of the last result with rows."""
+    value: Any = None
+    with driver.cursor() as cursor:
+        cursor.execute(sql)
+        while True:
+            if cursor.description is not None:
+                row = cursor.fetchone()
+                value = row[0] if row else None
+            if not cursor.nextset():
+                break
+    return value
