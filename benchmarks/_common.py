@@ -28,10 +28,12 @@ __all__ = [
     "base_parser",
     "cases_table",
     "checks_table",
+    "drop_databases",
     "fmt_ms",
     "median_ms",
     "scratch_databases",
     "selected_backends",
+    "subprocess_env",
     "time_ms",
 ]
 
@@ -100,6 +102,47 @@ def scratch_databases(backend: str, roles: Sequence[str]) -> Iterator[dict[str, 
         with server.connect() as conn:
             for name in names.values():
                 conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        server.dispose()
+
+
+IGNORED_ENV = (
+    "DBREWIND_URL",
+    "PYTEST_ADDOPTS",
+    "PYTEST_PLUGINS",
+    "PYTEST_XDIST_WORKER",
+    "PYTHONDONTWRITEBYTECODE",
+)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for an inner pytest run: Python's defaults, as on a developer's
+    machine (bytecode and pytest's rewritten test modules cached on disk), no outside
+    pytest or dbrewind settings; plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in IGNORED_ENV}
+    env.update(extra)
+    return env
+
+
+def drop_databases(backend: str, base: str) -> list[str]:
+    """Drop every database whose name starts with ``base``; the names dropped."""
+    server = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            if backend == "postgresql":
+                names = conn.execute(text("SELECT datname FROM pg_database")).scalars().all()
+            else:
+                names = (
+                    conn.execute(text("SELECT schema_name FROM information_schema.schemata"))
+                    .scalars()
+                    .all()
+                )
+            ours = sorted(str(n) for n in names if str(n).startswith(base))
+            quote = conn.dialect.identifier_preparer.quote_identifier
+            force = " WITH (FORCE)" if backend == "postgresql" else ""
+            for name in ours:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {quote(name)}{force}"))
+        return ours
+    finally:
         server.dispose()
 
 

@@ -55,8 +55,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import SERVER_URLS, Check, base_parser, checks_table, selected_backends
-from sqlalchemy import create_engine, text
+from _common import (
+    Check,
+    base_parser,
+    checks_table,
+    drop_databases,
+    selected_backends,
+    subprocess_env,
+)
 
 __all__ = ["main"]
 
@@ -341,13 +347,6 @@ class Mode:
         return statistics.median(float(getattr(r, attr)) for r in self.runs)
 
 
-IGNORED_ENV = (
-    "DBREWIND_URL",
-    "PYTEST_ADDOPTS",
-    "PYTEST_PLUGINS",
-    "PYTEST_XDIST_WORKER",
-    "PYTHONDONTWRITEBYTECODE",
-)
 SUMMARY = re.compile(r"isolating took (\d+) ms in all, preparing (\d+) ms")
 PASSED = re.compile(rf"\b{TESTS_PER_RUN} passed\b.* in ([\d.]+)s")
 
@@ -359,7 +358,7 @@ class SuiteFailed(Exception):
 def run_suite(folder: Path, mode: str) -> Run:
     # Python's defaults, as on a developer's machine: bytecode (and pytest's rewritten
     # test modules) cached on disk; no outside pytest or dbrewind settings
-    env = {k: v for k, v in os.environ.items() if k not in IGNORED_ENV}
+    env = subprocess_env()
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-q", *mode.split()]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -385,29 +384,6 @@ def run_suite(folder: Path, mode: str) -> Run:
         float(summary.group(2)),
         float(summary.group(1)),
     )
-
-
-def drop_databases(backend: str, base: str) -> list[str]:
-    """Drop every database whose name starts with ``base``; the names dropped."""
-    server = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
-    try:
-        with server.connect() as conn:
-            if backend == "postgresql":
-                names = conn.execute(text("SELECT datname FROM pg_database")).scalars().all()
-            else:
-                names = (
-                    conn.execute(text("SELECT schema_name FROM information_schema.schemata"))
-                    .scalars()
-                    .all()
-                )
-            ours = sorted(str(n) for n in names if str(n).startswith(base))
-            quote = conn.dialect.identifier_preparer.quote_identifier
-            force = " WITH (FORCE)" if backend == "postgresql" else ""
-            for name in ours:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {quote(name)}{force}"))
-        return ours
-    finally:
-        server.dispose()
 
 
 def run_backend(backend: str, rounds: int) -> tuple[str, list[Check]]:
