@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine import Dialect as SADialect
@@ -43,9 +43,30 @@ from .exceptions import (
     _chain,
 )
 
-__all__ = ["ALLOW_ENV", "Rewinder", "SetupCallable"]
+__all__ = ["ALLOW_ENV", "ResetSequences", "Rewinder", "SetupCallable", "reset_sequences_setting"]
 
 T = TypeVar("T")
+
+ResetSequences = Literal["auto", "always", "never"]
+"""When a rewind puts sequences / ``AUTO_INCREMENT`` counters back (see :class:`Rewinder`)."""
+RESET_SEQUENCES: tuple[str, ...] = get_args(ResetSequences)
+
+
+def reset_sequences_setting(value: object, *, where: str) -> ResetSequences:
+    """``value`` as a ``reset_sequences`` setting: ``auto``, ``always`` or ``never`` (any
+    case; ``True`` is ``always``, ``False`` ``never``). A bad one raises
+    :class:`~dbrewind.exceptions.ConfigurationError` naming ``where`` it was given."""
+    if value is True:
+        return "always"
+    if value is False:
+        return "never"
+    if isinstance(value, str) and value.strip().lower() in RESET_SEQUENCES:
+        return value.strip().lower()  # type: ignore[return-value]
+    raise ConfigurationError(
+        f"{where} = {value!r}: give one of {', '.join(RESET_SEQUENCES)} (or True for always, "
+        "False for never)."
+    )
+
 
 ALLOW_ENV = "DBREWIND_ALLOW"
 """Environment variable: comma-separated database names dbrewind may write to
@@ -60,8 +81,17 @@ class Rewinder:
     :param schemas: PostgreSQL schemas whose tables to track (default ``public``).
     :param allow: allow writing to this database although its name does not
         say ``test`` and dbrewind did not create it.
-    :param reset_sequences: put sequences / AUTO_INCREMENT counters of dirty
-        tables back to their baseline values, so every test sees the same ids.
+    :param reset_sequences: when a rewind puts the sequences / ``AUTO_INCREMENT``
+        counters of the dirty tables back to their baseline values, so that the
+        next test gets the same ids: ``"always"`` (``True``), ``"never"``
+        (``False``: ids go on from where the test left them; the rows are
+        rewound all the same), or ``"auto"`` (the default): always where that is
+        cheap (PostgreSQL, SQLite: :attr:`Dialect.cheap_counter_reset
+        <dbrewind.dialects.base.Dialect.cheap_counter_reset>`), and on
+        MySQL/MariaDB, where it is DDL, only when asked for:
+        ``rewind(reset_sequences=True)`` or :meth:`restore_counters` (the pytest
+        marker option ``@pytest.mark.dbrewind(reset_sequences=True)`` does both),
+        as Django's ``TransactionTestCase.reset_sequences``.
     :param drop_created_tables: drop tables a test created (else only reported).
     :param truncate_threshold: a table whose rewind deleted more rows than this
         is emptied with ``TRUNCATE`` from then on (cheaper for large tables).
@@ -80,7 +110,7 @@ class Rewinder:
         *,
         schemas: Sequence[str] = (),
         allow: bool = False,
-        reset_sequences: bool = True,
+        reset_sequences: ResetSequences | bool = "auto",
         drop_created_tables: bool = False,
         truncate_threshold: int = 1000,
         lock_timeout: float | None = 10.0,
@@ -91,6 +121,8 @@ class Rewinder:
         self.lock_timeout = lock_timeout
         self.allow = allow
         self.reset_sequences = reset_sequences
+        self._owed: set[str] = set()
+        """Tables rewound without their counters since the last :meth:`restore_counters`."""
         self.drop_created_tables = drop_created_tables
         self.truncate_threshold = truncate_threshold
         self._engine = engine
@@ -116,6 +148,27 @@ class Rewinder:
 
     def __repr__(self) -> str:
         return f"Rewinder({self.url.display()!r})"
+
+    @property
+    def reset_sequences(self) -> ResetSequences:
+        """When rewinds put counters back: ``auto``, ``always`` or ``never`` (see the class
+        doc); set it to any of those, or ``True`` / ``False``."""
+        return self._reset_sequences
+
+    @reset_sequences.setter
+    def reset_sequences(self, value: ResetSequences | bool) -> None:
+        self._reset_sequences = reset_sequences_setting(
+            value, where=f"Rewinder(reset_sequences) for {self.url.display()}"
+        )
+
+    def resets_sequences(self, requested: bool | None = None) -> bool:
+        """Whether a rewind puts counters back: ``requested`` when given (a test that
+        asks, or asks not to), else what :attr:`reset_sequences` says for this database."""
+        if requested is not None:
+            return bool(requested)
+        if self._reset_sequences == "auto":
+            return self.dialect.cheap_counter_reset
+        return self._reset_sequences == "always"
 
     @property
     def lock_timeout(self) -> float | None:
@@ -467,8 +520,13 @@ class Rewinder:
         self.call(lambda conn: self.dialect.mark_dirty(conn, keys))
         return keys
 
-    def rewind(self, *, raise_on_dropped: bool = True) -> RewindResult:
+    def rewind(
+        self, *, raise_on_dropped: bool = True, reset_sequences: bool | None = None
+    ) -> RewindResult:
         """Put the dirty tables back to the baseline; one round trip when none is dirty.
+
+        ``reset_sequences``: put the dirty tables' counters back too (True), or not
+        (False), this time; None: as :attr:`reset_sequences` says (see the class doc).
 
         Tables a test created are reported in the result (and dropped when
         ``drop_created_tables``); a table dropped and created again under its
@@ -486,7 +544,10 @@ class Rewinder:
         """
         self.ensure_safe("rewind")
         started = time.perf_counter()
-        result = self.call(self._rewind)
+        reset = self.resets_sequences(reset_sequences)
+        result = self.call(lambda conn: self._rewind(conn, reset))
+        if not reset:
+            self._owed.update(result.tables)
         result.seconds = time.perf_counter() - started
         self.checks += 1
         if result.tables:
@@ -506,12 +567,10 @@ class Rewinder:
             )
         return result
 
-    def _rewind(self, conn: Connection) -> RewindResult:
+    def _rewind(self, conn: Connection, reset: bool) -> RewindResult:
         try:
             result = self.dialect.rewind(
-                conn,
-                truncate=frozenset(self._truncate),
-                reset_sequences=self.reset_sequences,
+                conn, truncate=frozenset(self._truncate), reset_sequences=reset
             )
         except NotPreparedError:
             raise self._not_prepared() from None
@@ -520,9 +579,33 @@ class Rewinder:
                 self.dialect.drop_table(conn, key)
         return result
 
-    async def arewind(self) -> RewindResult:
+    def restore_counters(self) -> RewindResult:
+        """Put every tracked sequence / counter back to its baseline value now.
+
+        For a test that must start from the baseline's ids whatever ran before it
+        (a Django ``TransactionTestCase`` with ``reset_sequences = True``): the
+        tables earlier rewinds left with their counters moved (``reset_sequences``
+        ``"never"``, or ``"auto"`` on MySQL/MariaDB), and on MySQL/MariaDB the
+        counters that rolled-back inserts used up (one catalog read finds those),
+        are rewound with their counters. Waits until the counters are back
+        (MySQL's background ``ALTER`` included).
+        """
+        self.ensure_safe("rewind")
+
+        def work(conn: Connection) -> RewindResult:
+            if self._owed:
+                self.dialect.mark_dirty(conn, sorted(self._owed))
+            self.dialect.restore_counters(conn)
+            return self._rewind(conn, True)
+
+        result = self.call(work)
+        self._owed.clear()
+        self.dialect.settle()
+        return result
+
+    async def arewind(self, *, reset_sequences: bool | None = None) -> RewindResult:
         """:meth:`rewind` from async code, without blocking the event loop."""
-        return await asyncio.to_thread(self.rewind)
+        return await asyncio.to_thread(self.rewind, reset_sequences=reset_sequences)
 
     async def adirty_tables(self) -> list[str]:
         """:meth:`dirty_tables` from async code."""

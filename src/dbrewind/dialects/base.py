@@ -307,6 +307,9 @@ class OuterTransaction:
     restore: Callable[[], None] | None = None
     """Puts back what opening it changed on the connection (SQLite's isolation level),
     before the connection goes back to its pool; None when nothing changed."""
+    guarded: bool = False
+    """A guard savepoint was set under everything the test does: the sandbox asks
+    :meth:`SandboxOps.outer_lost` at the end whether it is still there."""
 
 
 class SandboxOps:
@@ -366,6 +369,11 @@ class SandboxOps:
         """A check that ``driver``'s connection is inside a transaction, from the
         driver's own state (no round trip); None when the driver cannot say."""
         return None
+
+    #: ``(SAVEPOINT .., RELEASE SAVEPOINT ..)`` run around a statement that may commit
+    #: and begin again unseen (:func:`dbrewind._sql.may_commit_unseen`) when the outer
+    #: transaction has no guard savepoint: a failed release shows the commit.
+    unseen_commit_check: ClassVar[tuple[str, str] | None] = None
 
     def outer_lost(self, run: Callable[[str], None]) -> bool:
         """Whether a round trip shows that the outer transaction ended although the
@@ -461,6 +469,12 @@ class Dialect(ABC):
     """Every :meth:`rewind` notices a tracked table that was dropped and created again, and
     tracks it again (PostgreSQL, SQLite). Where not (MySQL), :meth:`schema_stamp` tells
     when to look and :meth:`retrack` mends it."""
+    cheap_counter_reset: ClassVar[bool] = True
+    """Putting a dirty table's sequence / counter back costs about what its rows do
+    (PostgreSQL ``setval``, SQLite's ``sqlite_sequence``), so ``reset_sequences="auto"``
+    does it after every rewind. False where it is DDL (MySQL/MariaDB ``ALTER TABLE ..
+    AUTO_INCREMENT``, 1.4-2.5 ms a table): ``auto`` then does it only for the tests that
+    ask (see :class:`~dbrewind.Rewinder`)."""
 
     def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
         #: PostgreSQL: schemas whose tables are the user's (default: ``public``).
@@ -526,6 +540,17 @@ class Dialect(ABC):
         counters of the dirty tables go back to their baseline values when
         ``reset_sequences``. When nothing is dirty this costs one round trip.
         """
+
+    def quick_state(self, conn: Connection) -> tuple[bool, object] | None:
+        """One cheap read for a caller that also compares schema stamps after a test:
+        (nothing is marked, a value that moves whenever DDL may have run), or None where
+        the dialect has no such value (then the caller looks at the stamps each time).
+
+        Nothing marked and the same value as before a check that found everything as
+        it should be: nothing was written, truncated, created, dropped or altered since
+        (MySQL/MariaDB: the server's count of DDL statements).
+        """
+        return None
 
     def settle(self) -> None:  # noqa: B027 - optional hook, a no-op here
         """Wait for work a previous :meth:`rewind` left running; raise its error, if any.

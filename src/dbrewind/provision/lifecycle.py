@@ -119,6 +119,9 @@ class Database:
         self._sandboxes = 0
         self._stamp: str | None = None
         self._columns: str | None = None
+        self._quiet: object = None
+        """The dialect's DDL value (:meth:`Dialect.quick_state`) read before the last
+        after-test check of the schema that found it as tracked; None: none yet."""
         self._out: dict[int, tuple[Any, int]] = {}
         """The connections of :attr:`engine` checked out now, by record: (record, seq)."""
         self._checkouts = 0
@@ -306,8 +309,22 @@ class Database:
         )
 
     # -------------------------------------------------------------- per test
+    def before_test(self, *, reset_sequences: bool | None = None) -> None:
+        """Before a test that asks to start from the baseline's ids (``reset_sequences``
+        True): put back every counter earlier tests left moved
+        (:meth:`Rewinder.restore_counters <dbrewind.Rewinder.restore_counters>`).
+        Nothing otherwise."""
+        if self.rewinder is None or not reset_sequences:
+            return
+        with self._lock:
+            self.rewinder.restore_counters()
+
     def after_test(
-        self, *, check_schema: bool = False, escaped_nothing: bool = False
+        self,
+        *,
+        check_schema: bool = False,
+        reset_sequences: bool | None = None,
+        escaped_nothing: bool = False,
     ) -> RewindResult:
         """Put the database back to its innermost baseline after a test.
 
@@ -322,6 +339,9 @@ class Database:
         (MySQL), a cheap stamp of the table list is compared before the rewind,
         and the installation looked at only when the stamp moved.
 
+        ``reset_sequences``: the test's own say on putting counters back (None: the
+        database's ``reset_sequences`` setting; see :class:`~dbrewind.Rewinder`).
+
         ``escaped_nothing``: the test's sandbox saw, as it ended, that nothing
         outside it left the database dirty (:attr:`dbrewind.sandbox.Sandbox.escaped_nothing`):
         the check is counted, not sent.
@@ -333,13 +353,22 @@ class Database:
             return RewindResult()
         with self._lock:
             dialect = self.rewinder.dialect
+            quiet: object = None
+            if check_schema:
+                state = self.rewinder.call(dialect.quick_state)
+                if state is not None:
+                    clean, quiet = state
+                    if clean and quiet is not None and quiet == self._quiet:
+                        self.rewinder.checks += 1  # nothing written, no DDL: one read
+                        return RewindResult()
+            self._quiet = None
             watch = check_schema and not dialect.sees_recreated_tables
             moved = False
             if watch:
                 moved = self.rewinder.call(dialect.schema_stamp) != self._stamp
             columns = self.rewinder.call(dialect.columns_stamp) if check_schema else None
             try:
-                result = self._rewind()
+                result = self._rewind(reset_sequences)
             except SchemaChangedError as exc:  # MySQL: a table's columns changed under it
                 if self.template is None:
                     raise
@@ -363,9 +392,11 @@ class Database:
                 return result
             if watch and (moved or result.truncated or result.created_tables):
                 self._restamp()
+            if check_schema:
+                self._quiet = quiet
             return result
 
-    def _rewind(self) -> RewindResult:
+    def _rewind(self, reset_sequences: bool | None = None) -> RewindResult:
         """The rewind. On a clone, a lock wait that outlasts ``lock_timeout`` ends the
         sessions holding a transaction open there, and the rewind runs again.
 
@@ -380,14 +411,14 @@ class Database:
         """
         assert self.rewinder is not None
         try:
-            return self.rewinder.rewind(raise_on_dropped=False)
+            return self.rewinder.rewind(raise_on_dropped=False, reset_sequences=reset_sequences)
         except LockTimeoutError:
             if self.template is None:
                 raise
             ended = self.rewinder.call(self.rewinder.dialect.end_open_transactions)
             if not ended:
                 raise
-        result = self.rewinder.rewind(raise_on_dropped=False)
+        result = self.rewinder.rewind(raise_on_dropped=False, reset_sequences=reset_sequences)
         self.problems.append(
             f"a session kept a transaction open on {self.url.display()} after the test, and "
             f"its locks blocked the rewind for more than {self.rewinder.lock_timeout or 0:g} s; "
@@ -535,7 +566,7 @@ class Database:
         assert rewinder is not None
         result = rewinder.call(
             lambda conn: rewinder.dialect.pop_baseline(
-                conn, depth, reset_sequences=rewinder.reset_sequences
+                conn, depth, reset_sequences=rewinder.resets_sequences()
             )
         )
         self._depth = depth
@@ -582,6 +613,7 @@ class Database:
             schemas=target.schemas,
             allow=target.allow or clone,
             lock_timeout=target.lock_timeout,
+            reset_sequences=target.reset_sequences,
             drop_created_tables=True,
             # an in-memory database lives on its one connection: share it
             engine=self.engine if url.is_memory else None,

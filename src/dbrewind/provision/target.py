@@ -12,12 +12,16 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from .._setups import SetupCallable
 from .._url import DatabaseURL
 from ..dialects import get_dialect
+
+if TYPE_CHECKING:
+    from ..rewinder import ResetSequences
 
 __all__ = [
     "BUILT",
@@ -69,6 +73,9 @@ class Target:
     """Replace a database found where a clone goes that dbrewind did not make and that
     holds tables (else that is refused, naming it)."""
     """Allow a database whose name does not say test (see :class:`~dbrewind.Rewinder`)."""
+    reset_sequences: ResetSequences | bool = "auto"
+    """When rewinds put counters back: ``auto``, ``always``, ``never`` (see
+    :class:`~dbrewind.Rewinder`)."""
     lock_timeout: float | None = 10.0
     """Seconds a rewind waits for a lock another session holds (None: no limit)."""
     lock_wait: float | None = 3.0

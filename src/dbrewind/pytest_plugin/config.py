@@ -350,7 +350,10 @@ class DbrewindMark:
     ``backends``: run only on these backends (skip elsewhere).
     ``verify``: check the baseline after this test (as ``--dbrewind-verify``).
     ``strict``: a write outside the sandbox fails this test (as
-    ``--dbrewind-strict``).
+    ``--dbrewind-strict``). ``reset_sequences``: True, the test starts with
+    every sequence / ``AUTO_INCREMENT`` counter at its baseline value and its
+    rewind puts them back; False, its rewind leaves them where the test left
+    them; None, as ini ``dbrewind_reset_sequences`` says (see the README).
     """
 
     transactional: bool = False
@@ -358,6 +361,7 @@ class DbrewindMark:
     backends: tuple[Backend, ...] = ()
     verify: bool | None = None
     strict: bool | None = None
+    reset_sequences: bool | None = None
 
 
 def _as_names(value: Any, option: str, where: str) -> tuple[str, ...]:
@@ -402,7 +406,7 @@ def _parse_one(mark: pytest.Mark, where: str) -> dict[str, Any]:
                     f"got {value!r}."
                 )
             out[key] = value
-        elif key in ("verify", "strict"):
+        elif key in ("verify", "strict", "reset_sequences"):
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(
                     f"{where}: @pytest.mark.dbrewind({key}=...) must be True, False or None, "

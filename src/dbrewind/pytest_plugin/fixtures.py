@@ -128,6 +128,7 @@ def dbrewind_databases(
                     fingerprint_root=rootpath,
                     lock_timeout=state.lock_timeout,
                     lock_wait=state.lock_wait,
+                    reset_sequences=state.reset_sequences,  # type: ignore[arg-type]
                     origin="pytest",
                 )
             )

@@ -76,6 +76,7 @@ def compat_databases(request: pytest.FixtureRequest, state: PluginState) -> None
                         url=parse_url(str(url)),
                         schemas=(str(schema),),
                         lock_timeout=state.lock_timeout,
+                        reset_sequences=state.reset_sequences,  # type: ignore[arg-type]
                         origin="clean_db_urls",
                     )
                 )
@@ -118,7 +119,7 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     ):
         yield  # nothing here uses a database (yet): no work at all
         return
-    if mark is not None or state.explicit:
+    if (mark is not None or state.explicit) and not state.databases:
         # prepared up front, so that a test without dbrewind fixtures is still guarded
         request.getfixturevalue("dbrewind_databases")
     compat_databases(request, state)
@@ -137,6 +138,9 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     strategy = (
         Strategy.CLEAN if transactional else Strategy.ROLLBACK if rollback else Strategy.SAFETY_NET
     )
+    if mark is not None and mark.reset_sequences:  # the test starts from baseline ids
+        for database in state.guarded():
+            database.before_test(reset_sequences=True)
     # threads are waited for only after a test that asked for a database: another
     # test's thread that writes is caught by the next test's check all the same
     watch = Watch.start(state, threads=strategy is not Strategy.SAFETY_NET)
@@ -332,9 +336,12 @@ def after_test(
         recoveries = database.rewinder.recoveries if database.rewinder is not None else 0
         # a test that committed for real may have changed the schema too
         committed = strategy is Strategy.CLEAN or id(database) in compat or real_commits
+        reset = None if mark is None else mark.reset_sequences
         clean = not committed and not left and item.stash.get(ESCAPED_NOTHING, None) is database
         try:
-            result = database.after_test(check_schema=committed, escaped_nothing=clean)
+            result = database.after_test(
+                check_schema=committed, reset_sequences=reset, escaped_nothing=clean
+            )
         except Exception as exc:
             failures.append(
                 f"dbrewind could not put {database.url.display()} back to its baseline after "

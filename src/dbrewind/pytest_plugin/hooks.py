@@ -117,6 +117,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        "dbrewind_reset_sequences",
+        "When a rewind puts sequences / AUTO_INCREMENT counters back: 'auto' (default: "
+        "always on PostgreSQL and SQLite; on MySQL/MariaDB, where it is DDL, only for tests "
+        "marked dbrewind(reset_sequences=True)), 'always' or 'never'.",
+        default="",
+    )
+    parser.addini(
         "dbrewind_engines",
         "The application's own engines, one 'package.module:attribute' per line (an Engine, "
         "AsyncEngine, or a sessionmaker bound to one): pointed at the test database for the "
@@ -161,7 +168,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "dbrewind(transactional=False, data=(), backends=(), verify=None, strict=None): "
+        "dbrewind(transactional=False, data=(), backends=(), verify=None, strict=None, "
+        "reset_sequences=None): "
         'how dbrewind isolates this test; see the README\'s "The pytest plugin".',
     )
     state = install_state(config)

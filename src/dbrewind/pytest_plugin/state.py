@@ -41,6 +41,7 @@ class PluginState:
         )
         self.lock_timeout = _lock_timeout(config)
         self.lock_wait = _lock_wait(config)
+        self.reset_sequences = _reset_sequences(config)
         # pytest-xdist gives each worker's config a ``workerinput``; the
         # environment variable would leak into pytest runs the tests start.
         workerinput = getattr(config, "workerinput", None) or {}
@@ -184,6 +185,20 @@ def _seconds(config: pytest.Config, name: str, default: float, what: str) -> flo
             f"{default:g}), or 'none' for no limit."
         )
     return seconds
+
+
+def _reset_sequences(config: pytest.Config) -> str:
+    """ini ``dbrewind_reset_sequences``: ``auto`` (default), ``always`` or ``never``."""
+    raw = str(config.getini("dbrewind_reset_sequences") or "").strip()
+    if not raw:
+        return "auto"
+    if raw.lower() in ("auto", "always", "never"):
+        return raw.lower()
+    raise pytest.UsageError(
+        f"dbrewind_reset_sequences = {raw!r}: give auto (the default: always on PostgreSQL "
+        "and SQLite, on MySQL/MariaDB only for tests marked "
+        "@pytest.mark.dbrewind(reset_sequences=True)), always or never."
+    )
 
 
 def _lock_timeout(config: pytest.Config) -> float | None:

@@ -243,6 +243,12 @@ class TransactionTestCase(_DatabaseMixin, unittest.TestCase):
     """The database's :class:`dbrewind.Rewinder` (its ``dirty_tables()`` show what a test wrote)."""
     last_rewind: RewindResult | None = None
     """What the rewind after this test did."""
+    reset_sequences: ClassVar[bool | None] = None
+    """As Django's: True, each test starts with every sequence / ``AUTO_INCREMENT``
+    counter at its baseline value (ids restart) and its rewind puts them back; False,
+    its rewind leaves them moved; None (the default), the database's setting, ``auto``:
+    put back after every test on PostgreSQL and SQLite, left moved on MySQL/MariaDB
+    (there it is DDL; see :class:`dbrewind.Rewinder`)."""
 
     def session(self, **options: Any) -> Session:
         """An ORM Session on the test database; it commits for real (closed after the test)."""
@@ -257,6 +263,7 @@ class TransactionTestCase(_DatabaseMixin, unittest.TestCase):
             db = _database_for(type(self))
             self.rewinder = require_safety_net(db, "commit and clean")
             database.append(db)
+            db.before_test(reset_sequences=self.reset_sequences)
             self.database_engine = engine = _engine_for(type(self), db)
             if self.fixtures:
                 try:
@@ -274,7 +281,9 @@ class TransactionTestCase(_DatabaseMixin, unittest.TestCase):
                 if getattr(self, "db", None) is not None:
                     self.db.close()
             finally:
-                self.last_rewind = database[0].after_test(check_schema=True)
+                self.last_rewind = database[0].after_test(
+                    check_schema=True, reset_sequences=self.reset_sequences
+                )
 
         return _run_guarded(self, result, before, after, super().run)
 

@@ -27,6 +27,7 @@ from ._sql import (
     _errno,
     _first_line,
     _ident,
+    _is_mariadb,
     _lit,
     _run_batches,
     _sql,
@@ -35,6 +36,7 @@ from .catalog import _Catalog
 from .tracking import (
     _CALL_SQL,
     _CLEAR_MARKS_SQL,
+    _QUICK_SQL,
     _RESET_SQL,
     _keys_blob,
     _trigger_names,
@@ -69,6 +71,12 @@ class _Rewinding(_Catalog):
     def __init__(self, *, schemas: tuple[str, ...] = ()) -> None:
         super().__init__(schemas=schemas)
         self._counters = _CounterReset()
+        self._ddl_seen: int | None = None
+        """The server's DDL count (see :func:`quick_state`) read just before the last check
+        that found the table list as the baseline has it; None: none yet."""
+        self._quick_ok = True
+        """False once the quick read failed (a server without the status table): every
+        rewind then does the full check."""
 
     def retrack(self, conn: Connection, keys: Sequence[str]) -> RewindResult:
         """Recreate the tracking triggers of ``keys``, then rewind them to their baseline."""
@@ -182,6 +190,45 @@ class _Rewinding(_Catalog):
         """Let a background counter reset finish; close its connection."""
         self._counters.close()
 
+    def quick_state(self, conn: Connection) -> tuple[bool, int | None] | None:
+        """One plain ``SELECT``: (nothing is marked, the server's DDL count), or None when
+        the server cannot say (no status table to read).
+
+        The count is of every ``ALTER``/``CREATE``/``DROP``/``RENAME TABLE``,
+        ``TRUNCATE``, index, trigger and ``DROP DATABASE`` statement the server has
+        run, in any session and database (``Com_*`` in
+        ``information_schema.GLOBAL_STATUS``; MySQL 8: ``performance_schema``).
+        MariaDB has no DDL triggers, and every catalog read that would show a
+        change costs more (the table list's scan, InnoDB's dictionary); this read is
+        one round trip whatever the schema's size. Another database's DDL moves
+        the count too: then the full check runs, as it would without this.
+        """
+        if not self._quick_ok:
+            return None
+        sql = _QUICK_SQL[_is_mariadb(conn)]
+        raw = conn.connection.dbapi_connection
+        try:
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                assert raw is not None
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql)
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+            else:
+                row = _sql(conn, sql).one()
+        except (DBAPIError, conn.dialect.loaded_dbapi.Error) as exc:
+            error = exc.orig if isinstance(exc, DBAPIError) else exc
+            if conn.dialect.is_disconnect(error, raw, None):  # type: ignore[arg-type]
+                raise  # Rewinder.call reconnects
+            if MARKS_TABLE not in str(error):  # no status table here: full checks from now on
+                self._quick_ok = False
+            return None  # (no marks table: the CALL says it is not prepared)
+        assert row is not None
+        mark, count = row[0], row[1]
+        return mark is None, None if count is None else int(count)
+
     def rewind(
         self,
         conn: Connection,
@@ -189,17 +236,29 @@ class _Rewinding(_Catalog):
         truncate: frozenset[str] = frozenset(),
         reset_sequences: bool = True,
     ) -> RewindResult:
-        """One ``CALL dbrewind_rewind(..)``; a second one only when tables were created/dropped.
+        """One cheap read (:meth:`quick_state`), then one ``CALL dbrewind_rewind(..)`` when
+        something is marked or DDL ran; a second ``CALL`` only when tables were created or
+        dropped.
 
-        With :attr:`background_counter_reset` on dbrewind's own (``AUTOCOMMIT``)
-        connection, the DDL that puts ``AUTO_INCREMENT`` counters back runs
-        after this returns, behind a table lock: see :class:`_CounterReset`.
+        Nothing marked and no DDL statement on the server since the last full check:
+        nothing to do, after one round trip. Marked tables and no DDL: the ``CALL``
+        skips its check of the table list (the table list's scan and the
+        ``TRUNCATE`` probe). With :attr:`background_counter_reset` on dbrewind's own
+        (``AUTOCOMMIT``) connection, the DDL that puts ``AUTO_INCREMENT`` counters
+        back runs after this returns, behind a table lock: see :class:`_CounterReset`.
         """
         self._counters.wait()
+        state = self.quick_state(conn)
+        count = None if state is None else state[1]
+        unchanged = count is not None and count == self._ddl_seen
+        if state is not None and state[0] and unchanged:
+            return RewindResult()
         blob = _keys_blob(sorted(truncate))
-        row = self._call(conn, blob, b"", reset_sequences, check=True)
+        row = self._call(conn, blob, b"", reset_sequences, check=not unchanged)
         if row[0] != "schema":
+            self._ddl_seen = count
             return self._finish(conn, row)
+        self._ddl_seen = None
         created, dropped = self._schema_changes(conn)
         row = self._call(conn, blob, _keys_blob(dropped), reset_sequences, check=False)
         result = self._finish(conn, row)

@@ -35,6 +35,7 @@ __all__ = [
     "_INSTALLATION_SQL",
     "_MARKED_SQL",
     "_NOT_INSTALLED_ERRNOS",
+    "_QUICK_SQL",
     "_RESET_SQL",
     "_SIGNATURE_SQL",
     "_Baseline",
@@ -86,6 +87,41 @@ _SIGNATURE_SQL = f"SELECT {_SIGNATURE_COLUMNS} {_SIGNATURE_FROM}"
 _CALL_SQL = f"CALL {_ident(REWIND_PROCEDURE)}(%s, %s, %s, %s, %s, %s)"
 _RESET_SQL = f"CALL {_ident(RESET_PROCEDURE)}(%s)"
 _CLEAR_MARKS_SQL = f"DELETE FROM {_ident(MARKS_TABLE)} WHERE `id` <= %s"
+
+_DDL_STATEMENTS = (
+    "ALTER_TABLE",
+    "CREATE_INDEX",
+    "CREATE_TABLE",
+    "CREATE_TRIGGER",
+    "DROP_DB",
+    "DROP_INDEX",
+    "DROP_TABLE",
+    "DROP_TRIGGER",
+    "RENAME_TABLE",
+    "TRUNCATE",
+)
+"""The statement kinds that can change what a rewind must know of the tables (their list,
+columns, definitions, triggers, a ``TRUNCATE``'s emptied rows), as the server counts them
+(``Com_<kind>``: every such statement of every session, any engine, inside stored
+routines and prepared statements too; temporary tables are not counted)."""
+
+
+def _quick_sql(status_table: str) -> str:
+    names = ", ".join(f"'COM_{name}'" for name in _DDL_STATEMENTS)
+    return (
+        f"SELECT (SELECT MAX(`id`) FROM {_ident(MARKS_TABLE)}), "
+        f"(SELECT SUM(VARIABLE_VALUE) FROM {status_table} WHERE VARIABLE_NAME IN ({names}))"
+    )
+
+
+_QUICK_SQL = {
+    True: _quick_sql("information_schema.GLOBAL_STATUS"),  # MariaDB
+    False: _quick_sql("performance_schema.global_status"),  # MySQL 8
+}
+"""One cheap read, the first step of every rewind: the newest mark, and how many DDL
+statements the server has run (all sessions, all databases) since it started. No mark and
+the same count as before the last full check: nothing was written, truncated, created,
+dropped or altered since."""
 
 
 def _bin(column: str) -> str:

@@ -161,6 +161,27 @@ class SQLiteDialect(Dialect):
         with _write_transaction(conn, "rewind", self.lock_timeout):
             return _rewind_locked(conn, reset_sequences=reset_sequences)
 
+    def restore_counters(self, conn: Connection) -> None:
+        """Rewind, with their counters, the tracked ``AUTOINCREMENT`` tables whose
+        ``sqlite_sequence`` value is not their baseline's (rewinds with ``reset_sequences``
+        off leave it moved; a rolled-back insert moves nothing here)."""
+        if not _table_exists(conn, "sqlite_sequence"):
+            return
+        try:
+            moved = [
+                str(row[0])
+                for row in conn.exec_driver_sql(
+                    f"SELECT r.tbl FROM {quote(conn, REGISTRY)} r "
+                    "LEFT JOIN sqlite_sequence s ON s.name = r.tbl "
+                    "WHERE r.auto_increment AND s.seq IS NOT r.seq"
+                )
+            ]
+        except DBAPIError as exc:
+            raise _not_prepared(conn) from exc
+        if moved:
+            self.mark_dirty(conn, moved)
+            self.rewind(conn, reset_sequences=True)
+
     # ---------------------------------------------------------------- lifecycle
     def installation(self, conn: Connection) -> Installation:
         """The registry, marks, layers and state, against the tables there are now, by name.
