@@ -456,6 +456,45 @@ def test_a_swallowed_implicit_commit_still_fails_the_test_at_the_end(
         run_in(Sandbox(app_engine), body)
 
 
+@pytest.mark.backends("mysql")
+@pytest.mark.parametrize("then", ["more work", "nothing"])
+def test_a_procedure_that_commits_inside_breaks_the_sandbox(
+    backend: str, app_engine: Engine, db_url: URL, then: str
+) -> None:
+    """A CALL whose procedure runs DDL commits implicitly, unrefused (its words say
+    nothing); with more work after the DDL a new transaction is open when it returns,
+    so the driver's status cannot show it: the savepoint around the CALL does. A
+    procedure that commits nothing is rolled back with the sandbox, as any statement."""
+    more = "INSERT INTO `user` (id, Name) VALUES (2, 'after'); " if then == "more work" else ""
+    with app_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE PROCEDURE `commits_inside`() BEGIN "
+            f"CREATE TABLE IF NOT EXISTS `made by call` (id int); {more}END"
+        )
+        conn.exec_driver_sql(
+            "CREATE PROCEDURE `adds_user`() INSERT INTO `user` (id, Name) VALUES (3, 'called')"
+        )
+    try:
+        with Sandbox(app_engine), app_engine.begin() as conn:
+            conn.exec_driver_sql("CALL `adds_user`()")
+            assert count(conn) == 1
+        assert committed_users(db_url) == 0
+
+        def body() -> None:
+            with app_engine.begin() as conn:
+                add_user(conn, 1)
+                conn.exec_driver_sql("CALL `commits_inside`()")
+
+        with pytest.raises(SandboxBrokenError, match="commits_inside"):
+            run_in(Sandbox(app_engine), body)
+        assert committed_users(db_url) == 1  # user 1, committed by the CALL's DDL
+    finally:
+        with app_engine.begin() as conn:
+            conn.exec_driver_sql("DROP PROCEDURE `commits_inside`")
+            conn.exec_driver_sql("DROP PROCEDURE `adds_user`")
+            conn.exec_driver_sql("DROP TABLE IF EXISTS `made by call`")
+
+
 def test_keyboard_interrupt_rolls_back_and_returns_the_connection(
     app_engine: Engine, db_url: URL
 ) -> None:

@@ -113,11 +113,19 @@ def test_mysql_probe_reads_the_server_status_flag() -> None:
     assert MYSQL.transaction_probe(SimpleNamespace()) is None  # a driver that keeps none
 
 
-def test_mysql_begin_opens_the_guard_savepoint() -> None:
+def test_mysql_begin_opens_the_guard_savepoint_only_where_the_driver_keeps_no_status() -> None:
     run = Recorder()
     outer = MYSQL.begin(SimpleNamespace(autocommit=lambda value: None), run)
-    assert outer == OuterTransaction(explicit=True)
+    assert outer == OuterTransaction(explicit=True, guarded=True)
     assert run.statements == ["START TRANSACTION", "SAVEPOINT `dbrewind_guard`"]
+    run = Recorder()
+    outer = MYSQL.begin(SimpleNamespace(autocommit=lambda value: None, server_status=1), run)
+    assert outer == OuterTransaction(explicit=True)  # PyMySQL, aiomysql: checked per statement
+    assert run.statements == ["START TRANSACTION"]
+    assert MYSQL.unseen_commit_check == (
+        "SAVEPOINT `dbrewind_call`",
+        "RELEASE SAVEPOINT `dbrewind_call`",
+    )
 
 
 def test_mysql_the_guard_savepoint_tells_an_implicit_commit() -> None:

@@ -12,6 +12,7 @@ from .classify import (
     body_start,
     commits_implicitly,
     is_read,
+    may_commit_unseen,
     transaction_control,
 )
 from .split import SqlSplitError, Statement, split
@@ -24,6 +25,7 @@ __all__ = [
     "body_start",
     "commits_implicitly",
     "is_read",
+    "may_commit_unseen",
     "split",
     "transaction_control",
 ]

@@ -177,6 +177,15 @@ def autocommit_setting(statement: str, syntax: SqlSyntax) -> bool | None:
     return found
 
 
+def may_commit_unseen(statement: str, syntax: SqlSyntax) -> bool:
+    """Whether the statement may commit and begin again inside itself, so that the
+    transaction state after it shows nothing (:attr:`SqlSyntax.commits_unseen`)."""
+    if not syntax.commits_unseen:
+        return False
+    words = _words(statement, body_start(statement, syntax), 1)
+    return bool(words) and words[0] in syntax.commits_unseen
+
+
 def commits_implicitly(statement: str, syntax: SqlSyntax) -> bool:
     """Whether the statement commits the open transaction by itself (MySQL's DDL and others).
 

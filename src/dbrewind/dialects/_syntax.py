@@ -59,6 +59,10 @@ class SqlSyntax:
     beginning in :attr:`implicit_commit` says so (``"CREATE TEMPORARY"``)."""
     autocommit_variable: str | None = None
     """The session variable whose switching on commits (MySQL's ``autocommit``)."""
+    commits_unseen: frozenset[str] = frozenset()
+    """Beginnings of statements that may commit and open a new transaction inside the
+    one statement (MySQL's ``CALL`` of a procedure that runs DDL, ``EXECUTE`` of such
+    a ``CALL``): the driver's transaction state after them cannot show it."""
 
 
 def _sqlite_complete(piece: str) -> bool:
@@ -109,6 +113,7 @@ MYSQL = SqlSyntax(
         {"CREATE TEMPORARY", "CREATE OR REPLACE TEMPORARY", "DROP TEMPORARY"}
     ),
     autocommit_variable="autocommit",
+    commits_unseen=frozenset({"CALL", "EXECUTE"}),
 )
 """MySQL and MariaDB: backticks, backslash escapes, ``#`` comments, ``DELIMITER``."""
 

@@ -45,7 +45,7 @@ from sqlalchemy.pool import Pool, StaticPool
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from .._backends import backend_named
-from .._sql import Control, commits_implicitly, is_read, transaction_control
+from .._sql import Control, commits_implicitly, is_read, may_commit_unseen, transaction_control
 from ..dialects import OuterTransaction, SandboxOps, get_dialect
 from ..dialects._syntax import syntax_for
 from ..exceptions import SandboxBrokenError, SandboxError
@@ -320,7 +320,8 @@ class SandboxState:
     def _check_outer_transaction(self) -> None:
         expected = self._explicit or self.used
         gone = self._in_tx is not None and expected and not self._in_tx()
-        if self.broken is None and not gone and self.ops.outer_lost(self.sql):
+        guarded = self._outer is not None and self._outer.guarded
+        if self.broken is None and not gone and guarded and self.ops.outer_lost(self.sql):
             gone = True
         if self.broken is None and gone:
             self.broken = f"a statement up to {_shorten(self.last_statement)!r}"
@@ -481,14 +482,21 @@ class SandboxState:
             self._ensure(proxy)
             self.used = True
             self.last_statement = statement
+            check = self._unseen_commit_check(statement)
+            if check is not None:
+                self.savepoint_sql(check[0])
             try:
                 if many:
                     result = cursor.executemany(statement, *args)
                 else:
                     result = cursor.execute(statement, *args)
             except BaseException as exc:
+                if check is not None and isinstance(exc, Exception):
+                    self.savepoint_sql(check[1])
                 self._after_error(proxy, exc)
                 raise
+            if check is not None:
+                self.savepoint_sql(check[1])
             if not is_read(statement, self.syntax):
                 self.write_seq += 1
                 self.wrote_any = True
@@ -499,6 +507,14 @@ class SandboxState:
             if proxy.autocommit_mode():
                 self.commit(proxy)
             return result
+
+    def _unseen_commit_check(self, statement: str) -> tuple[str, str] | None:
+        """The savepoint statements around ``statement`` when it may commit and begin
+        again unseen and no guard savepoint sits under the test (MySQL's ``CALL``)."""
+        check = self.ops.unseen_commit_check
+        if check is None or (self._outer is not None and self._outer.guarded):
+            return None
+        return check if may_commit_unseen(statement, self.syntax) else None
 
     def _ensure(self, proxy: ProxyConnection) -> None:
         """Make the proxy's own savepoint the innermost one, opening or adopting one."""

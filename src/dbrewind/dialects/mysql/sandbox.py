@@ -10,11 +10,16 @@ from ..base import OuterTransaction, SandboxOps
 __all__ = ["MySQLSandboxOps"]
 
 _SANDBOX_GUARD = ("SAVEPOINT `dbrewind_guard`", "ROLLBACK TO SAVEPOINT `dbrewind_guard`")
+_CALL_CHECK = ("SAVEPOINT `dbrewind_call`", "RELEASE SAVEPOINT `dbrewind_call`")
 
 
 class MySQLSandboxOps(SandboxOps):
     """The rollback sandbox on MySQL/MariaDB (PyMySQL, mysqlclient, aiomysql, asyncmy):
-    some statements commit implicitly, and a guard savepoint shows the ones no check saw."""
+    some statements commit implicitly. Those that say so are refused before they run;
+    the server status the driver keeps shows, after each statement, a commit that ended
+    the transaction; a savepoint around each ``CALL`` shows one a procedure ran and
+    followed with more work (a new transaction). A driver that keeps no status gets a
+    guard savepoint under the whole test instead, looked at when the test ends."""
 
     identifier_quote = "`"
     ended_because = "MySQL/MariaDB commits implicitly before and after some statements"
@@ -23,12 +28,17 @@ class MySQLSandboxOps(SandboxOps):
         "similar statements"
     )
 
+    unseen_commit_check = _CALL_CHECK
+
     def begin(self, raw: Any, run: Callable[[str], None]) -> OuterTransaction:
-        """``START TRANSACTION`` and the guard savepoint."""
+        """``START TRANSACTION``; the guard savepoint only where the driver keeps no
+        server status (see :meth:`transaction_probe`)."""
         run("START TRANSACTION")
+        if self.transaction_probe(getattr(raw, "driver_connection", None) or raw) is not None:
+            return OuterTransaction(explicit=True)
         # implicit commits that no check saw (a procedure's DDL) remove this savepoint
         run(_SANDBOX_GUARD[0])
-        return OuterTransaction(explicit=True)
+        return OuterTransaction(explicit=True, guarded=True)
 
     def transaction_probe(self, driver: Any) -> Callable[[], bool] | None:
         """The server status flag the driver keeps (PyMySQL, aiomysql: ``server_status``)."""
