@@ -24,7 +24,10 @@ change. Unlike ``peewee_async.testing.TransactionTestCase``:
    block rolls back only its own savepoint.
 2. A database error does not poison the test: on PostgreSQL each statement
    runs under its own savepoint, so the failing statement is undone alone
-   (MySQL and SQLite undo a failing statement by themselves).
+   (MySQL and SQLite undo a failing statement by themselves). With aiopg and
+   psycopg's client-side-binding cursors (peewee-async's), the savepoint
+   travels with the statement, in its round trip: a statement costs what it
+   costs outside the sandbox, and only a failing one one round trip more.
 3. Sync queries (``Model.create()`` through peewee's sync path) commit on
    another connection; the safety net rewinds the tables they wrote after the
    block and reports them in :attr:`AsyncPeeweeSandbox.leaked` (the queries
@@ -33,6 +36,10 @@ change. Unlike ``peewee_async.testing.TransactionTestCase``:
    ``ROLLBACK`` statements become savepoints; commands that would end the
    outer transaction (MySQL DDL and ``TRUNCATE``, two-phase commit) are
    refused with :class:`~dbrewind.exceptions.SandboxError`.
+
+The safety net's check after the block: on PostgreSQL it rides on the
+``ROLLBACK`` (one round trip for both) and the full check runs only when
+something was marked; elsewhere it is the lifecycle's one-round-trip check.
 
 All queries in the block share one pooled connection. Concurrent tasks
 (``asyncio.gather``) are serialised statement by statement, and an
@@ -62,7 +69,6 @@ from typing import Any
 import peewee
 from peewee_async import Transaction
 
-from .dialects import get_dialect
 from .exceptions import SandboxError
 from .peewee.databases import backend_of, database_url
 from .peewee.router import SavepointRouter
@@ -111,6 +117,47 @@ async def _run(raw: Any, sql: str) -> None:
         await cursor.execute(sql)
 
 
+class _Wire:
+    """What the driver connection can do in one round trip (no I/O of its own)."""
+
+    def __init__(self, raw: Any) -> None:
+        module = type(raw).__module__
+        #: aiopg (psycopg2): interpolates parameters itself, sends every statement as
+        #: one query string, and keeps the last statement's result.
+        self.aiopg = module.startswith("aiopg")
+        #: psycopg 3: its client-side-binding cursors may send several statements;
+        #: their results come one after another (``nextset``).
+        self.psycopg = module == "psycopg" or module.startswith("psycopg.")
+        self._client_cursor: Any = None
+        self._plain = self.aiopg
+        if self.psycopg:
+            import psycopg
+
+            self._client_cursor = psycopg.AsyncClientCursor
+            factory = getattr(raw, "cursor_factory", None)
+            self._plain = isinstance(factory, type) and issubclass(factory, self._client_cursor)
+
+    def joins(self, cursor: Any) -> bool:
+        """Whether ``cursor`` may send ``"a; b"`` (with parameters) in one execute."""
+        if self.aiopg:
+            return True
+        return self._client_cursor is not None and isinstance(cursor, self._client_cursor)
+
+    def joins_plain(self) -> bool:
+        """Whether the connection's own cursors send ``"a; b"`` (no parameters) at once."""
+        return self._plain
+
+    def last_result(self, cursor: Any) -> None:
+        """Put ``cursor`` on the result of the last statement it sent."""
+        if self.psycopg:
+            while cursor.nextset():
+                pass
+
+    async def fetch_last(self, cursor: Any) -> Any:
+        self.last_result(cursor)
+        return await cursor.fetchone()
+
+
 async def _lost(raw: Any) -> bool:
     """Whether the driver connection ``raw`` no longer answers (after a statement failed)."""
     try:
@@ -130,6 +177,55 @@ async def _release_dead(database: Any, raw: Any) -> None:
         await database.pool_backend.release(raw)
 
 
+_CLEAN = object()
+"""What :meth:`AsyncPeeweeSandbox._end_transaction` returns when the check that rode on
+the rollback found nothing to rewind."""
+
+_PROBES: dict[int, tuple[Any, str | None]] = {}
+"""By ``id`` of a lifecycle database: the database, and its :func:`_clean_probe`."""
+
+
+def _clean_probe(database: Any) -> str | None:
+    """A query that may ride on the block's ``ROLLBACK`` in place of the safety net's
+    check, answering one row whose one value is true when the check has work to do.
+
+    PostgreSQL with the DDL event trigger installed (a superuser's installation): the
+    rewind has nothing to do exactly when ``dbrewind.marks`` is empty (every write and
+    every DDL statement of a tracked schema marks it). Without the event trigger the
+    rewind also compares the table list, and elsewhere the check is the dialect's own:
+    None, and the full check runs.
+    """
+    rewinder = database.rewinder
+    if rewinder is None or rewinder.url.backend != "postgresql":
+        return None
+    from .dialects.postgresql._sql import _EVENT_TRIGGER, TRACKING_SCHEMA
+
+    with rewinder.connection() as conn:
+        found = conn.exec_driver_sql(
+            "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %(name)s "
+            "AND evtenabled <> 'D')",
+            {"name": _EVENT_TRIGGER},
+        ).scalar()
+    if not found:
+        return None
+    return f"SELECT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks)"
+
+
+_WHERE: dict[Any, tuple[Any, str]] = {}
+
+
+def _router(database: Any) -> SavepointRouter:
+    """A fresh statement router for a block on ``database`` (its backend and where it is
+    looked up once per URL)."""
+    url = database_url(database)
+    found = _WHERE.get(url)
+    if found is None:
+        if len(_WHERE) >= 256:
+            _WHERE.clear()
+        found = _WHERE[url] = (backend_of(database), url.display())
+    return SavepointRouter(found[0], found[1])
+
+
 class _Cursor:
     """The driver's cursor, with ``execute`` routed through the sandbox."""
 
@@ -142,15 +238,41 @@ class _Cursor:
         return getattr(self._cursor, name)
 
     async def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
-        router = self._case._router
+        case = self._case
+        router = case._router
         assert router is not None
         route = router.route(sql)
-        if route.kind == "replace":
+        if route.kind == "run":
+            if not router.guard:
+                return await self._cursor.execute(sql, *args, **kwargs)
+            if case._wire.joins(self._cursor):
+                return await self._guarded(router, sql, args, kwargs)
+        elif not router.guard:
+            if route.kind == "control":
+                return await self._cursor.execute(sql, *args, **kwargs)
             for statement in route.statements:
                 await self._cursor.execute(statement)
             return None
-        if route.kind == "control" or not router.guard:
-            return await self._cursor.execute(sql, *args, **kwargs)
+        else:
+            statements = route.statements if route.kind == "replace" else (sql,)
+            prefix = router.before_control(statements)
+            if case._wire.joins(self._cursor):
+                if not statements:
+                    return None
+                if route.kind == "control":
+                    result = await self._cursor.execute(prefix + sql, *args, **kwargs)
+                else:
+                    result = await self._cursor.execute(prefix + "; ".join(statements))
+                case._wire.last_result(self._cursor)
+                return result if route.kind == "control" else None
+            if prefix:
+                await _run(self._raw, prefix.rstrip("; "))
+            if route.kind == "control":
+                return await self._cursor.execute(sql, *args, **kwargs)
+            for statement in statements:
+                await self._cursor.execute(statement)
+            return None
+        # a driver that sends one statement at a time: the savepoint on its own
         await _run(self._raw, router.guard_begin())
         try:
             result = await self._cursor.execute(sql, *args, **kwargs)
@@ -160,6 +282,24 @@ class _Cursor:
                     await _run(self._raw, statement)
             raise
         await _run(self._raw, router.guard_release())
+        return result
+
+    async def _guarded(
+        self, router: SavepointRouter, sql: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """The statement under a fresh statement savepoint, sent with it in one round trip."""
+        try:
+            result = await self._cursor.execute(router.guard_prefix() + sql, *args, **kwargs)
+        except BaseException:
+            try:
+                await _run(self._raw, router.guard_recover())
+            except Exception:
+                router.guard_lost()  # the caller's error stands; the next statement opens anew
+            else:
+                router.guard_done()  # back to the savepoint, which holds the state before
+            raise
+        router.guard_done()
+        self._case._wire.last_result(self._cursor)
         return result
 
 
@@ -287,6 +427,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
         self.sync_queries: list[str] = []
         self._root: _Scope | None = None
         self._raw: Any = None
+        self._wire: _Wire = _Wire(None)
         self._active = False
 
     def __repr__(self) -> str:
@@ -307,11 +448,11 @@ class AsyncPeeweeSandbox(SandboxOptions):
                 "database.aio_atomic() blocks inside it instead."
             )
         db = self.database
-        await asyncio.to_thread(self._take_safety_net)
+        if not self._take_safety_net_at_once() or self._probe_unknown():
+            await asyncio.to_thread(self._take_safety_net_and_probe)
         self.leaked = None
         self.sync_queries = []
-        where = database_url(db).display()
-        self._router = SavepointRouter(backend_of(db), where)
+        self._router = _router(db)
         self._root = _Scope(self)
         if not db.pool_backend.is_connected:
             await db.aio_connect()  # a pool closed after an earlier test (its event loop ended)
@@ -334,9 +475,10 @@ class AsyncPeeweeSandbox(SandboxOptions):
             await db.pool_backend.release(raw)
             raise
         self._raw = raw
+        self._wire = _Wire(raw)
         self._active = True
         self._install_patches(_Connection(self, raw))
-        self._watch_locks(raw, _WHAT, _FIX)
+        self._watch_locks(raw, _WHAT, _FIX, self._router.ops)
         return self
 
     async def __aexit__(
@@ -346,23 +488,78 @@ class AsyncPeeweeSandbox(SandboxOptions):
         tb: TracebackType | None,
     ) -> None:
         found = self._unwatch_locks()
+        outcome: object = None
+        checking: asyncio.Future[None] | None = None
         try:
             self._patches.revert()
-            closing = asyncio.ensure_future(self._end_transaction())
+            rollback, probe = self._rollback_sql()
+            if probe is None and self._checks():
+                # The check reads what other connections committed; the block's own
+                # writes were never committed, so it runs beside the rollback. (A rewind
+                # that has to wait for the block's locks gets them when it ends.)
+                checking = asyncio.ensure_future(asyncio.to_thread(self._after_block))
+            closing = asyncio.ensure_future(self._end_transaction(rollback, probe))
             try:
-                await asyncio.shield(closing)
+                outcome = await asyncio.shield(closing)
             except asyncio.CancelledError:
-                await closing  # finish the rollback and release, then stay cancelled
+                outcome = await closing  # finish the rollback and release, then stay cancelled
                 raise
         finally:
             self._active = False
-            await asyncio.to_thread(self._after_block)
+            if checking is not None:
+                await checking
+            elif outcome is not _CLEAN and self._checks():
+                await asyncio.to_thread(self._after_block)
         self._fail_lock_waits(found)
 
-    async def _end_transaction(self) -> None:
+    # ------------------------------------------------------------ safety net
+    def _checks(self) -> bool:
+        """Whether the block ends with a safety-net check (one is in place)."""
+        if not self.safety_net:
+            return False
+        if self._database is not None:
+            return bool(self._database.safety_net)
+        return self.rewinder is not None
+
+    def _probe_unknown(self) -> bool:
+        database = self._database
+        return database is not None and _PROBES.get(id(database), (None,))[0] is not database
+
+    def _take_safety_net_and_probe(self) -> None:
+        """:meth:`_take_safety_net`, then (once per lifecycle database) whether its check
+        can ride on the block's ``ROLLBACK`` (:func:`_clean_probe`)."""
+        self._take_safety_net()
+        database = self._database
+        if database is not None and self._probe_unknown():
+            _PROBES[id(database)] = (database, _clean_probe(database))
+
+    def _rollback_sql(self) -> tuple[str, str | None]:
+        """The block's last round trip: ``ROLLBACK``, and the check it carries, if any."""
+        database = self._database
+        if database is None or not database.safety_net or not self._wire.joins_plain():
+            return "ROLLBACK", None
+        held, probe = _PROBES.get(id(database), (None, None))
+        if held is not database or probe is None:
+            return "ROLLBACK", None
+        return f"ROLLBACK; {probe}", probe
+
+    async def _end_transaction(self, sql: str, probe: str | None) -> object:
+        """Roll back (``sql``, carrying ``probe``) and release; :data:`_CLEAN` when the
+        check that rode on the rollback found nothing to rewind."""
         raw, self._raw = self._raw, None
+        outcome: object = None
         try:
-            await _run(raw, "ROLLBACK")
+            if probe is None:
+                await _run(raw, sql)
+            else:
+                try:
+                    async with raw.cursor() as cursor:
+                        await cursor.execute(sql)
+                        row = await self._wire.fetch_last(cursor)
+                except Exception:
+                    await _run(raw, "ROLLBACK")  # the check failed, not the rollback: the full one
+                else:
+                    outcome = None if row is None or row[0] else _CLEAN
         except Exception:
             if not await _lost(raw):
                 raise
@@ -374,12 +571,14 @@ class AsyncPeeweeSandbox(SandboxOptions):
                 self._router.reset()
             if raw is not None:
                 await self.database.pool_backend.release(raw)
+        return outcome
 
     # ----------------------------------------------------------------- patches
     def _install_patches(self, connection: _Connection) -> None:
         db = self.database
         original_execute_sql = db.execute_sql
-        ops = get_dialect(backend_of(db)).sandbox
+        assert self._router is not None
+        ops = self._router.ops
 
         @contextlib.asynccontextmanager
         async def aio_connection() -> AsyncIterator[_Connection]:

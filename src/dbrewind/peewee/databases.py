@@ -71,8 +71,20 @@ def database_url(database: peewee.Database) -> DatabaseURL:
             "database.init(...) before entering the sandbox."
         )
     params: dict[str, Any] = dict(database.connect_params)
-    dialect = get_dialect(backend_of(database))
-    return parse_url(dialect.connect_params_url(str(database.database), params))
+    key = (type(database), str(database.database), repr(sorted(params.items())))
+    found = _URLS.get(key)
+    if found is None:
+        dialect = get_dialect(backend_of(database))
+        found = parse_url(dialect.connect_params_url(str(database.database), params))
+        if len(_URLS) >= _URLS_KEPT:
+            _URLS.clear()
+        _URLS[key] = found
+    return found
+
+
+_URLS: dict[tuple[type, str, str], DatabaseURL] = {}
+"""The URLs of the databases seen (a suite makes a database object per test)."""
+_URLS_KEPT = 256
 
 
 def tracking_rewinder(

@@ -13,7 +13,8 @@ from typing import Literal
 from .._sql import autocommit_setting, commits_implicitly, transaction_control
 from .._url import Backend
 from ..dialects import get_dialect
-from ..dialects._syntax import syntax_for
+from ..dialects._syntax import SqlSyntax, syntax_for
+from ..dialects.base import SandboxOps
 from ..exceptions import SandboxBrokenError, SandboxError
 
 __all__ = ["Route", "SavepointRouter"]
@@ -41,17 +42,46 @@ class SavepointRouter:
     """
 
     STATEMENT_SAVEPOINT = "dbrewind_stmt"
+    _PLAIN_HEADS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+    """Statements that start with one of these words (no leading space or comment, as
+    ORMs write them) are ordinary statements on every backend: routed without parsing."""
 
     def __init__(self, backend: Backend, where: str) -> None:
         self.backend: Backend = backend
-        self.syntax = syntax_for(backend)
         self.where = where
-        self._ops = get_dialect(backend).sandbox
+        facts = _FACTS.get(backend)
+        if facts is None:
+            ops = get_dialect(backend).sandbox
+            name = ops.quote(self.STATEMENT_SAVEPOINT)
+            facts = _FACTS[backend] = (
+                syntax_for(backend),
+                ops,
+                f"SAVEPOINT {name}; ",
+                f"RELEASE SAVEPOINT {name}; SAVEPOINT {name}; ",
+                f"ROLLBACK TO SAVEPOINT {name}",
+                f"RELEASE SAVEPOINT {name}; ",
+            )
+        (
+            self.syntax,
+            self._ops,
+            self._guard_first,
+            self._guard_next,
+            self._guard_back,
+            self._guard_drop,
+        ) = facts
         #: Whether each statement needs its own savepoint to survive an error
         #: (PostgreSQL aborts the whole transaction on any error).
         self.guard = self._ops.statement_guard
         self.open: list[str] = []
         self._counter = 0
+        #: Joined guards (:meth:`guard_prefix`): the statement savepoint is open and is
+        #: the innermost savepoint, holding the state before the last guarded statement.
+        self.guard_open = False
+
+    @property
+    def ops(self) -> SandboxOps:
+        """The backend's sandbox specifics (:class:`~dbrewind.dialects.base.SandboxOps`)."""
+        return self._ops
 
     def quote(self, name: str) -> str:
         """Quote an identifier for this backend."""
@@ -67,6 +97,42 @@ class SavepointRouter:
     def guard_undo(self) -> tuple[str, str]:
         name = self.quote(self.STATEMENT_SAVEPOINT)
         return (f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}")
+
+    # the same, joined to the statement in one round trip (drivers that send several
+    # statements at once: psycopg2/aiopg, psycopg's client-side-binding cursors)
+    def guard_prefix(self) -> str:
+        """What to send before a guarded statement, in the same round trip: a new statement
+        savepoint, in place of the previous one (released, so nesting stays one deep).
+
+        After it succeeds, call :meth:`guard_done`; after it fails, run
+        :meth:`guard_recover`'s statement: the failed statement alone is undone and the
+        savepoint stays, holding the state before it.
+        """
+        return self._guard_next if self.guard_open else self._guard_first
+
+    def guard_done(self) -> None:
+        """The guarded statement (and its prefix) ran: the statement savepoint is open."""
+        self.guard_open = True
+
+    def guard_recover(self) -> str:
+        """After a joined guarded statement failed: the statement that undoes it alone."""
+        return self._guard_back
+
+    def guard_lost(self) -> None:
+        """The statement savepoint's state is unknown (its recovery failed): open anew."""
+        self.guard_open = False
+
+    def before_control(self, statements: tuple[str, ...]) -> str:
+        """What to send, joined, before transaction commands that replace or are a guarded
+        backend's statement: the open statement savepoint is released before a new
+        savepoint, so that it never stays buried under the code's own savepoints.
+        (``RELEASE`` and ``ROLLBACK TO`` of an older savepoint end it by themselves.)"""
+        if not self.guard_open or not statements:
+            return ""
+        self.guard_open = False
+        if statements and statements[0].lstrip()[:9].upper() == "SAVEPOINT":
+            return self._guard_drop
+        return ""
 
     def _refuse(
         self, sql: str, why: str, fix: str, kind: type[SandboxError] = SandboxError
@@ -99,6 +165,11 @@ class SavepointRouter:
 
     def route(self, sql: str) -> Route:
         """Decide what to run for ``sql``; updates the open-savepoint stack."""
+        head = sql[:6].upper()
+        if head in self._PLAIN_HEADS and (
+            len(sql) == 6 or not (sql[6].isalnum() or sql[6] in "_$")
+        ):
+            return _RUN
         control = transaction_control(sql, self.syntax)
         if control is not None:
             if control.kind == "begin":
@@ -131,8 +202,14 @@ class SavepointRouter:
                 "clean strategy.",
                 SandboxBrokenError,
             )
-        return Route("run")
+        return _RUN
 
     def reset(self) -> None:
         """Forget open savepoints (the outer transaction is being rolled back)."""
         self.open.clear()
+        self.guard_open = False
+
+
+_RUN = Route("run")
+_FACTS: dict[Backend, tuple[SqlSyntax, SandboxOps, str, str, str, str]] = {}
+"""Per backend: its syntax, sandbox specifics and statement-savepoint commands."""

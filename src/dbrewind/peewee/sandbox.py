@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from ..dialects import RewindResult, get_dialect
+from ..dialects.base import SandboxOps
 from ..exceptions import SandboxError
 from ..rewinder import Rewinder
 from ..sandbox import LeakCallback
@@ -31,6 +32,7 @@ from .databases import (
 from .router import SavepointRouter
 
 if TYPE_CHECKING:
+    from .._url import DatabaseURL
     from ..provision import Database
     from ..provision.lockwatch import Watched
 
@@ -63,6 +65,10 @@ class _Patches:
 
 
 # -------------------------------------------------------------------- sandbox
+_HELD: dict[DatabaseURL, Database] = {}
+"""The lifecycle's database of each URL a block took up (until it is released)."""
+
+
 class SandboxOptions:
     """What the sync and async peewee sandboxes share: their options and the leak report."""
 
@@ -94,10 +100,13 @@ class SandboxOptions:
         when the driver cannot say."""
         return self._session_id
 
-    def _watch_locks(self, raw: Any, what: str, fix: str) -> None:
+    def _watch_locks(self, raw: Any, what: str, fix: str, ops: SandboxOps | None = None) -> None:
         """The block began on the driver connection ``raw``: watch for other connections'
-        statements that wait on its locks (see :meth:`Database.watch_locks`)."""
-        self._session_id = get_dialect(backend_of(self.database)).sandbox.session_id(raw)
+        statements that wait on its locks (see :meth:`Database.watch_locks`); ``ops``:
+        the backend's sandbox specifics, when the caller has them at hand."""
+        if ops is None:
+            ops = get_dialect(backend_of(self.database)).sandbox
+        self._session_id = ops.session_id(raw)
         if self._database is not None:
             self._watched = self._database.watch_locks(self, what, fix)
 
@@ -117,16 +126,34 @@ class SandboxOptions:
 
     def _take_safety_net(self) -> None:
         """Choose this block's safety net: the given Rewinder, the lifecycle's, or none."""
-        self._database = None
-        if not self.safety_net:
+        if self._take_safety_net_at_once():
             return
-        if self.rewinder is None and database_url(self.database).is_memory:
-            return  # another connection sees another database: nothing can escape
         if self.rewinder is not None and self._given_rewinder:
             self.rewinder = tracking_rewinder(self.database, self.rewinder)
             return
+        url = database_url(self.database)
         self._database = safety_net_database(self.database)
         self.rewinder = self._database.rewinder
+        _HELD[url] = self._database
+
+    def _take_safety_net_at_once(self) -> bool:
+        """:meth:`_take_safety_net` when it needs no I/O: no safety net, or the lifecycle's
+        database an earlier block took up (a suite makes a database object per test, and
+        the lifecycle's is the same for all). False when the I/O is still to do."""
+        self._database = None
+        if not self.safety_net:
+            return True
+        url = database_url(self.database)
+        if self.rewinder is None and url.is_memory:
+            return True  # another connection sees another database: nothing can escape
+        if self._given_rewinder:
+            return False
+        held = _HELD.get(url)
+        if held is None or held.released:
+            return False
+        self._database = held
+        self.rewinder = held.rewinder
+        return True
 
     def _after_block(self) -> None:
         """The safety net after the block: rewind what escaped it, and say so."""
