@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    event,
     func,
     insert,
     select,
@@ -493,6 +494,27 @@ def test_a_procedure_that_commits_inside_breaks_the_sandbox(
             conn.exec_driver_sql("DROP PROCEDURE `commits_inside`")
             conn.exec_driver_sql("DROP PROCEDURE `adds_user`")
             conn.exec_driver_sql("DROP TABLE IF EXISTS `made by call`")
+
+
+def test_one_sandbox_pool_serves_each_sandbox_of_an_engine_in_turn(app_engine: Engine) -> None:
+    """Made once per engine's pool (they are costly), made again when listeners were
+    added to the pool's events since, so that every sandbox sees them."""
+    with Sandbox(app_engine):
+        first = app_engine.pool
+    with Sandbox(app_engine):
+        assert app_engine.pool is first
+    seen: list[object] = []
+    event.listen(app_engine, "checkout", lambda *args: seen.append(args[0]))
+    with Sandbox(app_engine), app_engine.connect() as conn:
+        assert app_engine.pool is not first
+        add_user(conn, 1)
+    assert seen, "the listener added later saw the sandbox's checkout"
+    assert committed_users_of(app_engine) == 0
+
+
+def committed_users_of(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return count(conn)
 
 
 def test_keyboard_interrupt_rolls_back_and_returns_the_connection(

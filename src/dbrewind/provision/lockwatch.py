@@ -83,8 +83,8 @@ class LockWatch:
                 target=self._run, name="dbrewind-lock-watch", daemon=True
             )
             self._thread.start()
-        else:
-            self._wake.set()
+        # no wake-up per test: the thread looks at the current watch at least every
+        # ``limit`` seconds, which is as soon as a wait can be long enough to matter
         return watched
 
     def unwatch(self, watched: Watched | None) -> list[str]:
@@ -110,7 +110,7 @@ class LockWatch:
         while not self._closed:
             watched = self._current
             if watched is None:
-                self._wake.wait()
+                self._wake.wait(self.limit)
                 self._wake.clear()
                 continue
             due = watched.started + self.limit - time.monotonic()

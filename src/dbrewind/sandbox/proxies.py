@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.pool import Pool
@@ -161,12 +162,55 @@ def _no_creator() -> Any:
     raise SandboxError("The sandbox pool never opens connections of its own.")
 
 
+_POOL_EVENTS = (
+    "checkin",
+    "checkout",
+    "close",
+    "close_detached",
+    "connect",
+    "detach",
+    "first_connect",
+    "invalidate",
+    "reset",
+    "soft_invalidate",
+)
+
+
+def _listeners(pool: Pool) -> tuple[int, ...]:
+    """How many listeners each of the pool's events has (a listener added changes it)."""
+    dispatch = pool.dispatch
+    return tuple(len(getattr(dispatch, name)) for name in _POOL_EVENTS)
+
+
+_made: weakref.WeakKeyDictionary[Pool, tuple[SandboxPool, tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class SandboxPool(Pool):
     """Stands in for the engine's pool while a sandbox is active.
 
     Every checkout is a new :class:`ProxyConnection` over the sandbox's one
     real connection; nothing is ever opened or closed for real.
     """
+
+    @classmethod
+    def over(cls, core: SandboxState, original: Pool) -> SandboxPool:
+        """The sandbox pool standing in for ``original``, for the sandbox ``core``.
+
+        One is made per original pool and used again by the next sandbox (a pool
+        is costly to make, and an engine is in one sandbox at a time), unless
+        listeners were added to the original's events since.
+        """
+        found = _made.get(original)
+        events = _listeners(original)
+        if found is not None and found[1] == events and not found[0]._out:
+            pool = found[0]
+            pool.core = core
+            return pool
+        pool = cls(core, original)
+        _made[original] = (pool, events)
+        return pool
 
     def __init__(self, core: SandboxState, original: Pool) -> None:
         super().__init__(
@@ -192,7 +236,7 @@ class SandboxPool(Pool):
         self._out.discard(record)
         proxy = record.dbapi_connection
         if isinstance(proxy, ProxyConnection):
-            self.core.detach(proxy)
+            proxy.core.detach(proxy)  # its own sandbox's (this pool serves one after another)
 
     def reclaim(self) -> None:
         """Check in what the code under test left checked out (the sandbox is ending).
@@ -211,7 +255,7 @@ class SandboxPool(Pool):
 
     def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
         if isinstance(connection, ProxyConnection):
-            self.core.detach(connection)
+            connection.core.detach(connection)
 
     def recreate(self) -> SandboxPool:
         return self

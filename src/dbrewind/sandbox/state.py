@@ -216,7 +216,7 @@ class SandboxState:
 
             self.loop = asyncio.get_running_loop()
         self._original_pool = original
-        self.pool = SandboxPool(self, original)
+        self.pool = SandboxPool.over(self, original)
         self.engine.pool = self.pool
         self.state = _ACTIVE
 
@@ -243,7 +243,7 @@ class SandboxState:
             raise SandboxError(
                 f"The engine on {engine.url.drivername} is already inside an active sandbox."
             )
-        pool = SandboxPool(self, original)
+        pool = SandboxPool.over(self, original)
         engine.pool = pool
         self._routed.append((engine, original, pool))
 
