@@ -59,8 +59,9 @@ with :class:`~dbrewind.exceptions.SandboxError`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -175,6 +176,16 @@ async def _release_dead(database: Any, raw: Any) -> None:
             await close
     with contextlib.suppress(Exception):
         await database.pool_backend.release(raw)
+
+
+_WORKER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="dbrewind-peewee-async")
+"""Where the safety net's blocking work runs: threads of the process, not one per
+event loop (a suite runs each test on a loop of its own, and a new thread each costs)."""
+
+
+def _in_thread(work: Callable[[], None]) -> asyncio.Future[None]:
+    """Run ``work`` on :data:`_WORKER` without blocking the event loop."""
+    return asyncio.get_running_loop().run_in_executor(_WORKER, work)
 
 
 _CLEAN = object()
@@ -449,7 +460,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
             )
         db = self.database
         if not self._take_safety_net_at_once() or self._probe_unknown():
-            await asyncio.to_thread(self._take_safety_net_and_probe)
+            await _in_thread(self._take_safety_net_and_probe)
         self.leaked = None
         self.sync_queries = []
         self._router = _router(db)
@@ -497,7 +508,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
                 # The check reads what other connections committed; the block's own
                 # writes were never committed, so it runs beside the rollback. (A rewind
                 # that has to wait for the block's locks gets them when it ends.)
-                checking = asyncio.ensure_future(asyncio.to_thread(self._after_block))
+                checking = _in_thread(self._after_block)
             closing = asyncio.ensure_future(self._end_transaction(rollback, probe))
             try:
                 outcome = await asyncio.shield(closing)
@@ -509,7 +520,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
             if checking is not None:
                 await checking
             elif outcome is not _CLEAN and self._checks():
-                await asyncio.to_thread(self._after_block)
+                await _in_thread(self._after_block)
         self._fail_lock_waits(found)
 
     # ------------------------------------------------------------ safety net
