@@ -17,15 +17,23 @@ cancellation that commits into a savepoint) and 4 use ``transactional_db``
 tables it reads start empty, then does a few milliseconds of database work
 and a little Python.
 
-The suite runs in a subprocess, ``python -m pytest -p no:randomly -q``, with
+The same tests run under two conftests: **dbrewind** (the plugin's fixtures,
+a prepared template and one clone per process) and **hand-written** per-worker
+databases, what a team writes for xdist without a tool: each process creates
+``<base>_<worker_id>`` and its tables at session start (``-p no:dbrewind``),
+``db_session`` is the seed-004 recipe, and every table is emptied after a
+``transactional_db`` test (PostgreSQL one ``TRUNCATE .. RESTART IDENTITY
+CASCADE``, MariaDB one ``TRUNCATE`` per table, SQLite ``DELETE``).
+
+Each suite runs in a subprocess, ``python -m pytest -p no:randomly -q``, with
 ``-n 0`` and with ``-n 2`` (pytest-xdist). First one untimed run of each
-(builds the prepared template and each process's clone: later runs are warm
+(builds dbrewind's template and each process's clone: later runs are warm
 starts, as in daily use), then ``--rounds`` timed runs of each, alternating.
 Wall time covers the whole command: interpreter start, collection, worker
-start-up, the tests. The output is markdown: medians, the ratio and PASS/FAIL
-against the target (``-n 2`` at least 1.6x faster than ``-n 0``), with the
-plugin's own summary figures (time preparing databases, time isolating tests)
-to show where the time goes.
+start-up, the tests. The output is markdown: medians, each suite's speed-up
+(its own ``-n 0`` wall over its ``-n 2``), the plugin's own summary figures
+(time preparing databases, time isolating tests), and the targets: dbrewind's
+speed-up at least 1.6x, and at least the hand-written databases' speed-up.
 
 The subprocess runs with Python's defaults: ``PYTHONDONTWRITEBYTECODE`` is
 removed from its environment (so bytecode and pytest's rewritten test modules
@@ -56,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (
+    SERVER_URLS,
     Check,
     base_parser,
     checks_table,
@@ -309,13 +318,108 @@ asyncio_mode = strict
 asyncio_default_fixture_loop_scope = function
 """
 
+HAND_INI = """
+[pytest]
+pythonpath = .
+addopts = -p no:dbrewind
+"""
+
+HAND_CONFTEST = '''
+"""Hand-written per-worker databases: each xdist worker creates its own database
+(<base>_gw0, <base>_gw1; <base>_master without xdist) and its tables at session
+start, and drops it at the end. db_session is the seed-004 recipe; after a
+transactional_db test every table is emptied, as such conftests do."""
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from bench_models import Base
+
+SERVER = os.environ["HAND_SERVER_URL"]
+BASE = os.environ["HAND_DB_BASE"]
+SQLITE = SERVER.startswith("sqlite")
+
+
+@pytest.fixture(scope="session")
+def engine(worker_id):
+    name = f"{{BASE}}_{{worker_id}}"
+    if SQLITE:
+        path = os.path.join(os.environ["HAND_SQLITE_DIR"], f"{{name}}.db")
+        if os.path.exists(path):
+            os.remove(path)
+        url = f"sqlite:///{{path}}"
+    else:
+        admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {{name}}"))
+            conn.execute(text(f"CREATE DATABASE {{name}}"))
+        url = make_url(SERVER).set(database=name)
+    engine = create_engine(url)
+    if SQLITE:  # SQLAlchemy's documented pysqlite workaround, for savepoints
+
+        @event.listens_for(engine, "connect")
+        def do_connect(dbapi_connection, connection_record):
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def do_begin(conn):
+            conn.exec_driver_sql("BEGIN")
+
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+    if not SQLITE:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {{name}}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def db_session(engine):
+    with engine.connect() as conn:
+        trans = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        yield session
+        session.close()
+        trans.rollback()
+
+
+@pytest.fixture
+def transactional_db(engine):
+    with engine.connect() as conn:
+        yield conn
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f\'"{{t.name}}"\' for t in tables)
+            conn.exec_driver_sql(f"TRUNCATE {{names}} RESTART IDENTITY CASCADE")
+        elif engine.dialect.name == "mysql":
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            for t in tables:
+                conn.exec_driver_sql(f"TRUNCATE TABLE `{{t.name}}`")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+        else:
+            for t in tables:
+                conn.exec_driver_sql(f\'DELETE FROM "{{t.name}}"\')
+'''
+
 TESTS_PER_RUN = MODULES * 20
+CONTENDERS = ("dbrewind", "hand-written")
 
 
-def write_suite(folder: Path, url: str) -> None:
-    (folder / "pytest.ini").write_text(INI.format(url=url).lstrip())
+def write_suite(folder: Path, url: str, contender: str = "dbrewind") -> None:
+    if contender == "dbrewind":
+        (folder / "pytest.ini").write_text(INI.format(url=url).lstrip())
+        conftest = CONFTEST
+    else:
+        (folder / "pytest.ini").write_text(HAND_INI.lstrip())
+        conftest = CONFTEST + HAND_CONFTEST.format()
     (folder / "bench_models.py").write_text(MODELS.lstrip())
-    (folder / "conftest.py").write_text(CONFTEST.lstrip())
+    (folder / "conftest.py").write_text(conftest.lstrip())
     for module in range(MODULES):
         (folder / f"test_shop_{module:02d}.py").write_text(
             TEST_MODULE.format(module=module).lstrip()
@@ -334,8 +438,8 @@ class Run:
     cpu: float
     """user + system seconds of the pytest processes (not the database server's)"""
     pytest_seconds: float
-    prepare_ms: float
-    isolate_ms: float
+    prepare_ms: float | None
+    isolate_ms: float | None
 
 
 @dataclass
@@ -355,15 +459,18 @@ class SuiteFailed(Exception):
     """The inner suite did not pass: its timings would mean nothing."""
 
 
-def run_suite(folder: Path, mode: str) -> Run:
-    # Python's defaults, as on a developer's machine: bytecode (and pytest's rewritten
-    # test modules) cached on disk; no outside pytest or dbrewind settings
-    env = subprocess_env()
+def run_suite(folder: Path, mode: str, env: dict[str, str] | None = None) -> Run:
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-q", *mode.split()]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        command, cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False
+        command,
+        cwd=folder,
+        env=subprocess_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -371,7 +478,7 @@ def run_suite(folder: Path, mode: str) -> Run:
     out = done.stdout + done.stderr
     passed = PASSED.search(out)
     summary = SUMMARY.search(out)
-    if done.returncode != 0 or passed is None or summary is None:
+    if done.returncode != 0 or passed is None or (env is None and summary is None):
         raise SuiteFailed(
             f"the inner suite failed under {mode} (exit {done.returncode}) in {folder}:\n"
             + out[-6000:]
@@ -381,68 +488,104 @@ def run_suite(folder: Path, mode: str) -> Run:
         wall,
         cpu,
         float(passed.group(1)),
-        float(summary.group(2)),
-        float(summary.group(1)),
+        float(summary.group(2)) if summary else None,
+        float(summary.group(1)) if summary else None,
     )
 
 
 def run_backend(backend: str, rounds: int) -> tuple[str, list[Check]]:
     base = f"dbrewind_xbench_{uuid.uuid4().hex[:8]}_test"
-    folder = Path(tempfile.mkdtemp(prefix="dbrewind_xbench_"))
+    hand_base = base.replace("_test", "_hand")
+    root = Path(tempfile.mkdtemp(prefix="dbrewind_xbench_"))
+    folders = {c: root / c for c in CONTENDERS}
+    for folder in folders.values():
+        folder.mkdir()
+    (root / "data").mkdir()
     if backend == "sqlite":
-        url = f"sqlite:///{folder / 'data' / base}.db"
-        (folder / "data").mkdir()
+        url = f"sqlite:///{root / 'data' / base}.db"
     else:
         url = TEST_URLS[backend].format(name=base)
-    modes = {m: Mode(m) for m in MODES}
+    hand_env = {
+        "HAND_SERVER_URL": "sqlite://" if backend == "sqlite" else SERVER_URLS[backend],
+        "HAND_DB_BASE": hand_base,
+        "HAND_SQLITE_DIR": str(root / "data"),
+    }
+    envs: dict[str, dict[str, str] | None] = {"dbrewind": None, "hand-written": hand_env}
+    modes = {(c, m): Mode(m) for c in CONTENDERS for m in MODES}
     load_before = os.getloadavg()[0]
     try:
-        write_suite(folder, url)
-        for mode in MODES:  # warm start: template and each process's clone built
-            run_suite(folder, mode)
+        for contender, folder in folders.items():
+            write_suite(folder, url, contender)
+            for mode in MODES:  # warm start: template and each process's clone built
+                run_suite(folder, mode, envs[contender])
         for i in range(rounds):
-            for mode in MODES:
-                run = run_suite(folder, mode)
-                modes[mode].runs.append(run)
+            order = [(c, m) for c in CONTENDERS for m in MODES]
+            for contender, mode in order if i % 2 == 0 else reversed(order):
+                run = run_suite(folders[contender], mode, envs[contender])
+                modes[(contender, mode)].runs.append(run)
                 print(
-                    f"  {backend} round {i + 1}: {mode} {run.wall:.2f} s "
-                    f"(cpu {run.cpu:.2f} s, pytest {run.pytest_seconds:.2f} s, "
-                    f"preparing {run.prepare_ms:.0f} ms, isolating {run.isolate_ms:.0f} ms)",
+                    f"  {backend} round {i + 1}: {contender} {mode} {run.wall:.2f} s "
+                    f"(cpu {run.cpu:.2f} s, pytest {run.pytest_seconds:.2f} s)",
                     file=sys.stderr,
                 )
     finally:
         if backend != "sqlite":
-            dropped = drop_databases(backend, base)
+            dropped = drop_databases(backend, base) + drop_databases(backend, hand_base)
             print(f"  {backend}: dropped {', '.join(dropped) or 'nothing'}", file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
-    serial, parallel = modes["-n 0"], modes["-n 2"]
-    ratio = serial.median("wall") / parallel.median("wall")
     lines = [
         f"**{backend}: {TESTS_PER_RUN} tests, median of {rounds} warm runs**",
         "",
-        "| mode | wall s | x -n 0 | CPU s | pytest's own s | preparing ms | isolating ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| suite | mode | wall s | speed-up | CPU s | pytest's own s | preparing ms | "
+        "isolating ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for m in (serial, parallel):
-        speed = serial.median("wall") / m.median("wall")
-        lines.append(
-            f"| `{m.mode}` | {m.median('wall'):.2f} | {speed:.2f} | {m.median('cpu'):.2f} | "
-            f"{m.median('pytest_seconds'):.2f} | {m.median('prepare_ms'):.0f} | "
-            f"{m.median('isolate_ms'):.0f} |"
-        )
+    speedups: dict[str, float] = {}
+    for contender in CONTENDERS:
+        serial = modes[(contender, "-n 0")]
+        for mode in MODES:
+            m = modes[(contender, mode)]
+            speed = serial.median("wall") / m.median("wall")
+            if mode == "-n 2":
+                speedups[contender] = speed
+            prep = _median_or_dash(m, "prepare_ms")
+            iso = _median_or_dash(m, "isolate_ms")
+            lines.append(
+                f"| {contender} | `{mode}` | {m.median('wall'):.2f} | {speed:.2f} | "
+                f"{m.median('cpu'):.2f} | {m.median('pytest_seconds'):.2f} | {prep} | {iso} |"
+            )
+    ours = modes[("dbrewind", "-n 2")].median("wall")
+    theirs = modes[("hand-written", "-n 2")].median("wall")
     lines += [
         "",
-        "wall: the whole `python -m pytest` command. CPU: user + system time of the pytest "
-        "processes (controller and workers; the database server's is not counted). "
-        "pytest's own: the duration pytest reports (from session start, so without "
-        "interpreter start-up and plugin imports). preparing: the plugin's session set-up, "
-        "summed over workers. isolating: the after-test rewinds, summed over workers. "
-        f"Load average during the runs: {load_before:.2f} at the start, "
-        f"{os.getloadavg()[0]:.2f} at the end (1 min, {os.cpu_count()} CPUs).",
+        "speed-up: the suite's own `-n 0` wall time over this one. hand-written: per-worker "
+        "databases made by the conftest, the seed-004 recipe, every table emptied after a "
+        "`transactional_db` test. wall: the whole `python -m pytest` command. CPU: user + "
+        "system time of the pytest processes (controller and workers; the database "
+        "server's is not counted). pytest's own: the duration pytest reports. preparing: "
+        "the plugin's session set-up, summed over workers. isolating: the after-test "
+        f"rewinds, summed over workers. `-n 2` wall, dbrewind / hand-written: "
+        f"{ours / theirs:.2f}. Load average during the runs: {load_before:.2f} at the "
+        f"start, {os.getloadavg()[0]:.2f} at the end (1 min, {os.cpu_count()} CPUs).",
     ]
-    check = Check(backend, "-n 0 wall / -n 2 wall", ratio, ">=", TARGET, "x")
-    return "\n".join(lines), [check]
+    checks = [
+        Check(backend, "-n 2 speed-up, dbrewind", speedups["dbrewind"], ">=", TARGET, "x"),
+        Check(
+            backend,
+            "-n 2 speed-up, dbrewind / hand-written's",
+            speedups["dbrewind"] / speedups["hand-written"],
+            ">=",
+            1.0,
+            "x",
+        ),
+    ]
+    return "\n".join(lines), checks
+
+
+def _median_or_dash(mode: Mode, attr: str) -> str:
+    values = [getattr(r, attr) for r in mode.runs if getattr(r, attr) is not None]
+    return f"{statistics.median(values):.0f}" if values else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
