@@ -171,6 +171,8 @@ class PostgreSQLDialect(Dialect):
         keep = self.keep_replica
         if keep:
             rewind._reset_role_on_checkin(conn)
+        if self._receipt(conn):
+            return RewindResult()  # nothing marked: one plain read, not the function
         result = self._call_rewinding(
             conn,
             rewind._REWIND_RAW,
@@ -206,6 +208,29 @@ class PostgreSQLDialect(Dialect):
     def sandbox_rollback_sql(self) -> str | None:
         """Put back every tracked sequence that moved (``setval`` outlives the rollback)."""
         return f"SELECT {TRACKING_SCHEMA}.reset_moved_sequences()"
+
+    def quick_state(self, conn: Connection) -> tuple[bool, object] | None:
+        """The receipt (:meth:`sandbox_receipt_sql`) on the driver's cursor: nothing is
+        marked, and the event trigger that marks every DDL statement is on. The DDL
+        value is a constant: here DDL always leaves a mark."""
+        return self._receipt(conn), "marks"
+
+    def _receipt(self, conn: Connection) -> bool:
+        """Whether a rewind would find nothing to do, in one plain read (False when it
+        cannot say: the full rewind then runs, and reports what is wrong)."""
+        raw = conn.connection.dbapi_connection
+        if raw is None:
+            return False
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(catalog._RECEIPT_SQL)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except conn.dialect.loaded_dbapi.Error:
+            return False  # (the rewind's own call reports it, and a lost connection)
+        return bool(row and row[0])
 
     def sandbox_receipt_sql(self) -> str | None:
         """No mark (no tracked table written, no DDL), and the event trigger that marks DDL
