@@ -159,7 +159,7 @@ class _Base:
     def _safety_net(self, core: SandboxState) -> None:
         """After the stop: the rewind of what escaped, unless the rollback's round trip
         already showed there is nothing (counted as a check all the same)."""
-        self.escaped_nothing = core.receipt is True
+        self.escaped_nothing = bool(core.receipt)
         if self.rewinder is None or not self.check:
             return
         if self.escaped_nothing:

@@ -48,6 +48,7 @@ from .files import (
     _lock_holder,
 )
 from .rewind import (
+    _RECEIPT_SQL,
     _layer_depth,
     _nothing_to_do,
     _pop_layers,
@@ -134,6 +135,10 @@ class SQLiteDialect(Dialect):
             return [row[0] for row in rows]
         except DBAPIError as exc:
             raise _not_prepared(conn) from exc
+
+    def sandbox_receipt_sql(self) -> str | None:
+        """No mark and no DDL since the last rewind: the check :meth:`rewind` starts with."""
+        return _RECEIPT_SQL
 
     def rewind(
         self,

@@ -37,6 +37,7 @@ from .catalog import (
 from .tracking import _capture_baseline, _create_triggers, _store_schema_version
 
 __all__ = [
+    "_RECEIPT_SQL",
     "_Tracked",
     "_layer_depth",
     "_nothing_to_do",
@@ -91,6 +92,14 @@ def _write_transaction(conn: Connection, action: str, lock_timeout: float | None
             conn.exec_driver_sql(f"PRAGMA synchronous = {int(synchronous)}")
         if wait != busy:
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy)}")
+
+
+_RECEIPT_SQL = (
+    f'SELECT NOT EXISTS (SELECT 1 FROM "{MARKS}") AND CAST(schema_version AS TEXT) = '
+    f"(SELECT CAST(value AS TEXT) FROM \"{STATE}\" WHERE key = '{_SCHEMA_VERSION_KEY}') "
+    "FROM pragma_schema_version"
+)
+""":func:`_nothing_to_do` as one literal query (for the sandbox's connection)."""
 
 
 def _nothing_to_do(conn: Connection) -> bool:
