@@ -61,6 +61,7 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -83,10 +84,19 @@ LeakCallback = Callable[[RewindResult], object]
 """Called with the rewind result when writes escaped the sandbox."""
 
 
+_shown: weakref.WeakKeyDictionary[Engine, tuple[object, str]] = weakref.WeakKeyDictionary()
+
+
 def _display(engine: Engine) -> str:
+    """The engine's URL as messages show it (password hidden), worked out once per URL."""
+    found = _shown.get(engine)
+    if found is not None and found[0] is engine.url:
+        return found[1]
     from .._url import show_url
 
-    return show_url(engine.url)
+    shown = show_url(engine.url)
+    _shown[engine] = (engine.url, shown)
+    return shown
 
 
 class _Base:
