@@ -37,9 +37,11 @@ change. Unlike ``peewee_async.testing.TransactionTestCase``:
    outer transaction (MySQL DDL and ``TRUNCATE``, two-phase commit) are
    refused with :class:`~dbrewind.exceptions.SandboxError`.
 
-The safety net's check after the block: on PostgreSQL it rides on the
-``ROLLBACK`` (one round trip for both) and the full check runs only when
-something was marked; elsewhere it is the lifecycle's one-round-trip check.
+The safety net's check after the block: on PostgreSQL (aiopg, psycopg) with
+the DDL event trigger installed it rides on the ``ROLLBACK`` (one round trip
+for both), and the full check runs only when something was marked; elsewhere
+the lifecycle's check runs on a thread beside the rollback (it reads only what
+other connections committed).
 
 All queries in the block share one pooled connection. Concurrent tasks
 (``asyncio.gather``) are serialised statement by statement, and an
