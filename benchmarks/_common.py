@@ -29,6 +29,7 @@ __all__ = [
     "cases_table",
     "checks_table",
     "drop_databases",
+    "finish",
     "fmt_ms",
     "median_ms",
     "scratch_databases",
@@ -219,3 +220,13 @@ def checks_table(checks: Sequence[Check]) -> str:
     lines = ["| backend | target | measured | limit | result |", "|---|---|---:|---:|---|"]
     lines += [c.row() for c in checks]
     return "\n".join(lines)
+
+
+def finish(reports: Sequence[str], checks: Sequence[Check]) -> int:
+    """Print the reports, the load average at the end and the targets' table; the exit
+    code: 1 when a target was missed."""
+    print("\n\n".join(reports))
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs).")
+    print("\n### Targets\n")
+    print(checks_table(checks))
+    return 0 if all(c.passed for c in checks) else 1

@@ -36,7 +36,7 @@ from _common import (
     Check,
     base_parser,
     cases_table,
-    checks_table,
+    finish,
     fmt_ms,
     scratch_databases,
     selected_backends,
@@ -200,11 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         report, found = run_backend(backend, rounds, args.tables)
         reports.append(report)
         checks += found
-    print("\n\n".join(reports))
-    print(f"\nLoad average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs).")
-    print("\n### Targets\n")
-    print(checks_table(checks))
-    return 0 if all(c.passed for c in checks) else 1
+    return finish(reports, checks)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ from _common import (
     SERVER_URLS,
     Check,
     base_parser,
-    checks_table,
     drop_databases,
+    finish,
     fmt_ms,
     selected_backends,
     subprocess_env,
@@ -508,11 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         reports.append(report)
         checks += found
-    print("\n\n".join(reports))
-    print(f"\nLoad average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs).")
-    print("\n### Targets\n")
-    print(checks_table(checks))
-    return 0 if all(c.passed for c in checks) else 1
+    return finish(reports, checks)
 
 
 if __name__ == "__main__":
