@@ -544,6 +544,8 @@ class AsyncPeeweeSandbox(SandboxOptions):
         self._take_safety_net()
         database = self._database
         if database is not None and self._probe_unknown():
+            if len(_PROBES) >= 64:  # released databases are not kept alive for ever
+                _PROBES.clear()
             _PROBES[id(database)] = (database, _clean_probe(database))
 
     def _rollback_sql(self) -> tuple[str, str | None]:

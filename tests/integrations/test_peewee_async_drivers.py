@@ -22,6 +22,7 @@ import peewee_async
 import pytest
 import pytest_asyncio
 from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sqlalchemy_inspect
 from sqlalchemy.engine import URL
 
 import dbrewind.peewee_async as sandbox_module
@@ -319,3 +320,21 @@ async def test_a_clean_block_reports_nothing(database: Any) -> None:
             await fails(database)
         assert case.leaked is None
     assert await committed(database) == 0
+
+
+async def test_a_table_created_on_another_connection_is_dropped_and_reported(
+    database: Any, driver_url: URL
+) -> None:
+    other = create_engine(driver_url)
+    try:
+        async with TransactionTestCase(database) as case:
+            with other.begin() as conn:
+                conn.execute(text("CREATE TABLE escaped_table (id INTEGER PRIMARY KEY)"))
+            await Writer.aio_create(name="sandboxed")
+        assert case.leaked is not None
+        assert [key.rsplit(".", 1)[-1] for key in case.leaked.created_tables] == ["escaped_table"]
+        with other.connect() as conn:
+            names_left = set(sqlalchemy_inspect(conn).get_table_names())
+        assert "escaped_table" not in names_left
+    finally:
+        other.dispose()
