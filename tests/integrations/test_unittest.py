@@ -533,3 +533,49 @@ def test_the_class_engine_is_the_one_routed_into_the_sandbox(
         app_engine.dispose()
     assert seen == {"by_url_engine_is_app_engine": False, "a": ["App"], "b": []}
     assert count_people(observer) == 0
+
+
+# --------------------------------------------------------------------------- reset_sequences
+_counted = MetaData()
+_tally = Table(
+    "tally",
+    _counted,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("note", String(20), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+
+def _tally_setup(conn: Connection) -> None:
+    _counted.create_all(conn)
+
+
+@pytest.mark.parametrize("asked", [None, True, False], ids=["default", "true", "false"])
+def test_transactiontestcase_reset_sequences_restarts_ids_as_asked(
+    url: str, backend: str, asked: bool | None
+) -> None:
+    ids: list[int] = []
+
+    class Cases(dbu.TransactionTestCase):
+        database_url = url
+        database_setup = _tally_setup
+        reset_sequences = asked
+
+        def _commit_one(self) -> None:
+            new = self.db.execute(insert(_tally).values(note="x")).inserted_primary_key
+            self.db.commit()
+            ids.append(int(new[0]))
+
+        def test_a(self) -> None:
+            self._commit_one()
+
+        def test_b(self) -> None:
+            self._commit_one()
+
+        def test_c(self) -> None:
+            self._commit_one()
+
+    assert_passed(run(Cases), 3)
+    # None: the database's setting, auto: restart on PostgreSQL and SQLite, not on MySQL
+    restarts = asked is True or (asked is None and backend != "mysql")
+    assert ids == ([1, 1, 1] if restarts else [1, 2, 3])
