@@ -37,11 +37,13 @@ change. Unlike ``peewee_async.testing.TransactionTestCase``:
    outer transaction (MySQL DDL and ``TRUNCATE``, two-phase commit) are
    refused with :class:`~dbrewind.exceptions.SandboxError`.
 
-The safety net's check after the block: on PostgreSQL (aiopg, psycopg) with
-the DDL event trigger installed it rides on the ``ROLLBACK`` (one round trip
-for both), and the full check runs only when something was marked; elsewhere
-the lifecycle's check runs on a thread beside the rollback (it reads only what
-other connections committed).
+The safety net's check after the block: the dialect's receipt runs right after
+the ``ROLLBACK`` (PostgreSQL: in its round trip on aiopg and psycopg; SQLite:
+on the block's connection), and the full check runs only when the receipt
+cannot say that nothing escaped; on MySQL the full check runs on a thread
+beside the rollback (it reads only what other connections committed). Under
+the pytest plugin, a block that a fixture ends and that found nothing spares
+the plugin its own check after the test.
 
 All queries in the block share one pooled connection. Concurrent tasks
 (``asyncio.gather``) are serialised statement by statement, and an
@@ -193,36 +195,6 @@ def _in_thread(work: Callable[[], None]) -> asyncio.Future[None]:
 _CLEAN = object()
 """What :meth:`AsyncPeeweeSandbox._end_transaction` returns when the check that rode on
 the rollback found nothing to rewind."""
-
-_PROBES: dict[int, tuple[Any, str | None]] = {}
-"""By ``id`` of a lifecycle database: the database, and its :func:`_clean_probe`."""
-
-
-def _clean_probe(database: Any) -> str | None:
-    """A query that may ride on the block's ``ROLLBACK`` in place of the safety net's
-    check, answering one row whose one value is true when the check has work to do.
-
-    PostgreSQL with the DDL event trigger installed (a superuser's installation): the
-    rewind has nothing to do exactly when ``dbrewind.marks`` is empty (every write and
-    every DDL statement of a tracked schema marks it). Without the event trigger the
-    rewind also compares the table list, and elsewhere the check is the dialect's own:
-    None, and the full check runs.
-    """
-    rewinder = database.rewinder
-    if rewinder is None or rewinder.url.backend != "postgresql":
-        return None
-    from .dialects.postgresql._sql import _EVENT_TRIGGER, TRACKING_SCHEMA
-
-    with rewinder.connection() as conn:
-        found = conn.exec_driver_sql(
-            "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %(name)s "
-            "AND evtenabled <> 'D')",
-            {"name": _EVENT_TRIGGER},
-        ).scalar()
-    if not found:
-        return None
-    return f"SELECT EXISTS (SELECT 1 FROM {TRACKING_SCHEMA}.marks)"
-
 
 _WHERE: dict[Any, tuple[Any, str]] = {}
 
@@ -461,8 +433,8 @@ class AsyncPeeweeSandbox(SandboxOptions):
                 "database.aio_atomic() blocks inside it instead."
             )
         db = self.database
-        if not self._take_safety_net_at_once() or self._probe_unknown():
-            await _in_thread(self._take_safety_net_and_probe)
+        if not self._take_safety_net_at_once():
+            await _in_thread(self._take_safety_net)
         self.leaked = None
         self.sync_queries = []
         self._router = _router(db)
@@ -505,13 +477,13 @@ class AsyncPeeweeSandbox(SandboxOptions):
         checking: asyncio.Future[None] | None = None
         try:
             self._patches.revert()
-            rollback, probe = self._rollback_sql()
-            if probe is None and self._checks():
+            receipt = self._receipt_sql() if self._checks() else None
+            if receipt is None and self._checks():
                 # The check reads what other connections committed; the block's own
                 # writes were never committed, so it runs beside the rollback. (A rewind
                 # that has to wait for the block's locks gets them when it ends.)
-                checking = _in_thread(self._after_block)
-            closing = asyncio.ensure_future(self._end_transaction(rollback, probe))
+                checking = _in_thread(self._check_beside)
+            closing = asyncio.ensure_future(self._end_transaction(receipt))
             try:
                 outcome = await asyncio.shield(closing)
             except asyncio.CancelledError:
@@ -521,7 +493,10 @@ class AsyncPeeweeSandbox(SandboxOptions):
             self._active = False
             if checking is not None:
                 await checking
-            elif outcome is not _CLEAN and self._checks():
+            elif outcome is _CLEAN:
+                assert self._database is not None
+                self._database.note_escaped_nothing()
+            elif self._checks():
                 await _in_thread(self._after_block)
         self._fail_lock_waits(found)
 
@@ -534,47 +509,38 @@ class AsyncPeeweeSandbox(SandboxOptions):
             return bool(self._database.safety_net)
         return self.rewinder is not None
 
-    def _probe_unknown(self) -> bool:
+    def _receipt_sql(self) -> str | None:
+        """The dialect's receipt (:meth:`~dbrewind.dialects.base.Dialect.sandbox_receipt_sql`),
+        run right after the rollback: true when the safety net's check would find nothing.
+        None when there is no safety net here, or the dialect has no receipt."""
         database = self._database
-        return database is not None and _PROBES.get(id(database), (None,))[0] is not database
+        if database is None or database.rewinder is None:
+            return None
+        return database.rewinder.dialect.sandbox_receipt_sql()
 
-    def _take_safety_net_and_probe(self) -> None:
-        """:meth:`_take_safety_net`, then (once per lifecycle database) whether its check
-        can ride on the block's ``ROLLBACK`` (:func:`_clean_probe`)."""
-        self._take_safety_net()
-        database = self._database
-        if database is not None and self._probe_unknown():
-            if len(_PROBES) >= 64:  # released databases are not kept alive for ever
-                _PROBES.clear()
-            _PROBES[id(database)] = (database, _clean_probe(database))
-
-    def _rollback_sql(self) -> tuple[str, str | None]:
-        """The block's last round trip: ``ROLLBACK``, and the check it carries, if any."""
-        database = self._database
-        if database is None or not database.safety_net or not self._wire.joins_plain():
-            return "ROLLBACK", None
-        held, probe = _PROBES.get(id(database), (None, None))
-        if held is not database or probe is None:
-            return "ROLLBACK", None
-        return f"ROLLBACK; {probe}", probe
-
-    async def _end_transaction(self, sql: str, probe: str | None) -> object:
-        """Roll back (``sql``, carrying ``probe``) and release; :data:`_CLEAN` when the
-        check that rode on the rollback found nothing to rewind."""
+    async def _end_transaction(self, receipt: str | None) -> object:
+        """Roll back and release; :data:`_CLEAN` when the ``receipt`` run after the
+        rollback (in its round trip where the driver allows) says the safety net's check
+        would find nothing."""
         raw, self._raw = self._raw, None
         outcome: object = None
         try:
-            if probe is None:
-                await _run(raw, sql)
+            if receipt is None:
+                await _run(raw, "ROLLBACK")
             else:
                 try:
                     async with raw.cursor() as cursor:
-                        await cursor.execute(sql)
-                        row = await self._wire.fetch_last(cursor)
+                        if self._wire.joins_plain():
+                            await cursor.execute(f"ROLLBACK; {receipt}")
+                            row = await self._wire.fetch_last(cursor)
+                        else:
+                            await cursor.execute("ROLLBACK")
+                            await cursor.execute(receipt)
+                            row = await cursor.fetchone()
                 except Exception:
-                    await _run(raw, "ROLLBACK")  # the check failed, not the rollback: the full one
+                    await _run(raw, "ROLLBACK")  # the receipt failed, not the rollback: check
                 else:
-                    outcome = None if row is None or row[0] else _CLEAN
+                    outcome = _CLEAN if row is not None and row[0] else None
         except Exception:
             if not await _lost(raw):
                 raise
@@ -587,6 +553,13 @@ class AsyncPeeweeSandbox(SandboxOptions):
             if raw is not None:
                 await self.database.pool_backend.release(raw)
         return outcome
+
+    def _check_beside(self) -> None:
+        """The safety net's check, on a thread beside the rollback; a clean one is told to
+        the lifecycle database (see :meth:`~dbrewind.provision.Database.note_escaped_nothing`)."""
+        self._after_block()
+        if self.leaked is None and self._database is not None:
+            self._database.note_escaped_nothing()
 
     # ----------------------------------------------------------------- patches
     def _install_patches(self, connection: _Connection) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,10 @@ class Database:
         """The connections of :attr:`engine` checked out now, by record: (record, seq)."""
         self._checkouts = 0
         self._lock_watch: LockWatch | None = None
+        self.escaped_nothing_in: str | None = None
+        """Set by a library sandbox (the peewee ones) whose block ended in a pytest
+        test's teardown and saw that nothing outside it left this database dirty: that
+        test's ``PYTEST_CURRENT_TEST`` (see :meth:`note_escaped_nothing`)."""
 
     def __repr__(self) -> str:
         return f"Database({self.url.display()!r}, {self.target.mode})"
@@ -150,6 +155,20 @@ class Database:
         """That sandbox ended."""
         with self._lock:
             self._sandboxes = max(0, self._sandboxes - 1)
+
+    def note_escaped_nothing(self) -> None:
+        """A sandbox's block just ended, and its check (the dialect's receipt on its
+        rollback, or the rewind) found that nothing outside it left the database dirty.
+
+        When that is in a pytest test's teardown (a fixture ended the block, as the
+        plugin's own ``db`` does), the plugin's check after that test has nothing to
+        find and is counted, not sent (:meth:`after_test`'s ``escaped_nothing``).
+        Anywhere else (the test's own code may write after the block) it is forgotten.
+        As after the plugin's ``db``, what a fixture torn down later commits is found by
+        the next check (the next block's, or the plugin's after the next test).
+        """
+        current = os.environ.get("PYTEST_CURRENT_TEST", "")
+        self.escaped_nothing_in = current if current.endswith(" (teardown)") else None
 
     def watch_locks(self, sandbox: Any, what: str, fix: str = PLUGIN_FIX) -> Watched | None:
         """Watch, while a test runs, for statements of other connections that wait on

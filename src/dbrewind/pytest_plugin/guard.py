@@ -337,7 +337,11 @@ def after_test(
         # a test that committed for real may have changed the schema too
         committed = strategy is Strategy.CLEAN or id(database) in compat or real_commits
         reset = None if mark is None else mark.reset_sequences
-        clean = not committed and not left and item.stash.get(ESCAPED_NOTHING, None) is database
+        told = item.stash.get(ESCAPED_NOTHING, None) is database or (
+            database.escaped_nothing_in == f"{item.nodeid} (teardown)"
+        )
+        database.escaped_nothing_in = None
+        clean = not committed and not left and told
         try:
             result = database.after_test(
                 check_schema=committed, reset_sequences=reset, escaped_nothing=clean
