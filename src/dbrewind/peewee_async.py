@@ -192,6 +192,30 @@ def _in_thread(work: Callable[[], None]) -> asyncio.Future[None]:
     return asyncio.get_running_loop().run_in_executor(_WORKER, work)
 
 
+_SEEN: dict[int, tuple[Any, str]] = {}
+"""By ``id`` of a lifecycle database: the database, and its :func:`_seen_sql`."""
+
+
+def _seen_sql(database: Any) -> str:
+    """PostgreSQL with tracking: ``SET LOCAL`` of every tracked table's
+    ``dbrewind.seen_<n>`` (see :meth:`AsyncPeeweeSandbox._begin`); elsewhere ``""``.
+    Utility statements with constants: no table is read in the block's round trip."""
+    rewinder = database.rewinder
+    if rewinder is None or rewinder.url.backend != "postgresql":
+        return ""
+    from .dialects.postgresql._sql import _SEEN_PREFIX, TRACKING_SCHEMA
+
+    try:
+        with rewinder.connection() as conn:
+            ords = [
+                int(row[0])
+                for row in conn.exec_driver_sql(f"SELECT ord FROM {TRACKING_SCHEMA}.tables")
+            ]
+    except Exception:  # another kind of installation: the triggers fire, as they did
+        return ""
+    return "; ".join(f"SET LOCAL {_SEEN_PREFIX}{n} = '1'" for n in sorted(ords))
+
+
 _CLEAN = object()
 """What :meth:`AsyncPeeweeSandbox._end_transaction` returns when the check that rode on
 the rollback found nothing to rewind."""
@@ -433,8 +457,8 @@ class AsyncPeeweeSandbox(SandboxOptions):
                 "database.aio_atomic() blocks inside it instead."
             )
         db = self.database
-        if not self._take_safety_net_at_once():
-            await _in_thread(self._take_safety_net)
+        if not self._take_safety_net_at_once() or self._marks_unknown():
+            await _in_thread(self._take_safety_net_and_seen)
         self.leaked = None
         self.sync_queries = []
         self._router = _router(db)
@@ -443,7 +467,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
             await db.aio_connect()  # a pool closed after an earlier test (its event loop ended)
         raw = await db.pool_backend.acquire()
         try:
-            await _run(raw, "BEGIN")
+            await self._begin(raw)
         except Exception:
             await _release_dead(db, raw)
             # the pool handed out a connection the server closed (a restart, a failover,
@@ -452,7 +476,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
             await db.aio_connect()
             raw = await db.pool_backend.acquire()
             try:
-                await _run(raw, "BEGIN")
+                await self._begin(raw)
             except BaseException:
                 await db.pool_backend.release(raw)
                 raise
@@ -460,7 +484,6 @@ class AsyncPeeweeSandbox(SandboxOptions):
             await db.pool_backend.release(raw)
             raise
         self._raw = raw
-        self._wire = _Wire(raw)
         self._active = True
         self._install_patches(_Connection(self, raw))
         self._watch_locks(raw, _WHAT, _FIX, self._router.ops)
@@ -501,6 +524,43 @@ class AsyncPeeweeSandbox(SandboxOptions):
         self._fail_lock_waits(found)
 
     # ------------------------------------------------------------ safety net
+    async def _begin(self, raw: Any) -> None:
+        """``BEGIN`` on ``raw``; on PostgreSQL with tracking, in the same round trip, every
+        tracked table's transaction-local ``dbrewind.seen_<n>`` set, as if the block had
+        marked it already: the tracking triggers fire for none of the block's writes. A
+        mark made in the block would be rolled back with it; what other connections
+        commit is marked as ever. (The first firing on a new connection also compiles
+        the trigger function: a suite that makes a pool per test paid that every test.)"""
+        wire = _Wire(raw)
+        database = self._database
+        seen = _SEEN.get(id(database), (None, ""))
+        if seen[0] is not database or not seen[1] or not wire.joins_plain():
+            await _run(raw, "BEGIN")
+        else:
+            try:
+                await _run(raw, f"BEGIN; {seen[1]}")
+            except Exception as exc:
+                try:  # the transaction began and the settings failed: without them
+                    await _run(raw, "ROLLBACK")
+                except Exception:
+                    raise exc from None
+                await _run(raw, "BEGIN")
+        self._wire = wire
+
+    def _marks_unknown(self) -> bool:
+        database = self._database
+        return database is not None and _SEEN.get(id(database), (None,))[0] is not database
+
+    def _take_safety_net_and_seen(self) -> None:
+        """:meth:`_take_safety_net`, then (once per lifecycle database) the settings that
+        :meth:`_begin` sends with ``BEGIN`` (:func:`_seen_sql`)."""
+        self._take_safety_net()
+        database = self._database
+        if database is not None and self._marks_unknown():
+            if len(_SEEN) >= 64:  # released databases are not kept alive for ever
+                _SEEN.clear()
+            _SEEN[id(database)] = (database, _seen_sql(database))
+
     def _checks(self) -> bool:
         """Whether the block ends with a safety-net check (one is in place)."""
         if not self.safety_net:

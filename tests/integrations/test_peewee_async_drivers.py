@@ -338,3 +338,20 @@ async def test_a_table_created_on_another_connection_is_dropped_and_reported(
         assert "escaped_table" not in names_left
     finally:
         other.dispose()
+
+
+async def test_postgresql_writes_in_the_block_fire_no_tracking_trigger(
+    database: Any, driver: str
+) -> None:
+    if DRIVERS[driver] != "postgresql":
+        pytest.skip("PostgreSQL's transaction-local marks")
+    async with TransactionTestCase(database):  # the safety net taken up
+        pass
+    async with TransactionTestCase(database) as case:
+        await Writer.aio_create(name="ada")
+        await Note.aio_create(body="x")
+        row = await database.aio_execute_sql(
+            "SELECT COUNT(*) FROM dbrewind.marks", fetch_results=peewee_async.databases.fetchone
+        )
+        assert row[0] == 0  # what the block writes is rolled back: no mark is needed
+    assert case.leaked is None
