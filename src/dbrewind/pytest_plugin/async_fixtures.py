@@ -77,9 +77,12 @@ def async_db_session(request: pytest.FixtureRequest) -> Any:
     committed (``transactional=True`` gives real commits, rewound after). It is
     opened and closed on the event loop the test runs on, whichever runs it:
     pytest-asyncio (strict or auto mode, any ``loop_scope``) or anyio; no
-    event-loop fixture is needed. ``expire_on_commit=False``: after a commit
-    the test can still read attributes without an implicit (and, in async
-    code, impossible) lazy load.
+    event-loop fixture is needed. On a loop that outlives the test
+    (``loop_scope`` class, module, package or session) the tests reuse one
+    pooled connection of that loop, opened and closed on it; on a
+    function-scoped loop each test connects. ``expire_on_commit=False``: after
+    a commit the test can still read attributes without an implicit (and, in
+    async code, impossible) lazy load.
     """
     try:
         flavour = _async_flavour(request)
