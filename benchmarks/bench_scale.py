@@ -664,7 +664,9 @@ def report(result: BackendResult) -> tuple[str, list[Check], dict[str, Any]]:
                 "error": case.error,
                 "runs": [r.__dict__ for r in case.runs],
             }
-            if contender in (TRUNCATE, PCD) and ours is not None and cost is not None:
+            # the targets against TRUNCATE and pytest-clean-database are the servers'
+            targeted = backend != "sqlite" and contender in (TRUNCATE, PCD)
+            if targeted and ours is not None and cost is not None:
                 limit = TARGET_PCD if contender == PCD else TARGET_TRUNCATE.get(schema.tables)
                 if contender == PCD and case.errors:
                     entry["cases"][contender]["target"] = "not checked: it fails on this schema"
