@@ -119,3 +119,51 @@ def test_the_rewinder_alone_sees_the_same_after_quiet_rewinds(
     assert bare(database, rewinder.rewind().created_tables) == {"scratch2"}
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(item)).scalar_one() == 2
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE scratch3 (id INTEGER PRIMARY KEY)",
+        "ALTER TABLE other ADD COLUMN extra INTEGER",
+        "DROP TABLE other",
+    ],
+    ids=["create", "alter", "drop"],
+)
+def test_tests_that_write_cost_no_schema_scan_while_no_ddl_runs_yet_ddl_is_seen(
+    backend: str,
+    database: Database,
+    engine: Engine,
+    statement: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Committed rows, rewound test after test (on MariaDB a rewind that empties a table
+    truncates it: DDL of its own), read neither schema stamp, which scan the server's
+    whole dictionary on MariaDB; DDL of another session afterwards is still seen."""
+    assert database.rewinder is not None
+    dialect = database.rewinder.dialect
+    scans: list[str] = []
+    for stamp in ("schema_stamp", "columns_stamp"):
+        real = getattr(dialect, stamp)
+
+        def counted(conn: Connection, real=real, stamp=stamp) -> object:  # type: ignore[no-untyped-def]
+            scans.append(stamp)
+            return real(conn)
+
+        monkeypatch.setattr(dialect, stamp, counted)
+    for n in range(4):  # each test writes, some into the empty table (truncated after)
+        run(engine, f"INSERT INTO item (name) VALUES ('w{n}')", f"INSERT INTO other VALUES ({n})")
+        assert bare(database, database.after_test(check_schema=True).tables) == {"item", "other"}
+    scanned = list(scans)
+    run(engine, statement)
+    if statement.startswith("CREATE"):
+        result = database.after_test(check_schema=True)
+        assert bare(database, result.created_tables) == {"scratch3"}
+        assert tables(engine) == {"item", "other"}
+    else:
+        with pytest.raises(SchemaChangedError):
+            database.after_test(check_schema=True)
+    if backend == "mysql":  # the one dialect whose tables need the stamps
+        assert scanned == [], "no DDL but the rewinds' own: no scan"
+        assert scans, "another session's DDL: the stamps are read"
+    assert names(engine) == ["seed-1", "seed-2"]

@@ -373,19 +373,23 @@ class Database:
         with self._lock:
             dialect = self.rewinder.dialect
             quiet: object = None
+            no_ddl = False  # no DDL ran anywhere since the last check: the stamps stand
             if check_schema:
                 state = self.rewinder.call(dialect.quick_state)
                 if state is not None:
                     clean, quiet = state
-                    if clean and quiet is not None and quiet == self._quiet:
+                    no_ddl = quiet is not None and quiet == self._quiet
+                    if clean and no_ddl:
                         self.rewinder.checks += 1  # nothing written, no DDL: one read
                         return RewindResult()
-            self._quiet = None
-            watch = check_schema and not dialect.sees_recreated_tables
+                self._quiet = None
+            watch = check_schema and not dialect.sees_recreated_tables and not no_ddl
             moved = False
             if watch:
                 moved = self.rewinder.call(dialect.schema_stamp) != self._stamp
-            columns = self.rewinder.call(dialect.columns_stamp) if check_schema else None
+            columns = None
+            if check_schema and not no_ddl:
+                columns = self.rewinder.call(dialect.columns_stamp)
             try:
                 result = self._rewind(reset_sequences)
             except SchemaChangedError as exc:  # MySQL: a table's columns changed under it
@@ -409,8 +413,18 @@ class Database:
                     )
                 self._remake("the columns of a table were altered")
                 return result
-            if watch and (moved or result.truncated or result.created_tables):
+            own_ddl = bool(result.truncated or result.created_tables)
+            if watch and (moved or own_ddl):
                 self._restamp()
+            elif no_ddl and own_ddl:
+                # the rewind's own DDL (TRUNCATE, a created table dropped) moved the
+                # stamps: they are read again only when DDL runs that is not the
+                # rewind's (they scan the server's whole dictionary)
+                self._stamp = self._columns = None
+            if check_schema and own_ddl and quiet is not None:
+                # ... and the DDL value, read again now
+                state = self.rewinder.call(dialect.quick_state)
+                quiet = state[1] if state is not None else None
             if check_schema:
                 self._quiet = quiet
             return result

@@ -212,8 +212,10 @@ class PostgreSQLDialect(Dialect):
     def quick_state(self, conn: Connection) -> tuple[bool, object] | None:
         """The receipt (:meth:`sandbox_receipt_sql`) on the driver's cursor: nothing is
         marked, and the event trigger that marks every DDL statement is on. The DDL
-        value is a constant: here DDL always leaves a mark."""
-        return self._receipt(conn), "marks"
+        value is a constant while nothing is marked, and None once something is: here
+        DDL leaves a mark like a write, so a mark may be DDL."""
+        clean = self._receipt(conn)
+        return clean, "marks" if clean else None
 
     def _receipt(self, conn: Connection) -> bool:
         """Whether a rewind would find nothing to do, in one plain read (False when it
