@@ -197,23 +197,17 @@ _SEEN: dict[int, tuple[Any, str]] = {}
 
 
 def _seen_sql(database: Any) -> str:
-    """PostgreSQL with tracking: ``SET LOCAL`` of every tracked table's
-    ``dbrewind.seen_<n>`` (see :meth:`AsyncPeeweeSandbox._begin`); elsewhere ``""``.
-    Utility statements with constants: no table is read in the block's round trip."""
+    """What the block's ``BEGIN`` carries so that the tracking triggers do nothing
+    inside it (:meth:`~dbrewind.dialects.Dialect.block_begin_sql`; see
+    :meth:`AsyncPeeweeSandbox._begin`)."""
     rewinder = database.rewinder
-    if rewinder is None or rewinder.url.backend != "postgresql":
+    if rewinder is None:
         return ""
-    from .dialects.postgresql._sql import _SEEN_PREFIX, TRACKING_SCHEMA
-
     try:
         with rewinder.connection() as conn:
-            ords = [
-                int(row[0])
-                for row in conn.exec_driver_sql(f"SELECT ord FROM {TRACKING_SCHEMA}.tables")
-            ]
+            return str(rewinder.dialect.block_begin_sql(conn))
     except Exception:  # another kind of installation: the triggers fire, as they did
         return ""
-    return "; ".join(f"SET LOCAL {_SEEN_PREFIX}{n} = '1'" for n in sorted(ords))
 
 
 _CLEAN = object()

@@ -342,6 +342,12 @@ ALLOWED: dict[str, dict[str, str]] = {
             "URL syntax: the driver part psycopg has an asyncio flavour of the same name"
         ),
     },
+    "peewee_async.py": {
+        'self.psycopg = module == "psycopg" or module.startswith("psycopg.")': (
+            "a driver's capability, not the database's: psycopg 3's client-side cursors "
+            "send several statements in one query (aiopg's do too; asyncpg's do not)"
+        ),
+    },
     "provision/app_engines.py": {
         "if backend != url.backend:": (
             "no database named: an engine is pointed only at a test database of its own kind"

@@ -585,6 +585,15 @@ class Dialect(ABC):
         """
         return None
 
+    def block_begin_sql(self, conn: Connection) -> str:
+        """Statements (``;``-separated, no parameters) a rollback block may send with its
+        ``BEGIN``, in the same round trip, so that the tracking triggers do no work
+        inside it: what the block writes is rolled back with it, marks included
+        (PostgreSQL: every tracked table marked as seen for the transaction). Read
+        once per database through ``conn``, dbrewind's own; empty when there is
+        nothing to send (the triggers then mark as they always do)."""
+        return ""
+
     def sandbox_receipt_sql(self) -> str | None:
         """A query the rollback sandbox runs right after its rollback, in the same round
         trip where the driver allows (:meth:`SandboxOps.rollback_with`): true when

@@ -234,6 +234,17 @@ class PostgreSQLDialect(Dialect):
             return False  # (the rewind's own call reports it, and a lost connection)
         return bool(row and row[0])
 
+    def block_begin_sql(self, conn: Connection) -> str:
+        """``SET LOCAL dbrewind.seen_<n> = '1'`` for every tracked table: the statement
+        triggers see their table marked already for the transaction (utility
+        statements with constants: no table is read in the block's round trip)."""
+        from ._sql import _SEEN_PREFIX
+
+        ords = [
+            int(row[0]) for row in conn.exec_driver_sql(f"SELECT ord FROM {TRACKING_SCHEMA}.tables")
+        ]
+        return "; ".join(f"SET LOCAL {_SEEN_PREFIX}{n} = '1'" for n in sorted(ords))
+
     def sandbox_receipt_sql(self) -> str | None:
         """No mark (no tracked table written, no DDL), and the event trigger that marks DDL
         is on: :meth:`rewind` would return at once (catalog's ``_NO_DDL_SQL``, plus the
