@@ -430,6 +430,7 @@ class AsyncPeeweeSandbox(SandboxOptions):
         self.sync_queries: list[str] = []
         self._root: _Scope | None = None
         self._raw: Any = None
+        self._seen_sent = False  # the block's BEGIN carried block_begin_sql (no marks)
         self._wire: _Wire = _Wire(None)
         self._active = False
 
@@ -492,10 +493,13 @@ class AsyncPeeweeSandbox(SandboxOptions):
         found = self._unwatch_locks()
         outcome: object = None
         checking: asyncio.Future[None] | None = None
+        # the block's transaction ended before its end (a COMMIT sent past the sandbox):
+        # what it wrote is committed, and, with the marks skipped, unmarked
+        unmarked = self._seen_sent and self._outer_gone()
         try:
             self._patches.revert()
-            receipt = self._receipt_sql() if self._checks() else None
-            if receipt is None and self._checks():
+            receipt = self._receipt_sql() if self._checks() and not unmarked else None
+            if receipt is None and self._checks() and not unmarked:
                 # The check reads what other connections committed; the block's own
                 # writes were never committed, so it runs beside the rollback. (A rewind
                 # that has to wait for the block's locks gets them when it ends.)
@@ -508,7 +512,9 @@ class AsyncPeeweeSandbox(SandboxOptions):
                 raise
         finally:
             self._active = False
-            if checking is not None:
+            if unmarked and self._checks():
+                await _in_thread(self._rewind_everything)
+            elif checking is not None:
                 await checking
             elif outcome is _CLEAN:
                 assert self._database is not None
@@ -528,11 +534,13 @@ class AsyncPeeweeSandbox(SandboxOptions):
         wire = _Wire(raw)
         database = self._database
         seen = _SEEN.get(id(database), (None, ""))
+        self._seen_sent = False
         if seen[0] is not database or not seen[1] or not wire.joins_plain():
             await _run(raw, "BEGIN")
         else:
             try:
                 await _run(raw, f"BEGIN; {seen[1]}")
+                self._seen_sent = True
             except Exception as exc:
                 try:  # the transaction began and the settings failed: without them
                     await _run(raw, "ROLLBACK")
@@ -540,6 +548,23 @@ class AsyncPeeweeSandbox(SandboxOptions):
                     raise exc from None
                 await _run(raw, "BEGIN")
         self._wire = wire
+
+    def _outer_gone(self) -> bool:
+        """Whether the block's connection is no longer inside its transaction (the
+        driver's own state, no round trip; aiopg keeps psycopg2's connection as ``raw``)."""
+        raw, router = self._raw, self._router
+        if raw is None or router is None:
+            return False
+        probe = router.ops.transaction_probe(getattr(raw, "raw", raw))
+        return probe is not None and not probe()
+
+    def _rewind_everything(self) -> None:
+        """The block's transaction was committed with its marks skipped: every tracked
+        table is taken as written, so the safety net puts them all back and names them."""
+        rewinder = self._database.rewinder if self._database is not None else self.rewinder
+        if rewinder is not None:
+            rewinder.mark_dirty(*rewinder.call(rewinder.dialect.tracked_tables))
+        self._after_block()
 
     def _marks_unknown(self) -> bool:
         database = self._database

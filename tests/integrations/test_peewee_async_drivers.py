@@ -355,3 +355,20 @@ async def test_postgresql_writes_in_the_block_fire_no_tracking_trigger(
         )
         assert row[0] == 0  # what the block writes is rolled back: no mark is needed
     assert case.leaked is None
+
+
+async def test_a_commit_sent_past_the_sandbox_is_rewound_whole(database: Any, driver: str) -> None:
+    """A COMMIT straight on the driver's connection ends the block's transaction: what it
+    wrote is committed. On PostgreSQL the block's BEGIN told the tracking triggers to
+    skip their marks; the block sees its transaction gone and rewinds every table."""
+    if DRIVERS[driver] == "sqlite":
+        pytest.skip("aiosqlite's block connection is not reached this way")
+    async with TransactionTestCase(database) as case:
+        await Writer.aio_create(name="ada")
+        await sandbox_module._run(case._raw, "COMMIT")
+    assert case.leaked is not None
+    assert "writer" in [key.rsplit(".", 1)[-1] for key in case.leaked.tables]
+    assert await committed(database) == 0
+    async with TransactionTestCase(database) as again:
+        assert await names() == []
+    assert again.leaked is None
