@@ -111,10 +111,13 @@ async def test_one_check_was_sent_after_each_at_most() -> None:
 
 async def test_a_write_after_the_block() -> None:
     database = TestModel._meta.database
-    async with TransactionTestCase(database):
-        await TestModel.aio_create(text="sandboxed")
-    with database.allow_sync():
-        TestModel.create(text="after the block")  # a real commit, in the test's own code
+    try:
+        async with TransactionTestCase(database):
+            await TestModel.aio_create(text="sandboxed")
+        with database.allow_sync():
+            TestModel.create(text="after the block")  # a real commit, in the test's own code
+    finally:
+        await database.aio_close()  # its pool was opened on this test's loop
 
 
 async def test_the_plugin_rewound_it(db) -> None:
@@ -151,6 +154,7 @@ def test_one_check_a_test_and_every_write_rewound(tmp_path: Path, suite_db: URL)
         assert code == 0, out
         assert "6 passed" in out, out
         assert "escaped" in out, out  # the block's own check reported the sync write
+        assert "Event loop is closed" not in out, out  # no pool left open on a dead loop
     engine = create_engine(suite_db)
     try:
         with engine.connect() as conn:
