@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .._test_context import offered
 from ..exceptions import ConfigurationError, DbrewindError
 from .app_engines import route, sandbox_engine
 from .fixtures import (
@@ -143,7 +144,8 @@ def _make_async_fixture(scope: str | None) -> Any:
     ) -> AsyncIterator[AsyncSession]:
         pool = pools.get(pool_name) if pool_name else None
         async for session in _async_session(request, dbrewind_databases, pool):
-            yield session
+            with offered(session):  # the session factories use when given none
+                yield session
 
     name = f"_dbrewind_async_session_{scope or 'anyio'}"
     fixture.__name__ = fixture.__qualname__ = name

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .._test_context import offered
 from ..exceptions import ConfigurationError, DbrewindError
 from .app_engines import redirect_app_engines, restore_app_engines, route, sandbox_engine
 from .config import (
@@ -265,12 +266,13 @@ def db_session(
     """
     session_class = plugin_state(request.config).session_class(is_async=False)
     if is_transactional(request):
-        with session_class(_primary(dbrewind_databases).engine) as session:
+        with session_class(_primary(dbrewind_databases).engine) as session, offered(session):
             yield session
         return
     session = request.getfixturevalue("_dbrewind_sandbox").session(session_class)
     try:
-        yield session
+        with offered(session):  # the session factories use when given none
+            yield session
     finally:
         session.close()
 

@@ -7,6 +7,7 @@ one: a project whose tests use none pays only for a few hook calls.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 import threading
 import warnings
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from .. import _test_context
 from .._context import set_worker, subscribe
 from .._strategy import Strategy
 from ..exceptions import ConfigurationError, DbrewindError, FixtureShadowedWarning
@@ -37,7 +39,9 @@ __all__ = [
     "pytest_fixture_post_finalizer",
     "pytest_fixture_setup",
     "pytest_report_header",
+    "pytest_runtest_call",
     "pytest_runtest_makereport",
+    "pytest_runtest_setup",
     "pytest_runtest_teardown",
     "pytest_sessionfinish",
     "pytest_sessionstart",
@@ -172,6 +176,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "reset_sequences=None): "
         'how dbrewind isolates this test; see the README\'s "The pytest plugin".',
     )
+    config.addinivalue_line(
+        "markers",
+        "db: a database test (a tag for selecting tests, -m db; dbrewind's fixtures "
+        "isolate the test whether or not it is marked)",
+    )
     state = install_state(config)
     check_configuration(config)
     state._unsubscribe.append(subscribe(state.acquired))
@@ -283,8 +292,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _warn_shadowed(items: list[pytest.Item]) -> None:
     """A project fixture named like one of dbrewind's: say so once, with the alias.
 
-    One built on a ``dbrewind_<name>`` alias (``def db(dbrewind_db_session)``) is
-    meant: nothing is said.
+    One built on a ``dbrewind_<name>`` alias (``def db(dbrewind_db_session)``), or on
+    another of dbrewind's fixtures (``def db(db_session)``), is meant: nothing is said.
     """
     said: set[tuple[str, str]] = set()
     for item in items:
@@ -298,9 +307,9 @@ def _warn_shadowed(items: list[pytest.Item]) -> None:
             func = definitions[-1].func
             module = getattr(func, "__module__", "") or ""
             if module.startswith("dbrewind.") or any(
-                arg.startswith("dbrewind_") for arg in definitions[-1].argnames
+                arg.startswith("dbrewind_") or arg in ALIASED for arg in definitions[-1].argnames
             ):
-                continue
+                continue  # built on one of dbrewind's (seed-style ``def db(db_session)``)
             where = _where(func)
             if (name, where) in said:
                 continue
@@ -362,8 +371,12 @@ def pytest_fixture_setup(
         return (yield)
     state = plugin_state(request.config)
     before = set(threading.enumerate())
+    counters = state.counters
     value = yield
     state.scope_threads.update(t for t in threading.enumerate() if t not in before)
+    # the factories' counters it moved stay moved for its scope (no second user1)
+    state.counter_layers[id(fixturedef)] = counters
+    state.counters = _test_context.snapshot_counters()
     if not state.active:
         return value
     module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
@@ -380,6 +393,29 @@ def pytest_fixture_setup(
     return value
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test begins: the factories' counters start from the baseline (a test's first
+    user is ``user1`` whatever ran before it), and helpers may ask for its session."""
+    state = plugin_state(item.config)
+    _test_context.restore_counters(state.counters)
+    is_async = inspect.iscoroutinefunction(getattr(item, "function", None))
+    _test_context.start_test(item.nodeid, is_async=is_async)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """While a sync test runs, a helper given no session may set up its ``db_session``."""
+    request = getattr(item, "_request", None)
+    if request is None or "_dbrewind_guard" not in getattr(item, "fixturenames", ()):
+        return (yield)  # not a database test: nothing to set up on demand
+    _test_context.offer_fetch(lambda: request.getfixturevalue("dbrewind_db_session"))
+    try:
+        return (yield)
+    finally:
+        _test_context.offer_fetch(None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(
     item: pytest.Item, nextitem: pytest.Item | None
@@ -390,7 +426,10 @@ def pytest_runtest_teardown(
     or unittest classes may still have taken one up: every later test ends with
     its check too, after all the test's fixtures were torn down.
     """
-    value = yield
+    try:
+        value = yield
+    finally:
+        _test_context.clear_test()
     names = getattr(item, "fixturenames", ())
     if "_dbrewind_guard" not in names:
         state = plugin_state(item.config)
@@ -416,6 +455,7 @@ def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureReques
     if fixturedef.scope == "function":
         return
     state = plugin_state(request.config)
+    state.counters = state.counter_layers.pop(id(fixturedef), state.counters)
     for database in state.guarded():
         if database.pop_layer(fixturedef) is not None:
             state.new_reference(database)

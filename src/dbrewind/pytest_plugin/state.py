@@ -72,6 +72,12 @@ class PluginState:
         """Threads a module-, class- or session-scoped fixture started (a module's
         ``TestClient`` portal): they belong to that scope, not to the test whose setup
         made the fixture."""
+        self.counters: dict[Any, int] = {}
+        """The factories' counters every test starts from: where the wider-scoped
+        fixtures set up so far left them (empty: every counter starts at 1)."""
+        self.counter_layers: dict[int, dict[Any, int]] = {}
+        """Per wider-scoped fixture (by ``id`` of its definition): the counters before
+        it was set up, put back when it is torn down."""
         self.snapshots: dict[int, Snapshot] = {}
         """``--dbrewind-verify``: the reference contents of each database."""
         self._configs: dict[str, DatabaseConfig] | None = None
