@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from dbrewind import RewindResult, SandboxError
 from dbrewind.peewee import close_rewinders
 from dbrewind.peewee_async import TransactionTestCase
+from helpers.peewee_async import aio_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,26 +42,6 @@ class Order(peewee_async.AioModel):
 
 
 MODELS = [Author, Order]
-
-
-def aio_database(url: URL) -> Any:
-    """A peewee-async database for a (sync-driver) SQLAlchemy URL."""
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return peewee_async.SqliteDatabase(url.database)
-    params: dict[str, Any] = {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password or "",
-    }
-    if backend == "postgresql":
-        return peewee_async.Psycopg3Database(
-            url.database, **params, pool_params={"min_size": 1, "max_size": 4}
-        )
-    return peewee_async.MySQLDatabase(
-        url.database, **params, pool_params={"minsize": 1, "maxsize": 4}
-    )
 
 
 @pytest_asyncio.fixture

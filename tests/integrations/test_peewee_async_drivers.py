@@ -29,15 +29,9 @@ import dbrewind.peewee_async as sandbox_module
 from conftest import make_database, require_backend
 from dbrewind.peewee import close_rewinders
 from dbrewind.peewee_async import TransactionTestCase
+from helpers.peewee_async import DRIVERS, aio_database
 
 pytestmark = pytest.mark.asyncio
-
-DRIVERS = {
-    "aiopg": "postgresql",
-    "psycopg": "postgresql",
-    "aiomysql": "mysql",
-    "aiosqlite": "sqlite",
-}
 
 
 class Writer(peewee_async.AioModel):
@@ -71,31 +65,9 @@ def driver_url(driver: str, tmp_path: Path) -> Iterator[URL]:
         drop_derived(backend, url)
 
 
-def _database(driver: str, url: URL) -> Any:
-    if driver == "aiosqlite":
-        return peewee_async.SqliteDatabase(url.database)
-    params: dict[str, Any] = {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password or "",
-    }
-    if driver == "aiopg":
-        return peewee_async.PostgresqlDatabase(
-            url.database, **params, pool_params={"minsize": 0, "maxsize": 4}
-        )
-    if driver == "psycopg":
-        return peewee_async.Psycopg3Database(
-            url.database, **params, pool_params={"min_size": 0, "max_size": 4}
-        )
-    return peewee_async.MySQLDatabase(
-        url.database, **params, pool_params={"minsize": 0, "maxsize": 4}
-    )
-
-
 @pytest_asyncio.fixture
 async def database(driver: str, driver_url: URL) -> AsyncIterator[Any]:
-    db = _database(driver, driver_url)
+    db = aio_database(driver_url, driver, min_size=0)
     db.bind(MODELS)
     await db.aio_create_tables(MODELS)
     try:

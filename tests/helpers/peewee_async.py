@@ -1,0 +1,44 @@
+"""peewee-async databases on the test servers, for the tests of dbrewind's peewee-async support."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+__all__ = ["DRIVERS", "aio_database"]
+
+DRIVERS = {
+    "aiopg": "postgresql",
+    "psycopg": "postgresql",
+    "aiomysql": "mysql",
+    "aiosqlite": "sqlite",
+}
+"""peewee-async's database classes by driver, with the backend each runs on."""
+
+
+def aio_database(url: URL, driver: str | None = None, *, min_size: int = 1) -> Any:
+    """A peewee-async database on the database of ``url`` (a sync-driver SQLAlchemy URL).
+
+    ``driver``: one of :data:`DRIVERS` (default: psycopg on PostgreSQL, aiomysql on
+    MySQL, aiosqlite on SQLite); ``min_size``: the pool's smallest size.
+    """
+    import peewee_async
+
+    backend = url.get_backend_name()
+    driver = driver or {"postgresql": "psycopg", "mysql": "aiomysql"}.get(backend, "aiosqlite")
+    if DRIVERS[driver] != backend:
+        raise ValueError(f"the {driver} driver does not run on {backend}")
+    if driver == "aiosqlite":
+        return peewee_async.SqliteDatabase(url.database)
+    params: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password or "",
+    }
+    if driver == "psycopg":
+        pool = {"min_size": min_size, "max_size": 4}
+        return peewee_async.Psycopg3Database(url.database, **params, pool_params=pool)
+    database = peewee_async.PostgresqlDatabase if driver == "aiopg" else peewee_async.MySQLDatabase
+    return database(url.database, **params, pool_params={"minsize": min_size, "maxsize": 4})
