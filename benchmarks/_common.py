@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, text
+from sqlalchemy.engine import URL, Connection, make_url
 
 __all__ = [
     "ALL_BACKENDS",
@@ -32,7 +32,9 @@ __all__ = [
     "finish",
     "fmt_ms",
     "median_ms",
+    "numbered_tables",
     "scratch_databases",
+    "seeded_setup",
     "selected_backends",
     "subprocess_env",
     "time_ms",
@@ -230,3 +232,33 @@ def finish(reports: Sequence[str], checks: Sequence[Check]) -> int:
     print("\n### Targets\n")
     print(checks_table(checks))
     return 0 if all(c.passed for c in checks) else 1
+
+
+def numbered_tables(n_tables: int, *, sqlite_autoincrement: bool = False) -> MetaData:
+    """``n_tables`` tables ``t000``, ``t001``, ... of (id, name, n), no foreign keys."""
+    metadata = MetaData()
+    for i in range(n_tables):
+        Table(
+            f"t{i:03d}",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("name", String(50), nullable=False),
+            Column("n", Integer, nullable=False),
+            sqlite_autoincrement=sqlite_autoincrement,
+        )
+    return metadata
+
+
+def seeded_setup(
+    metadata: MetaData, seeded: Sequence[str], rows: int
+) -> Callable[[Connection], None]:
+    """A schema setup creating ``metadata``'s tables and ``rows`` rows in each of ``seeded``."""
+
+    def setup(conn: Connection) -> None:
+        metadata.create_all(conn)
+        q = conn.dialect.identifier_preparer.quote_identifier
+        values = ", ".join(f"('row {i}', {i})" for i in range(rows))
+        for name in seeded:
+            conn.exec_driver_sql(f"INSERT INTO {q(name)} (name, n) VALUES {values}")
+
+    return setup

@@ -45,11 +45,12 @@ from _common import (
     base_parser,
     cases_table,
     checks_table,
+    numbered_tables,
     scratch_databases,
+    seeded_setup,
     selected_backends,
     time_ms,
 )
-from sqlalchemy import Column, Integer, MetaData, String, Table
 from sqlalchemy.engine import URL, Connection
 
 from dbrewind import Rewinder
@@ -65,25 +66,7 @@ TARGET = 1.5
 
 
 def build_schema(n_tables: int) -> Callable[[Connection], None]:
-    metadata = MetaData()
-    for i in range(n_tables):
-        Table(
-            f"t{i:03d}",
-            metadata,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("name", String(50), nullable=False),
-            Column("n", Integer, nullable=False),
-            sqlite_autoincrement=True,
-        )
-
-    def setup(conn: Connection) -> None:
-        metadata.create_all(conn)
-        q = conn.dialect.identifier_preparer.quote_identifier
-        for name in SEEDED:
-            values = ", ".join(f"('row {i}', {i})" for i in range(SEED_ROWS))
-            conn.exec_driver_sql(f"INSERT INTO {q(name)} (name, n) VALUES {values}")
-
-    return setup
+    return seeded_setup(numbered_tables(n_tables, sqlite_autoincrement=True), SEEDED, SEED_ROWS)
 
 
 def _mysql_ways(cur: Any, database: str) -> dict[str, str]:

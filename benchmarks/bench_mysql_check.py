@@ -29,8 +29,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from _common import Case, base_parser, cases_table, scratch_databases, time_ms
-from sqlalchemy import Column, Integer, MetaData, String, Table
+from _common import (
+    Case,
+    base_parser,
+    cases_table,
+    numbered_tables,
+    scratch_databases,
+    seeded_setup,
+    time_ms,
+)
 from sqlalchemy.engine import Connection
 
 from dbrewind import Rewinder
@@ -42,23 +49,7 @@ SEED_ROWS = 10
 
 
 def build_schema(n_tables: int) -> Callable[[Connection], None]:
-    metadata = MetaData()
-    for i in range(n_tables):
-        Table(
-            f"t{i:03d}",
-            metadata,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("name", String(50), nullable=False),
-            Column("n", Integer, nullable=False),
-        )
-
-    def setup(conn: Connection) -> None:
-        metadata.create_all(conn)
-        for name in SEEDED:
-            values = ", ".join(f"('row {i}', {i})" for i in range(SEED_ROWS))
-            conn.exec_driver_sql(f"INSERT INTO `{name}` (name, n) VALUES {values}")
-
-    return setup
+    return seeded_setup(numbered_tables(n_tables), SEEDED, SEED_ROWS)
 
 
 def run(rounds: int, n_tables: int) -> str:

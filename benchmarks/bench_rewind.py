@@ -50,11 +50,12 @@ from _common import (
     cases_table,
     checks_table,
     fmt_ms,
+    numbered_tables,
     scratch_databases,
     selected_backends,
     time_ms,
 )
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, text
+from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import URL, Connection, Engine
 
 from dbrewind import Rewinder
@@ -70,16 +71,7 @@ BIG_INSERT = 2000
 
 
 def build_schema(n_tables: int) -> MetaData:
-    metadata = MetaData()
-    for i in range(n_tables):
-        Table(
-            f"t{i:03d}",
-            metadata,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("name", String(50), nullable=False),
-            Column("n", Integer, nullable=False),
-        )
-    return metadata
+    return numbered_tables(n_tables)
 
 
 class Raw:
