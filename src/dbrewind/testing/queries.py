@@ -1,48 +1,205 @@
-"""Counting the statements a session sends: :class:`QueryCounter`."""
+"""Capturing the statements the code under test sends: :class:`QueryCapture`.
+
+A capture listens where the application's statements pass: a SQLAlchemy
+session's bind (``before_cursor_execute``: each cursor execution once, an
+``executemany`` once), or a peewee database's ``execute_sql`` and peewee-async's
+``aio_execute_sql``. What is not captured:
+
+* dbrewind's own bookkeeping. Inside the rollback sandboxes the application's
+  ``BEGIN``/``COMMIT``/``ROLLBACK`` become ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO``
+  statements that dbrewind sends on the driver's connection, below these hooks.
+* The transaction's own begin and end (``BEGIN``, ``START TRANSACTION``,
+  ``COMMIT``, ``ROLLBACK``), whoever sends them: SQLAlchemy and peewee on
+  PostgreSQL leave them to the driver, peewee on SQLite sends them as
+  statements, so counting them would make a count depend on the database and
+  on the sandbox. Savepoints the application asks for (``begin_nested()``,
+  a nested ``atomic()``) are captured: the code under test sent them.
+* The statements of dbrewind's assertion helpers themselves, and the flush of
+  pending changes a helper's read triggers, while they run in the block.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextvars
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from .._sql.classify import transaction_control
+from ..dialects._syntax import PORTABLE
 
-from ..exceptions import ConfigurationError
+__all__ = ["QueryCapture", "QueryCounter", "Source", "helper_running", "sources_of"]
 
-__all__ = ["QueryCounter", "_bind_of"]
+_HELPER = contextvars.ContextVar("dbrewind_testing_helper", default=False)
 
 
-@dataclass
-class QueryCounter:
-    """Counts SQL statements sent through one session's bind while the block runs.
+@contextmanager
+def helper_running() -> Iterator[None]:
+    """While an assertion helper runs: what it sends is not captured."""
+    token = _HELPER.set(True)
+    try:
+        yield
+    finally:
+        _HELPER.reset(token)
 
-    Use with ``with`` (a sync session) or ``async with`` (an async session).
-    Each cursor execution counts once (an ``executemany`` is one statement);
-    ``SAVEPOINT`` statements count, ``BEGIN``/``COMMIT`` issued by the driver
-    do not. When the session is bound to a Connection, only that connection
-    is watched; when bound to an Engine, every connection of the engine is.
-    On leaving the block without an exception, a count different from
-    ``expected`` fails with the statements listed.
+
+def _is_transaction_end(statement: str) -> bool:
+    control = transaction_control(statement, PORTABLE)
+    return control is not None and control.kind in ("begin", "commit", "rollback")
+
+
+Listener = Callable[[str], None]
+
+
+class Source:
+    """Where statements are seen: :meth:`attach` a listener; call what it returns to detach."""
+
+    def attach(self, listener: Listener) -> Callable[[], None]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _SQLAlchemySource(Source):
+    """A SQLAlchemy Engine or Connection's ``before_cursor_execute``."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def attach(self, listener: Listener) -> Callable[[], None]:
+        from sqlalchemy import event
+
+        def hook(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            listener(statement)
+
+        event.listen(self.target, "before_cursor_execute", hook)
+        return lambda: event.remove(self.target, "before_cursor_execute", hook)
+
+
+class _PeeweeHooks:
+    """One peewee database's ``execute_sql`` (and ``aio_execute_sql``), wrapped once.
+
+    The wrappers are set on the database object while a capture listens; they pass
+    every call on to what was there before (dbrewind's sandbox, when it is active).
     """
 
-    target: Connection | Engine
-    expected: int | None
-    statements: list[str] = field(default_factory=list)
+    def __init__(self, database: Any) -> None:
+        self.database = database
+        self.listeners: list[Listener] = []
+        self._saved: dict[str, Any] = {}
+        self._wrappers: dict[str, Any] = {}
+
+    def _tell(self, sql: Any) -> None:
+        for listener in list(self.listeners):
+            listener(str(sql))
+
+    def add(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+        if len(self.listeners) > 1:
+            return
+        db = self.database
+        inner = db.execute_sql
+
+        def execute_sql(sql: Any, *args: Any, **kwargs: Any) -> Any:
+            self._tell(sql)
+            return inner(sql, *args, **kwargs)
+
+        self._install("execute_sql", execute_sql)
+        ainner = getattr(db, "aio_execute_sql", None)
+        if ainner is not None:
+
+            async def aio_execute_sql(sql: Any, *args: Any, **kwargs: Any) -> Any:
+                self._tell(sql)
+                return await ainner(sql, *args, **kwargs)
+
+            self._install("aio_execute_sql", aio_execute_sql)
+
+    def _install(self, name: str, wrapper: Any) -> None:
+        db = self.database
+        self._saved[name] = db.__dict__.get(name, _MISSING)
+        self._wrappers[name] = wrapper
+        setattr(db, name, wrapper)
+
+    def remove(self, listener: Listener) -> None:
+        self.listeners = [x for x in self.listeners if x is not listener]
+        if self.listeners:
+            return
+        db = self.database
+        for name, wrapper in self._wrappers.items():
+            if db.__dict__.get(name) is not wrapper:
+                continue  # wrapped again since (a sandbox's patch): left, as a pass-through
+            saved = self._saved[name]
+            if saved is _MISSING:
+                del db.__dict__[name]
+            else:
+                setattr(db, name, saved)
+        self._wrappers.clear()
+        self._saved.clear()
+
+
+_MISSING = object()
+_peewee_hooks: weakref.WeakKeyDictionary[Any, _PeeweeHooks] = weakref.WeakKeyDictionary()
+
+
+class _PeeweeSource(Source):
+    def __init__(self, database: Any) -> None:
+        self.database = database
+
+    def attach(self, listener: Listener) -> Callable[[], None]:
+        hooks = _peewee_hooks.get(self.database)
+        if hooks is None:
+            hooks = _peewee_hooks[self.database] = _PeeweeHooks(self.database)
+        hooks.add(listener)
+        return lambda: hooks.remove(listener)
+
+
+def sources_of(target: Any) -> list[Source]:
+    """Where the statements of ``target`` (an Engine, a Connection, a peewee database) pass."""
+    from sqlalchemy.engine import Connection, Engine
+
+    if isinstance(target, (Engine, Connection)):
+        return [_SQLAlchemySource(target)]
+    return [_PeeweeSource(target)]
+
+
+class QueryCapture:
+    """The statements the code under test sends while the block runs.
+
+    Use with ``with`` or ``async with``; :attr:`statements` lists them in order
+    (see the module docstring for what is left out). Made by
+    ``DatabaseAssertions.capture_queries()`` (no expectation),
+    ``assert_num_queries(n)`` (exactly ``n``) and ``assert_max_num_queries(n)``
+    (at most ``n``): on leaving the block without an exception, a count that
+    breaks the expectation fails with the statements listed.
+    """
+
+    def __init__(
+        self, sources: list[Source], expected: int | None = None, *, at_most: bool = False
+    ) -> None:
+        self.sources = sources
+        self.expected = expected
+        self.at_most = at_most
+        #: The statements captured, in the order they were sent.
+        self.statements: list[str] = []
+        self._detach: list[Callable[[], None]] = []
 
     @property
     def count(self) -> int:
-        """Statements counted so far."""
+        """How many statements were captured so far."""
         return len(self.statements)
 
-    def _on_execute(self, *args: Any) -> None:
-        self.statements.append(str(args[2]))
+    def __len__(self) -> int:
+        return len(self.statements)
 
-    def __enter__(self) -> QueryCounter:
-        self.statements.clear()
-        event.listen(self.target, "before_cursor_execute", self._on_execute)
+    def _listen(self, statement: str) -> None:
+        if _HELPER.get() or _is_transaction_end(statement):
+            return
+        self.statements.append(statement)
+
+    def __enter__(self) -> QueryCapture:
+        self.statements = []
+        listener = self._listen
+        self._detach = [source.attach(listener) for source in self.sources]
         return self
 
     def __exit__(
@@ -52,15 +209,28 @@ class QueryCounter:
         tb: TracebackType | None,
     ) -> None:
         __tracebackhide__ = True
-        event.remove(self.target, "before_cursor_execute", self._on_execute)
-        if exc_type is None and self.expected is not None and self.count != self.expected:
-            listing = "\n".join(f"  {i}. {s}" for i, s in enumerate(self.statements, 1))
-            raise AssertionError(
-                f"Expected {self.expected} quer{'y' if self.expected == 1 else 'ies'}, "
-                f"{self.count} ran" + (f":\n{listing}" if listing else ".")
-            )
+        detach, self._detach = self._detach, []
+        for undo in detach:
+            undo()
+        if exc_type is None and self.expected is not None:
+            self.verify()
 
-    async def __aenter__(self) -> QueryCounter:
+    def verify(self) -> None:
+        """Fail unless the count meets the expectation; lists the statements."""
+        __tracebackhide__ = True
+        expected, count = self.expected, self.count
+        if expected is None:
+            return
+        if (count <= expected) if self.at_most else (count == expected):
+            return
+        what = "at most " if self.at_most else ""
+        noun = "query" if expected == 1 else "queries"
+        listing = "\n".join(f"  {i}. {s}" for i, s in enumerate(self.statements, 1))
+        raise AssertionError(
+            f"Expected {what}{expected} {noun}, {count} ran" + (f":\n{listing}" if listing else ".")
+        )
+
+    async def __aenter__(self) -> QueryCapture:
         return self.__enter__()
 
     async def __aexit__(
@@ -73,11 +243,5 @@ class QueryCounter:
         self.__exit__(exc_type, exc, tb)
 
 
-def _bind_of(session: Session) -> Connection | Engine:
-    bind = session.get_bind()
-    if isinstance(bind, (Connection, Engine)):
-        return bind
-    raise ConfigurationError(  # pragma: no cover - SQLAlchemy binds are one of the two
-        f"Cannot count queries on {bind!r}: the session is bound to neither an Engine "
-        "nor a Connection."
-    )
+QueryCounter = QueryCapture
+"""Alias of :class:`QueryCapture` (the same class), kept for existing imports."""
