@@ -304,8 +304,12 @@ def _aio_model(instance: object) -> Any:
 
 
 def _is_peewee(target: object, name: str) -> bool:
-    module = sys.modules.get("peewee_async" if name == "AioDatabase" else "peewee")
-    return module is not None and isinstance(target, getattr(module, name, ()))
+    """Whether ``target`` is a ``peewee.Database`` / ``peewee_async`` ``AioDatabase``,
+    without importing either before anyone did (no such object exists before that)."""
+    module_name = "peewee_async.databases" if name == "AioDatabase" else "peewee"
+    module = sys.modules.get(module_name)
+    cls = getattr(module, name, None)
+    return isinstance(cls, type) and isinstance(target, cls)
 
 
 def _runner_for(target: object, what: str) -> _Runner:
