@@ -16,6 +16,7 @@ from .base import (
     RewindResult,
     SandboxOps,
     SchemaInfo,
+    ServerReport,
     Table,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "RewindResult",
     "SandboxOps",
     "SchemaInfo",
+    "ServerReport",
     "Table",
     "get_dialect",
 ]

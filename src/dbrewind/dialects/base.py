@@ -49,6 +49,7 @@ __all__ = [
     "RewindResult",
     "SandboxOps",
     "SchemaInfo",
+    "ServerReport",
     "Table",
     "quote",
     "server_connection",
@@ -438,6 +439,19 @@ class LockWait:
     """What it runs (cut to a few hundred characters)."""
     seconds: float
     """How long it has waited."""
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What the server a database lives on says of itself (``dbrewind doctor``)."""
+
+    version: str
+    """The server's name and version (SQLite: the library's)."""
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """Settings that bear on how fast tests and dbrewind's work are, by name, as the
+    server shows them."""
+    notes: tuple[str, ...] = ()
+    """Advice on those settings: what a throwaway test server could run with instead."""
 
 
 @dataclass(frozen=True)
@@ -881,3 +895,15 @@ class Dialect(ABC):
         file name starts with ``prefix`` (companion and lock files left out).
         """
         raise NotImplementedError
+
+    def sessions(self, url: DatabaseURL) -> list[str]:
+        """The sessions connected to the database ``url`` names, one description each
+        (who, from where, doing what), read from the server; dbrewind's server-level
+        connections (its locks) are not among them. Empty here: a database without a
+        server that lists its sessions (a SQLite file)."""
+        return []
+
+    def server_report(self, conn: Connection) -> ServerReport:
+        """The server's version and the settings of it that bear on test speed, with
+        advice on them; read-only, on ``conn`` (dbrewind's own)."""
+        return ServerReport(version="")

@@ -75,6 +75,7 @@ The package, by concern:
 ``rewind``     calling the rewind and the baseline layers, and vacuuming
 ``databases``  advisory locks, and asyncpg's connect options
 ``errors``     what the server's errors mean
+``server``     the server's version and settings, the sessions on a database
 ``sandbox``    :class:`PostgreSQLSandboxOps`, the rollback sandbox's specifics
 ``dialect``    :class:`PostgreSQLDialect`, the interface, delegating to the above
 """

@@ -33,9 +33,10 @@ from ..base import (
     RewindResult,
     SandboxOps,
     SchemaInfo,
+    ServerReport,
     server_connection,
 )
-from . import catalog, databases, errors, rewind, tracking
+from . import catalog, databases, errors, rewind, server, tracking
 from ._sql import (
     _OBJECT_IN_USE,
     CREATED_COMMENT,
@@ -438,6 +439,18 @@ class PostgreSQLDialect(Dialect):
                 row[0] for row in conn.execute(databases._LIST_DATABASES_SQL, {"prefix": prefix})
             ]
         return sorted(names)
+
+    def sessions(self, url: DatabaseURL) -> list[str]:
+        """``pg_stat_activity`` of the database, read from ``postgres``: pid, role, client,
+        application and state of each session (dbrewind's locks live on ``postgres``)."""
+        with self._server_connection(url) as conn:
+            rows = conn.execute(server._SESSIONS_SQL, {"name": url.database}).all()
+        return [server._describe_session(tuple(row)) for row in rows]
+
+    def server_report(self, conn: Connection) -> ServerReport:
+        """The version, ``fsync``, ``synchronous_commit``, ``full_page_writes`` and a few
+        more, and the strategy templates are cloned with (``WAL_LOG`` from 15)."""
+        return server._server_report(conn)
 
     def database_exists(self, url: DatabaseURL) -> bool:
         """Look the name up in ``pg_database`` from the server's ``postgres`` database."""

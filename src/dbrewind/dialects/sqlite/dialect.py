@@ -22,6 +22,7 @@ from ..base import (
     RewindResult,
     SandboxOps,
     SchemaInfo,
+    ServerReport,
     quote,
 )
 from ._sql import (
@@ -313,6 +314,22 @@ class SQLiteDialect(Dialect):
         in-memory database has no siblings.
         """
         return _list_databases(url, prefix)
+
+    def server_report(self, conn: Connection) -> ServerReport:
+        """The SQLite library's version, and the database's ``journal_mode`` and
+        ``synchronous`` as dbrewind's connection has them."""
+        version = str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
+        settings = {
+            pragma: str(conn.exec_driver_sql(f"PRAGMA {pragma}").scalar())
+            for pragma in ("journal_mode", "synchronous")
+        }
+        notes: tuple[str, ...] = ()
+        if settings["synchronous"] not in ("0", "1"):
+            notes = (
+                "synchronous=FULL: every commit waits for the disk; a test database file "
+                "can take PRAGMA synchronous=OFF (or a tmpfs directory) in the tests' setup",
+            )
+        return ServerReport(f"SQLite {version}", settings, notes)
 
     # ---------------------------------------------------------------- databases
     def database_exists(self, url: DatabaseURL) -> bool:
