@@ -556,3 +556,24 @@ def test_sync_flavour_counts_with_a_plain_with(sync_session: Session) -> None:
     with db.assert_num_queries(1) as capture:
         sync_session.execute(text("SELECT 1")).all()
     assert capture.statements == ["SELECT 1"]
+
+
+# -------------------------------------------------------------------- exports
+def test_the_module_exports_the_factories_and_the_tests_session() -> None:
+    import dbrewind.testing as testing
+    from dbrewind import _test_context, factories
+
+    assert testing.ModelFactory is factories.ModelFactory
+    assert testing.FactoryBuilder is factories.FactoryBuilder
+    assert testing.current_session is _test_context.current_session
+    assert DatabaseTestCase is DatabaseAssertions
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        testing.Nope  # noqa: B018
+
+
+def test_current_session_is_the_running_tests_db_session(db_session: Session) -> None:
+    from dbrewind.testing import current_session
+
+    assert current_session() is db_session

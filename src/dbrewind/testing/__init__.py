@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import Table
@@ -351,9 +351,6 @@ class DatabaseAssertions:
     def __new__(cls, target: AsyncSession) -> AsyncDatabaseAssertions: ...
 
     @overload
-    def __new__(cls, target: Session) -> SyncDatabaseAssertions: ...
-
-    @overload
     def __new__(cls, target: object) -> DatabaseAssertions: ...
 
     def __new__(cls, target: object) -> DatabaseAssertions:
@@ -373,7 +370,24 @@ class DatabaseAssertions:
     target: Any
     """The session or peewee database the helpers read through."""
 
-    def __init__(self, target: object) -> None:
+    if TYPE_CHECKING:
+        # DatabaseAssertions(session) is either flavour (over a sync Session, awaitable
+        # inside a running loop): the methods both have, their results untyped. Name the
+        # flavour (SyncDatabaseAssertions(s), AsyncDatabaseAssertions(s)) for exact types.
+        seed: Callable[..., Any]
+        refresh: Callable[..., Any]
+        assert_database_has: Callable[..., Any]
+        assert_database_missing: Callable[..., Any]
+        assert_database_count: Callable[..., Any]
+        assert_database_empty: Callable[..., Any]
+        assert_model_exists: Callable[..., Any]
+        assert_model_missing: Callable[..., Any]
+        assert_soft_deleted: Callable[..., Any]
+        assert_not_soft_deleted: Callable[..., Any]
+
+    def _bind(self, target: object) -> None:
+        """Take ``target`` (the flavours' ``__init__``): its runner, made by ``__new__``
+        when it chose the flavour, else here."""
         runner = self.__dict__.get("_runner") or _runner_for(target, type(self).__name__)
         self._accept(runner, target)
         self._runner = runner
@@ -413,7 +427,7 @@ class SyncDatabaseAssertions(DatabaseAssertions):
     """The helpers with plain methods, over a ``Session`` or a peewee ``Database``."""
 
     def __init__(self, target: Session | Any) -> None:
-        super().__init__(target)
+        self._bind(target)
 
     def _accept(self, runner: _Runner, target: object) -> None:
         if runner.awaited_only:
@@ -489,7 +503,7 @@ class AsyncDatabaseAssertions(DatabaseAssertions):
     """
 
     def __init__(self, target: AsyncSession | Session | Any) -> None:
-        super().__init__(target)
+        self._bind(target)
 
     async def seed(self, instances: Iterable[T]) -> list[T]:
         """Add the model instances and write them (SQLAlchemy: flush; peewee: save);
