@@ -25,11 +25,11 @@ where the test does, into its rollback sandbox, so the next test starts clean.
         __async_session__ = test_async_session  # await create_async(), create_batch_async()
 
 Both libraries call the function with no arguments each time they save (factory_boy
-in ``_create``, polyfactory when it picks its persistence), never when the class is
-made: it hands them the test's ``db_session`` (``async_db_session`` for
-polyfactory's async methods), set up on demand in a sync test that uses the
-database. A ``SubFactory`` or polyfactory's related models go through the same
-session.
+in ``_create``, polyfactory when it picks its persistence: ``cls.__session__()``),
+never when the class is made: it hands them the test's ``db_session``
+(``async_db_session`` for polyfactory's async methods), set up on demand in a sync
+test that uses the database. A ``SubFactory`` or polyfactory's related models go
+through the same session.
 
 **Or, factories untouched**, in ``conftest.py``: :func:`use_test_session` binds the
 factories named and every subclass of them (a project's base factory: all its
@@ -208,8 +208,8 @@ def test_session(**_: Any) -> Session:
     name = who if who != "The factory" else "MyFactory"
     raise ConfigurationError(
         f"{who} saves synchronously (factory_boy, polyfactory's create_sync), and the "
-        "test's session is an AsyncSession (async_db_session): on the event loop its "
-        "flush could only be scheduled, never run. Create inside "
+        "test's session is an AsyncSession (async_db_session): called on the event loop, "
+        "its flush() and commit() would be coroutines nobody awaits. Create inside "
         f"'await async_db_session.run_sync(lambda _: {name}.create())'; with polyfactory, "
         f"'await {name}.create_async()' with __async_session__ = "
         "dbrewind.bridges.test_async_session; or ask for db_session instead."
@@ -302,12 +302,13 @@ _POLYFACTORY_OPTIONS = ("__session__", "__async_session__", "__persistence_metho
 _MISSING = object()
 
 
-@dataclass
+@dataclass(eq=False)
 class Binding:
     """Factories bound to the test's session by :func:`use_test_session`.
 
     A context manager: the block's end (or :meth:`restore`) puts every factory back
-    as it was. Factories made after the binding inherit it and are not put back.
+    as it was. A factory_boy factory defined after the binding copies it from its
+    parent and keeps it (polyfactory's read it from the parent, and follow it back).
     """
 
     factories: tuple[type, ...]
@@ -347,6 +348,8 @@ def _bind_factory_boy(
     members = {cls._meta for cls in family}  # type: ignore[attr-defined]
     for cls in family:
         meta = cls._meta  # type: ignore[attr-defined]
+        if not hasattr(meta, "sqlalchemy_session_factory"):
+            continue  # SQLAlchemyModelFactory itself: its options live on its subclasses
         missing = [name for name in _FACTORY_BOY_OPTIONS if not hasattr(meta, name)]
         if restart and missing:
             raise ConfigurationError(
@@ -402,7 +405,7 @@ def use_test_session(
     or use the returned :class:`Binding` as a context manager (put back afterwards).
 
     :param factories: factory classes; a project's base factory binds all its
-        factories (the libraries' own base classes bind every factory).
+        factories (the libraries' own base classes: every factory defined so far).
     :param persistence: ``"flush"`` or ``"commit"`` for every bound factory; None
         keeps each one's own (both work inside the rollback sandbox).
     :param restart_sequences: factory_boy's sequences restart for every test, per

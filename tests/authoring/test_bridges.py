@@ -561,6 +561,29 @@ def test_a_binding_covers_the_subclasses_and_puts_everything_back() -> None:
     assert poly_thing.__persistence_method__ is SQLAlchemyPersistenceMethod.COMMIT
 
 
+def test_binding_the_librarys_own_base_binds_every_factory() -> None:
+    _, thing, *_ = _project_factories()
+    with use_test_session(factory.alchemy.SQLAlchemyModelFactory, restart_sequences=False):
+        assert thing._meta.sqlalchemy_session_factory is test_session
+        assert thing._meta._counter is None  # restart_sequences=False: left alone
+    assert thing._meta.sqlalchemy_session_factory is None
+
+
+def test_a_factory_boy_without_the_counter_asks_for_restart_sequences_false() -> None:
+    _, thing, *_ = _project_factories()
+    del thing._meta._counter  # as a factory_boy that keeps it elsewhere
+    with pytest.raises(ConfigurationError) as info:
+        use_test_session(thing)
+    assert str(info.value) == (
+        "ThingFactory: this factory_boy keeps no sequence counter where dbrewind.bridges "
+        "looks (no _counter). Bind it with restart_sequences=False, and reset its "
+        "sequences with reset_sequence()."
+    )
+    assert thing._meta.sqlalchemy_session_factory is None  # nothing left bound
+    with use_test_session(thing, restart_sequences=False):
+        assert thing._meta.sqlalchemy_session_factory is test_session
+
+
 def test_the_session_functions_are_not_collected_as_tests() -> None:
     assert test_session.__test__ is False  # type: ignore[attr-defined]
     assert test_async_session.__test__ is False  # type: ignore[attr-defined]
