@@ -1,4 +1,7 @@
-"""Loading .sql, .json and .csv test data into real SQLite, PostgreSQL and MariaDB."""
+"""Loading .sql, .json and .csv test data into real SQLite, PostgreSQL and MariaDB.
+
+YAML, models, cycles, value checks and located errors: test_data_*.py beside it.
+"""
 
 from __future__ import annotations
 
@@ -228,8 +231,11 @@ def test_missing_file_names_the_path_and_the_base_directory(shop: Engine) -> Non
 
 
 def test_unknown_file_type_is_refused_before_anything_runs(shop: Engine) -> None:
-    with shop.connect() as conn, pytest.raises(DataLoadError, match=r"\.yaml.*\.sql, \.json"):
-        load_data(conn, "shop.json", "rows.yaml", base_dir=DATA)
+    with (
+        shop.connect() as conn,
+        pytest.raises(DataLoadError, match=r"\.xml.*\.sql, \.json, \.yaml"),
+    ):
+        load_data(conn, "shop.json", "rows.xml", base_dir=DATA)
     assert _rows(shop, orders) == []
 
 
