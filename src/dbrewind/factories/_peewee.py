@@ -31,7 +31,7 @@ def _peewee() -> Any:
 
 
 def _is_aio(database: Any) -> bool:
-    aio = sys.modules.get("peewee_async")
+    aio = sys.modules.get("peewee_async.databases")
     return aio is not None and isinstance(database, aio.AioDatabase)
 
 
