@@ -31,6 +31,7 @@ __all__ = [
     "register_session",
     "reset_value",
     "restore_counters",
+    "running_test",
     "snapshot_counters",
     "start_test",
     "unregister_session",
@@ -73,6 +74,12 @@ def clear_test() -> None:
         _running.is_async = False
         _running.fetch_sync = None
         _running.sessions = []
+
+
+def running_test() -> str | None:
+    """The node id of the test now running in this process (its setup, body or
+    teardown), or None."""
+    return _running.nodeid
 
 
 def register_session(session: Any) -> None:

@@ -78,7 +78,6 @@ write inside ``with dbrewind.bridges.using(module_db_session):``.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -155,19 +154,13 @@ def _caller_factory(frame_depth: int) -> str:
     return owner.__name__ if isinstance(owner, type) else "The factory"
 
 
-def _running_test() -> str | None:
-    # pytest's own: "path::test (call)" while a test's setup, call or teardown runs
-    current = os.environ.get("PYTEST_CURRENT_TEST")
-    return current.rsplit(" (", 1)[0] if current else None
-
-
 def _the_session(who: str, wanted: str) -> Any:
     if _pinned:
         return _pinned[-1]
     try:
         return _test_context.current_session(what=who)
     except ConfigurationError as exc:
-        test = _running_test()
+        test = _test_context.running_test()
         where = (
             f"{test} has no dbrewind session to write to: ask for {wanted} in the test"
             if test is not None

@@ -2,13 +2,14 @@
 
 The layers, lowest first (a module imports its own layer and those below)::
 
-    foundation   exceptions, _backends, _url, _graph, _context, _asyncio, _setups, _strategy
+    foundation   exceptions, _backends, _url, _graph, _context, _test_context, _asyncio, _setups,
+                 _strategy
     dialects     dialects/: everything that differs per database, engines included
     sql          _sql/: the one splitter and statement classifier, on the dialects' syntax
     strategies   rewinder, sandbox/, data, testing, factories
     provision    provision/: lifecycle, templates, leases, fingerprints, verification;
                  setup (the ready-made setups, which know their fingerprints)
-    integrations peewee, peewee_async, unittest, cli
+    integrations peewee, peewee_async, unittest, cli, bridges
     plugin       pytest_plugin/: the only code that imports pytest
 
 No server needed: the source is read with :mod:`ast` (module-level and lazy imports
@@ -34,6 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_url",
         "_graph",
         "_context",
+        "_test_context",
         "_asyncio",
         "_setups",
         "_strategy",
@@ -48,7 +50,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "factories",
     ),
     "provision": ("provision", "setup"),
-    "integrations": ("peewee", "peewee_async", "unittest", "cli"),
+    "integrations": ("peewee", "peewee_async", "unittest", "cli", "bridges"),
     "plugin": ("pytest_plugin",),
 }
 """Each module's layer, by its first name below ``dbrewind`` (the package itself: top)."""
@@ -59,6 +61,7 @@ USER_FACING = (
     "dbrewind.sandbox",
     "dbrewind.testing",
     "dbrewind.factories",
+    "dbrewind.bridges",
     "dbrewind.data",
     "dbrewind.setup",
     "dbrewind.unittest",
