@@ -18,7 +18,7 @@ import peewee
 from ..exceptions import ConfigurationError
 from ._core import Check, Column, Fetch, Flush, Identity, Reflect, Rows, Store, TableInfo
 
-__all__ = ["PeeweeStore", "arun", "run"]
+__all__ = ["PeeweeStore", "arun", "run", "table_info"]
 
 T = TypeVar("T")
 
