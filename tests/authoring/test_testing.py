@@ -275,6 +275,22 @@ async def test_has_with_a_list_asserts_each_row_and_names_the_missing_ones(env: 
 
 
 @pytest.mark.asyncio
+async def test_has_shows_at_most_five_closest_rows_and_refuses_no_rows(env: Env) -> None:
+    await run(env.db.seed([User(name=f"U{n}", email=f"u{n}@x.org") for n in range(7)]))
+    with pytest.raises(AssertionError) as info:
+        await run(env.db.assert_database_has(User, {"name": "U9", "email": "u3@x.org"}))
+    message = str(info.value)
+    assert "Found 7 rows; the 5 closest (most matching columns first):" in message
+    assert message.count("\n  {id: ") == 5
+    # the one row matching one of the two columns comes first
+    first = message.split("\n  {id: ")[1]
+    assert "name: 'U3', email: 'u3@x.org'" in first
+    assert "matches 1 of 2; differs: name: 'U3' (expected 'U9')" in first
+    with pytest.raises(ConfigurationError, match="an empty list asserts nothing"):
+        await run(env.db.assert_database_has(User, []))
+
+
+@pytest.mark.asyncio
 async def test_has_says_when_the_table_is_empty(env: Env) -> None:
     with pytest.raises(AssertionError) as info:
         await run(env.db.assert_database_has(User, {"name": "Nobody"}))

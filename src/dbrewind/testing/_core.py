@@ -301,7 +301,12 @@ def as_rows(rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mappi
             "Expected rows as a mapping of column to value, or a list of them, got "
             f"{rows!r}. Pass e.g. {{'email': 'alice@example.com'}}."
         )
-    return list(rows)
+    if not items:
+        raise ConfigurationError(
+            "Expected at least one row: an empty list asserts nothing. Pass e.g. "
+            "[{'email': 'alice@example.com'}], or use assert_database_empty()."
+        )
+    return list(items)
 
 
 def as_instances(instances: Iterable[T]) -> list[T]:
