@@ -364,6 +364,17 @@ def test_inside_the_peewee_sandbox_its_savepoints_are_not_counted(
     db.assert_database_empty(Author)  # rolled back
 
 
+def test_a_capture_begun_before_the_peewee_sandbox_leaves_its_savepoints_out(
+    pw_database: peewee.Database,
+) -> None:
+    db = DatabaseAssertions(pw_database)
+    with db.capture_queries() as capture, TransactionTestCase(pw_database):
+        with pw_database.atomic():
+            Author.create(name="Alice", email="alice@example.com")
+        pw_database.execute_sql("COMMIT")
+    assert [s.split()[0] for s in capture.statements] == ["INSERT"]
+
+
 @pytest.mark.asyncio
 async def test_inside_the_peewee_async_sandbox_its_savepoints_are_not_counted(aio_db: Any) -> None:
     db = DatabaseAssertions(aio_db)

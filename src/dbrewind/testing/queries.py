@@ -7,7 +7,9 @@ session's bind (``before_cursor_execute``: each cursor execution once, an
 
 * dbrewind's own bookkeeping. Inside the rollback sandboxes the application's
   ``BEGIN``/``COMMIT``/``ROLLBACK`` become ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO``
-  statements that dbrewind sends on the driver's connection, below these hooks.
+  statements that dbrewind sends on the driver's connection, below these hooks (and
+  savepoints named ``dbrewind_*`` are left out wherever they are seen: a peewee
+  capture begun before the sandbox it then runs in sees the sandbox's own).
 * The transaction's own begin and end (``BEGIN``, ``START TRANSACTION``,
   ``COMMIT``, ``ROLLBACK``), whoever sends them: SQLAlchemy and peewee on
   PostgreSQL leave them to the driver, peewee on SQLite sends them as
@@ -45,9 +47,19 @@ def helper_running() -> Iterator[None]:
         _HELPER.reset(token)
 
 
-def _is_transaction_end(statement: str) -> bool:
+_SAVEPOINT_KINDS = ("savepoint", "release", "rollback_to")
+
+
+def _left_out(statement: str) -> bool:
+    """The transaction's begin or end, or one of dbrewind's own savepoints (``dbrewind_*``:
+    seen when a capture began before the sandbox it then ran in)."""
     control = transaction_control(statement, PORTABLE)
-    return control is not None and control.kind in ("begin", "commit", "rollback")
+    if control is None:
+        return False
+    if control.kind in ("begin", "commit", "rollback"):
+        return True
+    name = (control.name or "").strip('"`[]')
+    return control.kind in _SAVEPOINT_KINDS and name.startswith("dbrewind_")
 
 
 Listener = Callable[[str], None]
@@ -192,7 +204,7 @@ class QueryCapture:
         return len(self.statements)
 
     def _listen(self, statement: str) -> None:
-        if _HELPER.get() or _is_transaction_end(statement):
+        if _HELPER.get() or _left_out(statement):
             return
         self.statements.append(statement)
 
