@@ -54,7 +54,7 @@ def lazy(fn: Callable[[Attributes], Any]) -> Lazy:
 class Attributes(Mapping[str, Any]):
     """One model's attributes as a lazy value sees them (read-only)."""
 
-    def __init__(self, values: dict[str, Any], owner: str) -> None:
+    def __init__(self, values: dict[str, Any], owner: object) -> None:
         self._values = values
         self._owner = owner
         self._computing: list[str] = []
@@ -96,6 +96,7 @@ class Attributes(Mapping[str, Any]):
         return len(self._values)
 
     def resolve(self) -> None:
+        """Compute every lazy value, in place."""
         for key in list(self._values):
             self[key]
 
@@ -537,8 +538,10 @@ class FactoryBuilder(Generic[T]):
             layers[i].update(extra)
             merged[i][1].update(dict.fromkeys(extra, "has()"))
 
+        checked: set[str] = set()
         for attrs, origins in merged:
-            for key in attrs:
+            for key in attrs.keys() - checked:
+                checked.add(key)
                 if not adapter.has_attribute(model, key):
                     listing = ", ".join(adapter.describe_attributes(model))
                     raise ConfigurationError(
@@ -569,7 +572,8 @@ class FactoryBuilder(Generic[T]):
 
         built = []
         for attrs in layers:
-            Attributes(attrs, repr(self)).resolve()
+            if any(isinstance(v, Lazy) for v in attrs.values()):
+                Attributes(attrs, self).resolve()
             try:
                 built.append(adapter.construct(model, attrs))
             except TypeError as exc:
