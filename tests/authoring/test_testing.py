@@ -593,3 +593,14 @@ def test_current_session_is_the_running_tests_db_session(db_session: Session) ->
     from dbrewind.testing import current_session
 
     assert current_session() is db_session
+
+
+@pytest.mark.backends("postgresql")
+def test_a_dotted_name_is_a_table_in_a_schema(backend: str, sync_session: Session) -> None:
+    sync_session.execute(text("CREATE SCHEMA audit"))
+    sync_session.execute(text("CREATE TABLE audit.events (id serial PRIMARY KEY, kind text)"))
+    sync_session.execute(text("INSERT INTO audit.events (kind) VALUES ('login')"))
+    db = DatabaseTestCase(sync_session)
+    db.assert_database_has("audit.events", {"kind": "login"})
+    with pytest.raises(AssertionError, match=r"^Table 'audit\.events' has 1 row, expected 2\."):
+        db.assert_database_count("audit.events", 2)

@@ -386,3 +386,14 @@ async def test_inside_the_peewee_async_sandbox_its_savepoints_are_not_counted(ai
             await db.assert_database_count(Author, 1)
         assert [s.split()[0] for s in capture.statements] == ["INSERT", "SELECT"]
     await db.assert_database_empty(Author)
+
+
+@pytest.mark.backends("postgresql")
+def test_a_dotted_name_is_a_table_in_a_schema(backend: str, pw_database: peewee.Database) -> None:
+    pw_database.execute_sql("CREATE SCHEMA audit")
+    pw_database.execute_sql("CREATE TABLE audit.events (id serial PRIMARY KEY, kind text)")
+    pw_database.execute_sql("INSERT INTO audit.events (kind) VALUES ('login')")
+    db = DatabaseAssertions(pw_database)
+    db.assert_database_has("audit.events", {"kind": "login"})
+    with pytest.raises(AssertionError, match=r"^Table 'audit\.events' has 1 row, expected 2\."):
+        db.assert_database_count("audit.events", 2)
