@@ -927,9 +927,17 @@ def _convert(value: Any, column_type: Any, *, from_csv: bool) -> Any:
     return value
 
 
-_BOUND = (sqltypes.DateTime, sqltypes.Date, sqltypes.Time, sqltypes.JSON, sqltypes.Uuid)
+_BOUND = (
+    sqltypes.DateTime,
+    sqltypes.Date,
+    sqltypes.Time,
+    sqltypes.Numeric,
+    sqltypes.JSON,
+    sqltypes.Uuid,
+)
 """Column types whose SQLAlchemy bind processing a loaded value goes through (the
-format SQLite stores timestamps in, JSON serialisation), as a model's would."""
+format SQLite stores timestamps in, decimals where the driver has none, JSON
+serialisation), as a model's would."""
 
 
 def _as_number(value: Any, floating: bool) -> Any:
@@ -1193,8 +1201,8 @@ def _rejected(
             index = _row_with_value(reason, rows, column)
         else:
             index, column = _value_in(reason, rows, list(columns))
-        if index is None and len(rows) == 1:
-            index = 0
+        if index is None:
+            index, column = _offline(target, rows, column)
     cycle = (
         f" The tables {', '.join(step.cycle)} reference each other through NOT NULL columns, "
         "so no insert order can satisfy them: make one of those columns nullable, or load "
@@ -1217,6 +1225,24 @@ def _rejected(
         f"duplicate key is the usual cause); the current transaction should be rolled "
         f"back.{cycle}"
     )
+
+
+def _offline(
+    target: _Target, rows: list[dict[str, Any]], column: str | None
+) -> tuple[int | None, str | None]:
+    """Without the database's help: the first row without a value for the NOT NULL
+    ``column`` the message named, or whose text is longer than its column allows;
+    else the one row, if only one was sent."""
+    for index, row in enumerate(rows):
+        required = column is not None and not target.columns[column].get("nullable", True)
+        if required and row.get(column or "") is None:
+            return index, column
+        for name, value in row.items():
+            length = getattr(target.columns[name]["type"], "length", None)
+            too_long = isinstance(value, str) and isinstance(length, int) and len(value) > length
+            if too_long and column in (None, name):
+                return index, name
+    return (0, column) if len(rows) == 1 else (None, column)
 
 
 def _retry_one_by_one(
