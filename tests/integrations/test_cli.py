@@ -1,193 +1,191 @@
-"""The ``dbrewind`` command against real databases."""
+"""The ``dbrewind`` command against real databases: doctor, status, uninstall, errors.
+
+``bench`` is in test_cli_bench.py, ``clean`` in test_cli_clean.py. Most commands
+run through the installed console script, as a user runs them; ``--json`` output
+is parsed, and every exit status checked.
+"""
 
 from __future__ import annotations
 
-import io
-import json
-import re
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
-from dbrewind import Rewinder, ServerUnreachableError, Strategy
-from dbrewind.cli import main
+from conftest import drop_database, make_database
+from dbrewind import Rewinder, ServerUnreachableError
+from dbrewind.provision.fingerprint import tracking_version
+from helpers.cli import SCRIPT, dbrewind, in_process
+
+COMMANDS = ("doctor", "status", "bench", "clean", "uninstall")
 
 
-def _run(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = main(list(args), out=out)
-    return status, out.getvalue()
-
-
-def _url(db_url: URL) -> str:
-    return db_url.render_as_string(hide_password=False)
+def _create_parent_child(conn: object) -> None:
+    for statement in (
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id))",
+    ):
+        conn.execute(text(statement))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
 def prepared(db_url: URL) -> Rewinder:
+    """``db_url`` with two tables (child -> parent), tracked; closed by the test."""
     rewinder = Rewinder(db_url)
-    rewinder.prepare(
-        lambda c: (
-            c.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)")),
-            c.execute(
-                text(
-                    "CREATE TABLE child (id INTEGER PRIMARY KEY, "
-                    "parent_id INTEGER REFERENCES parent (id))"
-                )
-            ),
-        )
-    )
+    rewinder.prepare(_create_parent_child)
     return rewinder
 
 
-def test_doctor_reports_tables_tracking_and_dirty_tables(
+def _table_names(keys: list[str]) -> set[str]:
+    return {key.rpartition(".")[2] for key in keys}  # PostgreSQL's keys name the schema
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_doctor_reports_tables_tracking_guard_server_and_a_dirty_table_and_exits_1(
     backend: str, db_url: URL, prepared: Rewinder, engine: Engine
 ) -> None:
+    prepared.close()
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO parent (id) VALUES (1)"))
 
-    status, out = _run("doctor", _url(db_url))
+    ran = dbrewind("doctor", db_url)
 
-    assert status == 0
+    assert ran.code == 1, ran.both
+    out = ran.out
     assert f"backend:    {backend}" in out
     assert "tables:     2 (1 foreign keys)" in out
     assert "tracking:   installed" in out
-    assert "dirty now:  " in out
     assert "parent" in out.split("dirty now:")[1].splitlines()[0]
-    assert "its name says test" in out
+    assert "test db:    yes: its name says test" in out
+    assert "lease:      free" in out
+    assert "server:     " in out
+    assert "problem:    1 table(s) hold committed writes not rewound yet" in out
+
+    said = dbrewind("doctor", db_url, "--json")
+    assert said.code == 1, said.both
+    report = said.json
+    assert report["command"] == "doctor"
+    assert report["exit_code"] == 1
+    assert report["database"] == prepared.url.display()
+    assert report["backend"] == backend
+    assert report["exists"] is True
+    assert report["guard"] == {
+        "accepted": True,
+        "reasons": ["its name says test"],
+        "refusal": None,
+    }
+    assert _table_names(report["schema"]["tables"]) == {"parent", "child"}
+    assert report["schema"]["foreign_keys"] == 1
+    assert report["schema"]["fk_cycles"] == []
+    assert report["tracking"]["installed"] is True
+    assert report["tracking"]["intact"] is True
+    assert report["tracking"]["current_version"] == tracking_version(prepared.url.backend)
+    assert report["baseline"]["tables"] == 2
+    assert report["baseline"]["layers"] == 0
+    assert _table_names(report["dirty"]) == {"parent"}
+    assert report["lease"] == {"held": False, "holder": None}
+    assert report["server"]["version"]
+    assert report["server"]["settings"]
+    assert report["capabilities"]["savepoints"] is True
+    assert len(report["problems"]) == 1
+    assert "parent" in report["problems"][0]
+
+
+def test_doctor_exits_0_once_the_dirty_table_is_rewound(
+    db_url: URL, prepared: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO parent (id) VALUES (1)"))
     prepared.rewind()
     prepared.close()
 
+    ran = dbrewind("doctor", db_url, "--json")
 
-def test_doctor_says_when_a_database_is_not_provably_a_test_database(
-    backend: str, db_url: URL
+    assert ran.code == 0, ran.both
+    assert ran.json["dirty"] == []
+    assert ran.json["problems"] == []
+
+
+def test_doctor_names_the_settings_that_bear_on_speed_per_server(
+    backend: str, db_url: URL, prepared: Rewinder
+) -> None:
+    prepared.close()
+    settings = in_process("doctor", db_url, "--json").json["server"]["settings"]
+    expected = {
+        "postgresql": {"fsync", "synchronous_commit", "clone_strategy"},
+        "mysql": {"innodb_flush_log_at_trx_commit", "sync_binlog"},
+        "sqlite": {"journal_mode", "synchronous"},
+    }[backend]
+    assert expected <= set(settings), settings
+    if backend == "postgresql":
+        assert settings["clone_strategy"] in ("WAL_LOG", "FILE_COPY")
+
+
+def test_doctor_shows_a_foreign_key_cycle(backend: str, db_url: URL, engine: Engine) -> None:
+    with engine.begin() as conn:
+        if backend == "sqlite":  # no ALTER TABLE .. ADD FOREIGN KEY; forward references work
+            conn.execute(
+                text("CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b (id))")
+            )
+            conn.execute(
+                text("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a (id))")
+            )
+        else:
+            conn.execute(text("CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER)"))
+            conn.execute(
+                text("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a (id))")
+            )
+            conn.execute(text("ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b (id)"))
+
+    ran = in_process("doctor", db_url)
+    said = in_process("doctor", db_url, "--json").json
+
+    assert ran.code == 0, ran.both  # not tracked yet: the first run installs it
+    assert "FK cycles:" in ran.out
+    assert [_table_names(cycle) for cycle in said["schema"]["fk_cycles"]] == [{"a", "b"}]
+    assert said["tracking"]["installed"] is False
+
+
+def test_doctor_on_a_missing_database_that_is_not_a_test_name_reports_the_refusal(
+    backend: str, db_url: URL, tmp_path: Path
 ) -> None:
     if backend == "sqlite":
-        pytest.skip("a missing SQLite file is reported as missing, not as unsafe")
-    status, out = _run("doctor", _url(db_url.set(database="dbrewind_nowhere_prod")))
-    assert status == 0
-    assert "exists:     no" in out
+        missing = db_url.set(database=str(tmp_path / "dbrewind_nowhere_prod.db"))
+    else:
+        missing = db_url.set(database=f"dbrewind_{uuid.uuid4().hex[:8]}_prod")
+
+    ran = dbrewind("doctor", missing)
+    said = dbrewind("doctor", missing, "--json")
+
+    assert ran.code == 1, ran.both
+    assert "exists:     no" in ran.out
+    assert "NOT provably a test database" in ran.out
+    assert said.code == 1
+    report = said.json
+    assert report["exists"] is False
+    assert report["guard"]["accepted"] is False
+    assert "DBREWIND_ALLOW=" in report["guard"]["refusal"]
+    assert report["schema"] is None
+    assert report["tracking"] is None
 
 
-def test_bench_measures_floor_check_and_rewinds_and_leaves_the_baseline(
-    backend: str, db_url: URL, prepared: Rewinder, engine: Engine
-) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO parent (id) VALUES (7)"))
-    prepared.install()  # the baseline now holds parent 7
-    prepared.close()
-
-    status, out = _run("bench", _url(db_url), "--rounds", "3")
-
-    assert status == 0, out
-    assert "BEGIN; ROLLBACK:" in out
-    assert "clean check, no writes:" in out
-    one = re.search(r"rewind, 1 table: +([\d.]+) ms .*median over 2 tables.*slowest: (.*)\)", out)
-    assert one is not None, out
-    assert float(one.group(1)) > 0
-    assert "parent" in one.group(2)
-    assert "child" in one.group(2)
-    assert re.search(r"rewind, all tables: +[\d.]+ ms +\(2 tables\)", out), out
-    assert "recommendation:" in out
-    with engine.connect() as conn:  # every rewind put the baseline back
-        assert conn.execute(text("SELECT id FROM parent")).scalars().all() == [7]
-    with Rewinder(db_url) as check:
-        assert check.dirty_tables() == []
-
-
-def test_bench_without_tracking_says_what_to_do(db_url: URL) -> None:
-    status, out = _run("bench", _url(db_url))
-    assert status == 1
-    assert "not installed" in out
-
-
-def test_bench_json_gives_the_figures_by_strategy(db_url: URL, prepared: Rewinder) -> None:
-    prepared.close()
-    status, out = _run("bench", _url(db_url), "--rounds", "3", "--json")
-    assert status == 0, out
-    said = json.loads(out)
-    assert set(said["strategies"]) == {strategy.value for strategy in Strategy}
-    assert said["strategies"]["rollback"]["begin_rollback_ms"] > 0
-    tables = {key.rpartition(".")[2] for key in said["strategies"]["clean"]["tables_ms"]}
-    assert tables == {"parent", "child"}  # PostgreSQL's keys name the schema too
-    assert said["strategies"]["safety net"]["check_ms"] > 0
-    assert said["recommendation"] == Strategy.ROLLBACK
-    with Rewinder(db_url) as check:
-        assert check.dirty_tables() == []
-
-
-def test_bench_json_without_tracking_is_json_too(db_url: URL) -> None:
-    status, out = _run("bench", _url(db_url), "--json")
-    assert status == 1
-    assert "not installed" in json.loads(out)["error"]
-
-
-def test_uninstall_removes_tracking_and_is_idempotent(
-    db_url: URL, prepared: Rewinder, engine: Engine
-) -> None:
-    prepared.close()
-    status, out = _run("uninstall", _url(db_url))
-    assert status == 0
-    assert "removed dbrewind tracking" in out
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO parent (id) VALUES (7)"))
-    with engine.connect() as conn:
-        assert Rewinder(db_url).dialect.is_installed(conn) is False
-    status, out = _run("uninstall", _url(db_url))
-    assert status == 0
-    assert "nothing to remove" in out
-
-
-def test_a_bad_url_is_an_error_with_a_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
-    status, _ = _run("doctor", "oracle://scott:tiger@h/x")
-    assert status == 2
-    err = capsys.readouterr().err
-    assert "Unsupported database 'oracle'" in err
-    assert "tiger" not in err
-
-
-@pytest.mark.parametrize(
-    ("url", "server"),
-    [
-        pytest.param(
-            "postgresql://postgres:pw@127.0.0.1:1/app_test", "PostgreSQL server", id="postgresql"
-        ),
-        pytest.param("mysql://root:pw@127.0.0.1:1/app_test", "MySQL/MariaDB server", id="mysql"),
-    ],
-)
-def test_an_unreachable_server_is_named_with_what_to_check(url: str, server: str) -> None:
-    rewinder = Rewinder(url)
-    with pytest.raises(ServerUnreachableError) as info:
-        rewinder.exists()
-    message = str(info.value)
-    assert f"Cannot connect to the {server}" in message
-    assert "host and port are right" in message
-    assert "pw@" not in message
-
-
-def test_doctor_says_who_holds_the_database_and_uninstall_refuses_then(
-    db_url: URL, prepared: Rewinder
-) -> None:
-    lease = prepared.dialect.acquire_lock(prepared.url, "lease", wait=0)
-    assert lease is not None
+def test_doctor_accepts_a_database_the_environment_allows(backend: str, tmp_path: Path) -> None:
+    name = f"dbrewind_{uuid.uuid4().hex[:8]}_prod"
+    url = make_database(backend, tmp_path, name)
     try:
-        status, out = _run("doctor", _url(db_url))
-        assert status == 0
-        assert "lease:      held by " in out
-        status, _ = _run("uninstall", _url(db_url))
-        assert status == 2
-        with prepared.connection() as conn:
-            assert prepared.dialect.is_installed(conn)  # refused: still there
+        allowed = Path(str(url.database)).name
+        ran = dbrewind("doctor", url, "--json", env={"DBREWIND_ALLOW": allowed})
+        refused = dbrewind("doctor", url, "--json")
     finally:
-        lease.release()
-    status, out = _run("doctor", _url(db_url))
-    assert "lease:      free" in out
-    status, out = _run("uninstall", _url(db_url))
-    assert status == 0
-    assert "removed dbrewind tracking" in out
-    prepared.close()
+        drop_database(backend, url)
+    assert ran.code == 0, ran.both
+    assert ran.json["guard"]["reasons"] == ["listed in DBREWIND_ALLOW"]
+    assert refused.code == 1
+    assert refused.json["guard"]["accepted"] is False
 
 
 def test_doctor_says_when_tracking_no_longer_covers_the_tables(
@@ -196,11 +194,119 @@ def test_doctor_says_when_tracking_no_longer_covers_the_tables(
     prepared.close()
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE extra (id INTEGER PRIMARY KEY)"))
-    status, out = _run("doctor", _url(db_url))
-    assert status == 0
-    assert "out of date: not tracked: " in out
-    assert "extra" in out.split("out of date:")[1].splitlines()[0]
-    assert "made by an older dbrewind or by hand" in out
+    ran = in_process("doctor", db_url)
+    said = in_process("doctor", db_url, "--json").json
+    assert ran.code == 1, ran.both
+    assert "extra" in ran.out.split("out of date: not tracked: ")[1].splitlines()[0]
+    assert "made by an older dbrewind or by hand" in ran.out
+    assert _table_names(said["tracking"]["not_tracked"]) == {"extra"}
+    assert said["tracking"]["intact"] is False
+    assert said["tracking"]["up_to_date"] is None  # no version recorded: unknown
+
+
+# ------------------------------------------------------------------ status
+
+
+def test_status_lists_the_dirty_tables_with_exit_1_and_exit_0_when_clean(
+    db_url: URL, prepared: Rewinder, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO parent (id) VALUES (1)"))
+        conn.execute(text("INSERT INTO child (id, parent_id) VALUES (1, 1)"))
+
+    dirty = dbrewind("status", db_url)
+    dirty_json = dbrewind("status", db_url, "--json")
+    prepared.rewind()
+    prepared.close()
+    clean = dbrewind("status", db_url, "--json")
+
+    assert dirty.code == 1, dirty.both
+    assert "dirty now:  " in dirty.out
+    line = dirty.out.split("dirty now:")[1].splitlines()[0]
+    assert "parent" in line
+    assert "child" in line
+    report = dirty_json.json
+    assert report["command"] == "status"
+    assert report["exit_code"] == 1
+    assert report["tracking_installed"] is True
+    assert _table_names(report["dirty"]) == {"parent", "child"}
+    assert report["lease"] == {"held": False, "holder": None}
+    assert clean.code == 0, clean.both
+    assert clean.json["dirty"] == []
+    assert clean.json["problems"] == []
+
+
+def test_status_without_tracking_exits_1_and_says_so(db_url: URL) -> None:
+    ran = in_process("status", db_url, "--json")
+    assert ran.code == 1
+    assert ran.json["tracking_installed"] is False
+    assert "not installed" in ran.json["problems"][0]
+
+
+def test_status_of_a_database_that_does_not_exist_is_an_error(backend: str, db_url: URL) -> None:
+    if backend == "sqlite":
+        pytest.skip("connecting to a missing SQLite file creates it: nothing to refuse")
+    missing = db_url.set(database=f"dbrewind_{uuid.uuid4().hex[:8]}_test")
+    ran = dbrewind("status", missing, "--json")
+    assert ran.code == 2, ran.both
+    assert ran.json["error"]["type"] == "DatabaseNotFoundError"
+    assert ran.err.startswith("dbrewind: error: ")
+
+
+# ------------------------------------------------------------------ leases, uninstall
+
+
+def test_doctor_and_status_say_who_holds_the_database_and_uninstall_refuses_then(
+    db_url: URL, prepared: Rewinder
+) -> None:
+    lease = prepared.dialect.acquire_lock(prepared.url, "lease", wait=0)
+    assert lease is not None
+    try:
+        doctor = dbrewind("doctor", db_url)
+        status = dbrewind("status", db_url, "--json")
+        refused = dbrewind("uninstall", db_url, "--json")
+        with prepared.connection() as conn:
+            assert prepared.dialect.is_installed(conn)  # refused: still there
+    finally:
+        lease.release()
+    assert doctor.code == 0, doctor.both
+    assert "lease:      held by " in doctor.out
+    assert status.code == 0, status.both
+    assert status.json["lease"]["held"] is True
+    assert status.json["lease"]["holder"]
+    assert refused.code == 1
+    assert "holds" in refused.json["refused"]
+    assert refused.json["removed"] is False
+
+    free = dbrewind("doctor", db_url)
+    assert "lease:      free" in free.out
+    removed = dbrewind("uninstall", db_url)
+    assert removed.code == 0, removed.both
+    assert "removed dbrewind tracking" in removed.out
+    prepared.close()
+
+
+def test_uninstall_removes_tracking_and_is_idempotent(
+    db_url: URL, prepared: Rewinder, engine: Engine
+) -> None:
+    prepared.close()
+    ran = dbrewind("uninstall", db_url, "--json")
+    assert ran.code == 0, ran.both
+    assert ran.json == {
+        "command": "uninstall",
+        "database": prepared.url.display(),
+        "exit_code": 0,
+        "removed": True,
+        "was_installed": True,
+        "refused": None,
+    }
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO parent (id) VALUES (7)"))
+    with engine.connect() as conn:
+        assert Rewinder(db_url).dialect.is_installed(conn) is False
+    again = dbrewind("uninstall", db_url)
+    assert again.code == 0
+    assert "nothing to remove" in again.out
 
 
 def test_doctor_lists_the_templates_a_run_made_and_who_leases_the_database(
@@ -219,11 +325,145 @@ def test_doctor_lists_the_templates_a_run_made_and_who_leases_the_database(
     )
     try:
         wait_for_file(Path(str(checkpoint) + ".reached"), run)
-        status, out = _run("doctor", _url(suite_url))
+        ran = dbrewind("doctor", suite_url)
+        said = dbrewind("doctor", suite_url, "--json")
+        status = dbrewind("status", suite_url, "--json")
     finally:
         Path(str(checkpoint) + ".go").write_text("")
         code, run_out = run.finish()
     assert code == 0, run_out
-    assert status == 0, out
-    assert re.search(r"template  \S+_tmpl_[0-9a-f]{8}\S*: built \d+ (s|min) ago", out), out
-    assert "lease:      held by " in out, out
+    assert ran.code == 1, ran.both  # the run's test committed a row: dirty now
+    assert "template  " in ran.out
+    assert "lease:      held by " in ran.out, ran.out
+    report = said.json
+    templates = [d for d in report["derived"] if d["kind"] == "template"]
+    assert len(templates) == 1, report["derived"]
+    assert "_tmpl_" in templates[0]["name"]
+    assert templates[0]["made_by_dbrewind"] is True
+    assert templates[0]["built"] > 0
+    assert report["lease"]["held"] is True
+    assert report["tracking"]["up_to_date"] is True
+    assert report["tracking"]["released_cleanly"] is False  # held now
+    assert "_tmpl_" in report["baseline"]["template"]
+    assert _table_names(status.json["dirty"]) == {"order"}
+    assert status.json["lease"]["held"] is True
+
+
+# ------------------------------------------------------------------ errors, help, secrets
+
+
+def test_help_lists_every_command_and_the_exit_statuses() -> None:
+    ran = dbrewind("--help")
+    assert ran.code == 0
+    for command in COMMANDS:
+        assert command in ran.out
+    assert "exit status:" in ran.out
+    assert "130" in ran.out
+    for command in COMMANDS:
+        sub = dbrewind(command, "--help")
+        assert sub.code == 0
+        assert "--json" in sub.out
+        assert "exit status:" in sub.out
+
+
+def test_a_usage_error_exits_2() -> None:
+    assert dbrewind().code == 2
+    assert dbrewind("doctor").code == 2
+    ran = dbrewind("frobnicate", "sqlite://")
+    assert ran.code == 2
+    assert "invalid choice" in ran.err
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "dbrewind.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "usage: dbrewind" in done.stdout
+    assert SCRIPT.exists()
+
+
+def test_a_bad_url_is_an_error_with_a_clear_message_in_text_and_json() -> None:
+    for command in COMMANDS:
+        ran = dbrewind(command, "oracle://scott:tiger-secret@h/x")
+        assert ran.code == 2, ran.both
+        assert ran.out == ""
+        assert "Unsupported database 'oracle'" in ran.err
+        assert "tiger" not in ran.both
+        said = dbrewind(command, "oracle://scott:tiger-secret@h/x", "--json")
+        assert said.code == 2
+        assert said.json["command"] == command
+        assert said.json["exit_code"] == 2
+        assert said.json["error"]["type"] == "ConfigurationError"
+        assert "tiger" not in said.both
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        pytest.param(
+            "postgresql://postgres:pw-secret@127.0.0.1:1/app_test",
+            "PostgreSQL server",
+            id="postgresql",
+        ),
+        pytest.param(
+            "mysql://root:pw-secret@127.0.0.1:1/app_test", "MySQL/MariaDB server", id="mysql"
+        ),
+    ],
+)
+def test_an_unreachable_server_is_exit_2_naming_what_to_check(url: str, server: str) -> None:
+    rewinder = Rewinder(url)
+    with pytest.raises(ServerUnreachableError) as info:
+        rewinder.exists()
+    assert f"Cannot connect to the {server}" in str(info.value)
+    for command in ("doctor", "status"):
+        ran = in_process(command, url, "--json")
+        assert ran.code == 2
+        assert ran.json["error"]["type"] == "ServerUnreachableError"
+        assert "host and port are right" in ran.json["error"]["message"]
+        assert "pw-secret" not in ran.both
+
+
+def test_a_wrong_password_is_never_printed(backend: str, db_url: URL) -> None:
+    if backend != "mysql":
+        pytest.skip("the local PostgreSQL trusts every password, SQLite takes none")
+    secret = "Wrong-Pass-" + uuid.uuid4().hex[:8]
+    url = db_url.set(password=secret)
+    for command in COMMANDS:
+        for extra in ((), ("--json",)):
+            ran = dbrewind(command, url, *extra)
+            assert ran.code == 2, ran.both
+            assert secret not in ran.both, ran.both
+            assert "***" in ran.both
+
+
+def test_a_password_in_the_url_appears_in_no_output_of_any_command(
+    backend: str, db_url: URL, prepared: Rewinder, engine: Engine
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("the local PostgreSQL trusts any password: the commands run to the end")
+    prepared.close()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO parent (id) VALUES (1)"))
+    secret = "S3cret-" + uuid.uuid4().hex[:8]
+    url = db_url.set(password=secret)
+    seen = []
+    for args in (
+        ("doctor",),
+        ("status",),
+        ("bench", "--rounds", "2"),
+        ("clean",),
+        ("uninstall",),
+    ):
+        for extra in ((), ("--json",)):
+            ran = dbrewind(*args, url, *extra)
+            seen.append((args, ran.code))
+            assert secret not in ran.both, (args, ran.both)
+            assert "***" in ran.both, (args, ran.both)
+    assert [code for _, code in seen] == [1, 1, 1, 1, 0, 0, 0, 0, 0, 0], seen

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from dbrewind import Strategy
-from dbrewind.cli import _bench_json
+from dbrewind.cli._bench import bench_report
 from dbrewind.pytest_plugin import report
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -63,10 +60,7 @@ def test_summary_without_tests_names_no_strategy() -> None:
 
 
 def test_bench_json_keys_are_the_strategies() -> None:
-    out = io.StringIO()
-    rewinder: Any = SimpleNamespace(url=SimpleNamespace(display=lambda: "sqlite:///x_test.db"))
-    _bench_json(rewinder, out, 0.1, 0.2, {"users": 0.3}, 0.4)
-    said = json.loads(out.getvalue())
+    said = json.loads(json.dumps(bench_report(0.1, 0.2, {"users": 0.3}, 0.4, rounds=3)))
     assert set(said["strategies"]) == NAMES
     assert said["recommendation"] in NAMES
 

@@ -1,0 +1,144 @@
+"""``clean``: drop the templates, clones and bench scratch databases of one test database
+that dbrewind made and nobody uses; a dry run unless told to drop.
+
+What it may drop is narrow on purpose. A database is dropped only when all of:
+
+* its name is one the lifecycle derives from the URL's database
+  (:func:`dbrewind.provision.naming.derived_kind`: ``<name>_tmpl_<8 hex>``,
+  ``<name>_gw<n>``, ``<name>_r<n>``, ``<name>_gw<n>_r<n>``, ``<name>_bench_<8 hex>``);
+  the URL's database itself is never dropped;
+* it carries dbrewind's creation mark (:meth:`Dialect.created_by_dbrewind
+  <dbrewind.dialects.base.Dialect.created_by_dbrewind>`): a database of such a
+  name that someone else made is left alone;
+* no run holds it: its lease is taken here (and held while it is dropped), and a
+  template is dropped only under the build lock of the test database, which runs
+  hold while they build or clone a template;
+* no session is connected to it (:meth:`Dialect.sessions
+  <dbrewind.dialects.base.Dialect.sessions>`; SQLite files have no sessions to list:
+  there the lease is what runs hold).
+
+Leases are locks that end with the session or process holding them, so none is
+ever left to drop; SQLite's lock files stay beside the database (see
+:meth:`~dbrewind.dialects.base.Dialect.drop_database`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._url import DatabaseURL
+from ..dialects import Lock
+from ..exceptions import ConfigurationError, DbrewindError
+from ..provision.naming import derived_kind, sibling, stem
+from ..rewinder import Rewinder
+from ._console import FINDINGS, OK, Console
+
+__all__ = ["clean"]
+
+_ORDER = {"scratch": 0, "clone": 1, "template": 2}
+"""Clones before templates: a clone is what a run would clone a template for."""
+
+
+def _made_by_dbrewind(url: DatabaseURL) -> bool | str:
+    """Whether dbrewind's creation mark is on ``url``'s database; what failed, when the
+    question cannot be answered (it is then left alone)."""
+    try:
+        with Rewinder(url, allow=True) as other, other.connection() as conn:
+            return other.dialect.created_by_dbrewind(conn)
+    except DbrewindError as exc:
+        return f"cannot be read ({exc})"
+
+
+@contextlib.contextmanager
+def _held(lock: Lock | None) -> Iterator[Lock | None]:
+    try:
+        yield lock
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, dict[str, Any]]:
+    """List (``apply``: drop) what dbrewind made from the database and nobody uses."""
+    url, dialect = rewinder.url, rewinder.dialect
+    if url.is_memory:
+        raise ConfigurationError(
+            f"{url.display()} is an in-memory database: dbrewind makes no templates or "
+            "clones of one. Give clean the URL of the test database file or server database."
+        )
+    base = stem(url)
+    files = dialect.databases_are_files
+    candidates = []
+    for entry in dialect.list_databases(url, base[: max(1, dialect.name_limit - 40)]):
+        name = Path(entry).stem if files else entry
+        kind = derived_kind(base, name, dialect.name_limit)
+        if kind is not None:
+            candidates.append((_ORDER[kind], name, kind))
+    drop: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    templates = [c for c in candidates if c[2] == "template"]
+    build = dialect.acquire_lock(url, "build", wait=0) if templates else None
+    with _held(build):
+        for _order, name, kind in sorted(candidates):
+            other = sibling(url, name)
+            item: dict[str, Any] = {
+                "name": Path(other.database).name if files else name,
+                "kind": kind,
+            }
+            if kind == "template" and build is None:
+                holder = dialect.lock_holder(url, "build") or "another run"
+                kept.append({**item, "reason": f"a run builds or clones a template now ({holder})"})
+                continue
+            lease = None if kind == "template" else dialect.acquire_lock(other, "lease", wait=0)
+            with _held(lease):
+                if kind != "template" and lease is None:
+                    holder = dialect.lock_holder(other, "lease") or "another run"
+                    kept.append({**item, "reason": f"leased by {holder}"})
+                    continue
+                # sessions first: the look at the mark below is a session of its own
+                sessions = dialect.sessions(other)
+                if sessions:
+                    more = f" and {len(sessions) - 1} more" if len(sessions) > 1 else ""
+                    kept.append({**item, "reason": f"in use: {sessions[0]}{more}"})
+                    continue
+                made = _made_by_dbrewind(other)
+                if made is not True:
+                    reason = made if isinstance(made, str) else "not made by dbrewind"
+                    kept.append({**item, "reason": reason})
+                    continue
+                if not apply:
+                    drop.append(item)
+                    continue
+                try:
+                    dialect.drop_database(other)
+                except DbrewindError as exc:
+                    failed.append({**item, "error": str(exc)})
+                    continue
+                drop.append(item)
+                console.progress(f"dropped {kind} {item['name']}")
+    report: dict[str, Any] = {"applied": apply, "drop": drop, "kept": kept, "failed": failed}
+    _render(report, url.display(), console)
+    if apply:
+        return (FINDINGS if failed else OK), report
+    return (FINDINGS if drop else OK), report
+
+
+def _render(report: dict[str, Any], shown: str, console: Console) -> None:
+    line = console.line
+    line(f"database:   {shown}")
+    verb = "dropped" if report["applied"] else "would drop"
+    if not (report["drop"] or report["kept"] or report["failed"]):
+        line("nothing:    dbrewind made no templates, clones or scratch databases of it here")
+        return
+    for item in report["drop"]:
+        line(f"{verb + ':':11} {item['kind']:8}  {item['name']}")
+    for item in report["kept"]:
+        line(f"{'kept:':11} {item['kind']:8}  {item['name']}: {item['reason']}")
+    for item in report["failed"]:
+        line(f"{'failed:':11} {item['kind']:8}  {item['name']}: {item['error']}")
+    if report["drop"] and not report["applied"]:
+        line("(a dry run: nothing was dropped; run again with --yes to drop them)")
