@@ -20,7 +20,15 @@ import pytest_asyncio
 from sqlalchemy import Column, ForeignKey, String, Table, create_engine, event, func, select
 from sqlalchemy.engine import URL, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    scoped_session,
+    sessionmaker,
+)
 from sqlalchemy.sql.compiler import InsertmanyvaluesSentinelOpts
 
 from dbrewind import _test_context
@@ -357,7 +365,10 @@ def test_a_bad_n_is_refused_naming_the_call(bad: Any) -> None:
         UserFactory.make_batch(bad)
     with pytest.raises(ConfigurationError, match=r"UserFactory\.create_many\(n\): n must be"):
         UserFactory.create_many(bad, session=Session())
-    with pytest.raises(ConfigurationError, match=r"UserFactory\.has\(\.\.\., count\): n must"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"UserFactory\.has\(PostFactory, count\): count must be an int >= 0",
+    ):
         UserFactory.has(PostFactory, bad)
 
 
@@ -522,6 +533,17 @@ def test_create_with_a_sync_session_returns_the_model_and_create_many_an_awaitab
     assert type(users) is CreatedList
     assert isinstance(users, list)
     assert [u.email for u in users] == ["user2@test.invalid", "user3@test.invalid"]
+
+
+def test_a_scoped_session_stands_for_its_session(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+    scoped = scoped_session(sessionmaker(engine))
+    try:
+        user = UserFactory.create(session=scoped)
+        assert user in scoped()
+        assert user.id is not None
+    finally:
+        scoped.remove()
 
 
 @pytest.mark.asyncio

@@ -53,8 +53,9 @@ overrides. Then:
 
 **Saving.** ``create``/``create_many`` take ``session=``:
 
-* a SQLAlchemy ``Session``: the models are added and flushed (ids assigned, rows
-  written in the session's transaction; committing is the test's decision);
+* a SQLAlchemy ``Session`` (or a ``scoped_session``): the models are added and
+  flushed (ids assigned, rows written in the session's transaction; committing is
+  the test's decision);
   ``create`` returns the model, ``create_many`` a :class:`CreatedList` (a list
   that is awaitable too, so ``await UserFactory.create_many(5, session=session)``
   works with either kind of session);
@@ -67,10 +68,15 @@ overrides. Then:
   A peewee-async database (``AioDatabase``) gives awaitables.
 
 ``acreate``/``acreate_many`` are the async-only twins (an ``AsyncSession`` or a
-peewee-async database). ``create_many(n)`` saves in batches, one per model class
-and level: ``PostFactory.create_many(100)`` sends one multi-row ``INSERT ..
-RETURNING`` of the 100 authors and one of the 100 posts on PostgreSQL, SQLite and
-MariaDB 10.5+ (MySQL, without ``RETURNING``, sends one ``INSERT`` per row).
+peewee-async database). ``create_many(n)`` saves in as few batches as the links
+allow (one, unless a foreign-key column or a peewee foreign key needs its row saved
+first), never one round trip a model: ``PostFactory.create_many(100)`` with an
+author each goes out as one batch of 100 authors and one of 100 posts. SQLAlchemy
+sends a batch as multi-row ``INSERT .. RETURNING`` statements on PostgreSQL and
+MariaDB 10.5+; on SQLite (``RETURNING`` but no sentinel to match its rows to the
+objects; in-process) and MySQL (no ``RETURNING``) its ORM sends one ``INSERT`` a
+row. peewee: one multi-row ``INSERT .. RETURNING`` a table on PostgreSQL, SQLite
+and MariaDB 10.5+, one ``INSERT`` a row on MySQL.
 
 **Related models.** ``for_(parent, relation=None)`` makes models that belong to
 ``parent``: an instance, or a factory/builder of which one is made per call and

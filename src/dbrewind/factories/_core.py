@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-__all__ = ["CreatedList", "FactoryBuilder", "Lazy", "ModelFactory", "lazy"]
+__all__ = ["Attributes", "CreatedList", "FactoryBuilder", "Hook", "Lazy", "ModelFactory", "lazy"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -345,7 +345,9 @@ class FactoryBuilder(Generic[T]):
                 f"{self!r}.has({_short(children)}): pass the children's factory or a builder "
                 "of it (e.g. has(PostFactory, 3))."
             )
-        kept = _Children(as_builder, _count(count, f"{self!r}.has(..., count)"), relation)
+        kept = _Children(
+            as_builder, _count(count, f"{self!r}.has({as_builder!r}, count)", "count"), relation
+        )
         return replace(self, children=(*self.children, kept))
 
     def after_creating(self, hook: Hook) -> FactoryBuilder[T]:
@@ -725,9 +727,9 @@ def _model_of(factory: type[ModelFactory[Any]]) -> type[Any]:
     return cast(type[Any], model)
 
 
-def _count(n: object, what: str) -> int:
+def _count(n: object, what: str, name: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ConfigurationError(f"{what}: n must be an int >= 0, got {n!r}.")
+        raise ConfigurationError(f"{what}: {name} must be an int >= 0, got {n!r}.")
     return n
 
 

@@ -1,20 +1,28 @@
 """The factories on SQLAlchemy declarative models: links from the mapper, saves by flush.
 
 A batch is added to the session and flushed once: the unit of work sorts it by
-dependency and sends each table's rows together, as one ``INSERT .. RETURNING``
-over many rows (SQLAlchemy's "insertmanyvalues") on PostgreSQL, SQLite and
-MariaDB 10.5+. MySQL has no ``RETURNING``: the ORM sends one ``INSERT`` per row
-there, to read each new key from the cursor.
+dependency and sends each table's rows together where it can match the rows
+``RETURNING`` gives back to its objects: on PostgreSQL and MariaDB 10.5+ as
+multi-row ``INSERT .. RETURNING`` statements (SQLAlchemy's "insertmanyvalues",
+the autoincrementing key as the sentinel). SQLite has ``RETURNING`` but no such
+sentinel, so the ORM sends one ``INSERT`` a row there (in-process, no round trip);
+MySQL has no ``RETURNING``, and the ORM sends one ``INSERT`` a row to read each new
+key from the cursor.
+
+The session: a ``Session`` or ``AsyncSession`` (or a ``scoped_session`` /
+``async_scoped_session`` of one), else the running test's
+(:func:`dbrewind._test_context.current_session`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
-from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipDirection, Session
+from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipDirection, Session, scoped_session
 
 from .. import _test_context
 from .._asyncio import is_async_session
@@ -114,6 +122,7 @@ class SQLAlchemyAdapter(Adapter):
     def store_for(self, model: type[Any], session: Any, what: str) -> Store | AsyncStore:
         if session is None:
             session = _test_context.current_session(what=what)
+        session = _unscoped(session)
         if isinstance(session, Session):
             return SessionStore(session)
         if is_async_session(session):
@@ -126,6 +135,16 @@ class SQLAlchemyAdapter(Adapter):
 
 
 SQLALCHEMY = SQLAlchemyAdapter()
+
+
+def _unscoped(session: Any) -> Any:
+    """The session a ``scoped_session`` or ``async_scoped_session`` stands for."""
+    if isinstance(session, scoped_session):
+        return session()
+    aio = sys.modules.get("sqlalchemy.ext.asyncio")
+    if aio is not None and isinstance(session, aio.async_scoped_session):
+        return session()
+    return session
 
 
 class SessionStore(Store):
