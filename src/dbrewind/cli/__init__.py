@@ -38,8 +38,9 @@ command's own keys:
 * ``doctor``: ``backend``, ``driver``, ``exists``, ``guard`` (``accepted``,
   ``reasons``, ``refusal``), ``schema`` (``tables``, ``foreign_keys``, ``fk_cycles``,
   ``self_references``), ``tracking`` (``installed``, ``version``,
-  ``current_version``, ``up_to_date``, ``intact``, ``released_cleanly``,
-  ``not_tracked``, ``recreated_untracked``, ``gone``), ``baseline`` (``tables``,
+  ``current_version``, ``up_to_date`` (``null`` when the installation records no
+  version), ``intact``, ``released_cleanly``, ``not_tracked``,
+  ``recreated_untracked``, ``gone``), ``baseline`` (``tables``,
   ``layers``, ``template``, ``fingerprint``, ``built``), ``dirty``, ``lease``
   (``held``, ``holder``), ``derived`` (each ``name``, ``kind``: ``template`` |
   ``clone`` | ``scratch``, ``lease_holder``, ``made_by_dbrewind``, ``built``),

@@ -243,15 +243,19 @@ def _render_derived(derived: list[dict[str, Any]], console: Console) -> None:
     now = time.time()
     for item in derived:
         parts = []
-        if item.get("built"):
-            parts.append(f"built {_age(now - item['built'])} ago")
-        elif "built" in item and item["kind"] == "clone":
-            parts.append("cloned from a template")
+        built = item.get("built")
+        if built and item["kind"] == "template":
+            parts.append(f"built {_age(now - built)} ago")
+        elif built:
+            parts.append(f"of a template built {_age(now - built)} ago")
         if item.get("made_by_dbrewind") is False:
             parts.append("NOT made by dbrewind")
         if item["lease_holder"]:
             parts.append(f"leased by {item['lease_holder']}")
-        console.line(f"  {item['kind']:8}  {item['name']}: {', '.join(parts) or 'free'}")
+        elif item["kind"] != "template":
+            parts.append("free")
+        shown = f": {', '.join(parts)}" if parts else ""
+        console.line(f"  {item['kind']:8}  {item['name']}{shown}")
 
 
 def _render_problems(problems: list[str], console: Console) -> None:

@@ -1,0 +1,193 @@
+"""``dbrewind clean``: a dry run lists, ``--yes`` drops, and only ever the templates, clones
+and scratch databases dbrewind made that nobody holds or uses."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL
+
+from conftest import make_database
+from dbrewind import Rewinder, parse_url
+from dbrewind.provision.naming import stem
+from helpers.cli import dbrewind, in_process
+from helpers.runs import databases_named, pytest_args, start, wait_for_file
+from helpers.suites import run_suite, sibling, write_suite
+
+
+def _where(backend: str, url: URL) -> Path | None:
+    return Path(str(url.database)).parent if backend == "sqlite" else None
+
+
+def _name(backend: str, name: str) -> str:
+    """How clean names the database ``name``: SQLite by its file's name."""
+    return f"{name}.db" if backend == "sqlite" else name
+
+
+def _existing(backend: str, url: URL) -> list[str]:
+    base = stem(parse_url(url))
+    return databases_named(backend, base, _where(backend, url))
+
+
+def _made_by_dbrewind(url: URL, *, template: URL | None = None) -> None:
+    """Create ``url``'s database as dbrewind does (carrying its creation mark)."""
+    with Rewinder(url, allow=True) as rewinder:
+        rewinder.create(template=None if template is None else parse_url(template))
+
+
+def _made_by_hand(backend: str, url: URL) -> None:
+    """Create ``url``'s database without dbrewind: no creation mark."""
+    if backend == "sqlite":
+        with sqlite3.connect(str(url.database)) as conn:
+            conn.execute("CREATE TABLE precious (id INTEGER PRIMARY KEY)")
+        return
+    make_database(backend, Path("."), str(url.database))
+
+
+def _by_name(items: list[dict[str, str]]) -> dict[str, str]:
+    return {item["name"]: item["kind"] for item in items}
+
+
+def test_clean_lists_then_drops_only_the_unheld_databases_dbrewind_made_from_it(
+    backend: str, suite_url: URL, tmp_path: Path
+) -> None:
+    suite = tmp_path / "suite"
+    write_suite(suite)
+    checkpoint = tmp_path / "checkpoint"
+    held_run = start(
+        suite,
+        pytest_args(suite_url, "-k", "waits_for_the_other_run"),
+        env={"SUITE_CHECKPOINT": str(checkpoint)},
+    )
+    try:
+        wait_for_file(Path(str(checkpoint) + ".reached"), held_run)
+        # a second run while the first holds the database: it works on a clone, _r1
+        run_suite(suite, suite_url, "-k", "sandbox")
+        base = stem(parse_url(suite_url))
+        doctor = dbrewind("doctor", suite_url, "--json").json
+        [template] = [d["name"] for d in doctor["derived"] if d["kind"] == "template"]
+        template_url = sibling(suite_url, template.removesuffix(".db"))
+        leased_url = sibling(suite_url, f"{base}_r2")  # a clone another run holds
+        _made_by_dbrewind(leased_url, template=template_url)
+        foreign_url = sibling(suite_url, f"{base}_r3")  # a clone's name, made by someone else
+        _made_by_hand(backend, foreign_url)
+        unrelated_url = sibling(suite_url, f"{base}_keep")  # no name dbrewind gives
+        _made_by_hand(backend, unrelated_url)
+        dialect = Rewinder(suite_url).dialect
+        lease = dialect.acquire_lock(parse_url(leased_url), "lease", wait=0)
+        assert lease is not None
+        try:
+            everything = _existing(backend, suite_url)
+            dry = dbrewind("clean", suite_url)
+            dry_json = dbrewind("clean", suite_url, "--json")
+            after_dry = _existing(backend, suite_url)
+            applied = dbrewind("clean", suite_url, "--yes", "--json")
+            after = _existing(backend, suite_url)
+        finally:
+            lease.release()
+    finally:
+        Path(str(checkpoint) + ".go").write_text("")
+        code, out = held_run.finish()
+    assert code == 0, out
+
+    r1, r2, r3 = (_name(backend, f"{base}_r{n}") for n in (1, 2, 3))
+    assert dry.code == 1, dry.both
+    assert f"would drop: template  {template}" in dry.out
+    assert f"would drop: clone     {r1}" in dry.out
+    assert f"kept:       clone     {r2}: leased by " in dry.out
+    assert f"kept:       clone     {r3}: not made by dbrewind" in dry.out
+    assert "_keep" not in dry.out
+    assert "--yes" in dry.out
+    report = dry_json.json
+    assert report["command"] == "clean"
+    assert report["exit_code"] == 1
+    assert report["applied"] is False
+    assert _by_name(report["drop"]) == {template: "template", r1: "clone"}
+    assert _by_name(report["kept"]) == {r2: "clone", r3: "clone"}
+    assert report["failed"] == []
+    assert after_dry == everything  # a dry run drops nothing
+
+    assert applied.code == 0, applied.both
+    assert applied.json["applied"] is True
+    assert _by_name(applied.json["drop"]) == {template: "template", r1: "clone"}
+    assert sorted(set(everything) - set(after)) == sorted([template, r1])
+    # the database the URL names (held by the first run) and the others are all there
+    assert _name(backend, base) in after
+    assert {r2, r3, _name(backend, f"{base}_keep")} <= set(after)
+
+    # released, the clone is dropped by the next clean; then nothing is left to drop
+    assert _by_name(dbrewind("clean", suite_url, "--yes", "--json").json["drop"]) == {r2: "clone"}
+    done = dbrewind("clean", suite_url)
+    assert done.code == 0, done.both
+    assert f"kept:       clone     {r3}: not made by dbrewind" in done.out
+    assert _name(backend, base) in _existing(backend, suite_url)
+
+
+def test_clean_leaves_a_template_alone_while_a_run_builds_or_clones_one(
+    backend: str, db_url: URL
+) -> None:
+    base = stem(parse_url(db_url))
+    template = sibling(db_url, f"{base}_tmpl_0123abcd")
+    scratch = sibling(db_url, f"{base}_bench_89abcdef")  # a killed bench's
+    _made_by_dbrewind(template)
+    _made_by_dbrewind(scratch)
+    dialect = Rewinder(db_url).dialect
+    build = dialect.acquire_lock(parse_url(db_url), "build", wait=0)
+    assert build is not None
+    try:
+        during = in_process("clean", db_url, "--yes", "--json")
+    finally:
+        build.release()
+    after = in_process("clean", db_url, "--yes", "--json")
+
+    assert during.code == 0, during.both
+    assert _by_name(during.json["drop"]) == {_name(backend, f"{base}_bench_89abcdef"): "scratch"}
+    [kept] = during.json["kept"]
+    assert kept["kind"] == "template"
+    assert "a run builds or clones a template now" in kept["reason"]
+    assert _by_name(after.json["drop"]) == {_name(backend, f"{base}_tmpl_0123abcd"): "template"}
+    left = _existing(backend, db_url)
+    assert not [name for name in left if "_tmpl_" in name or "_bench_" in name], left
+
+
+def test_clean_never_drops_a_database_a_session_is_connected_to(backend: str, db_url: URL) -> None:
+    if Rewinder(db_url).dialect.databases_are_files:
+        pytest.skip("a SQLite file has no sessions a server lists: its lease is what runs hold")
+    base = stem(parse_url(db_url))
+    clone = sibling(db_url, f"{base}_r1")
+    _made_by_dbrewind(clone)
+    engine = create_engine(clone)
+    try:
+        with engine.connect():
+            in_use = dbrewind("clean", db_url, "--yes", "--json")
+            still = _existing(backend, db_url)
+    finally:
+        engine.dispose()
+    free = dbrewind("clean", db_url, "--yes", "--json")
+
+    assert in_use.code == 0, in_use.both
+    assert in_use.json["drop"] == []
+    [kept] = in_use.json["kept"]
+    assert kept["name"] == f"{base}_r1"
+    assert kept["reason"].startswith("in use: ")
+    assert f"{base}_r1" in still
+    assert _by_name(free.json["drop"]) == {f"{base}_r1": "clone"}
+
+
+def test_clean_of_a_database_with_nothing_derived_exits_0(db_url: URL) -> None:
+    ran = dbrewind("clean", db_url)
+    assert ran.code == 0, ran.both
+    assert "nothing:" in ran.out
+    said = dbrewind("clean", db_url, "--json")
+    assert said.json == {
+        "command": "clean",
+        "database": parse_url(db_url).display(),
+        "exit_code": 0,
+        "applied": False,
+        "drop": [],
+        "kept": [],
+        "failed": [],
+    }
