@@ -15,7 +15,10 @@ default) in a transaction that is rolled back afterwards (untimed), by:
 * **add_all + flush** — ``session.add_all([User(...) for ...]); session.flush()``:
   the same models written by hand, ids back too;
 * **execute(insert)** — ``session.execute(insert(User), rows)`` with the rows as
-  dicts: SQLAlchemy's ORM bulk INSERT, no objects and no ids back (the floor).
+  dicts: SQLAlchemy's ORM bulk INSERT, no objects and no ids back (the floor);
+* **insert..returning(User)** — ``session.scalars(insert(User).returning(User,
+  sort_by_parameter_order=True), rows)``: the ORM bulk INSERT that gives the models
+  back, in the rows' order (shown, unchecked).
 
 Sync ``Session`` and ``AsyncSession`` (asyncpg, aiomysql, aiosqlite), each on
 PostgreSQL, MariaDB/MySQL and SQLite (a file). Building the rows is timed with
@@ -101,15 +104,23 @@ def hand_models(start: int) -> list[User]:
     ]
 
 
+RETURNING = insert(User).returning(User, sort_by_parameter_order=True)
+
+
+def _cases() -> dict[str, Case]:
+    return {
+        "factory": Case("create_many"),
+        "add_all": Case("add_all + flush"),
+        "insert": Case("execute(insert)"),
+        "returning": Case("insert..returning(User)"),
+    }
+
+
 # ------------------------------------------------------------------ sync
 def measure_sync(url: URL, rounds: int) -> dict[str, Case]:
     engine = create_engine(url)
     Base.metadata.create_all(engine)
-    cases = {
-        "factory": Case("create_many"),
-        "add_all": Case("add_all + flush"),
-        "insert": Case("execute(insert)"),
-    }
+    cases = _cases()
     counter = [0]
 
     def factory(session: Session) -> None:
@@ -127,14 +138,20 @@ def measure_sync(url: URL, rounds: int) -> dict[str, Case]:
         counter[0] += ROWS
         session.execute(insert(User), hand_rows(counter[0]))
 
+    def returning(session: Session) -> None:
+        counter[0] += ROWS
+        users = session.scalars(RETURNING, hand_rows(counter[0])).all()
+        assert users[-1].id is not None
+
     ways: list[tuple[str, Callable[[Session], None]]] = [
         ("factory", factory),
         ("add_all", add_all),
         ("insert", bulk),
+        ("returning", returning),
     ]
     try:
         for r in range(rounds + WARMUP):
-            order = ways[r % 3 :] + ways[: r % 3]
+            order = ways[r % len(ways) :] + ways[: r % len(ways)]
             for key, way in order:
                 with Session(engine) as session:
                     session.begin()
@@ -152,11 +169,7 @@ async def measure_async(url: URL, rounds: int) -> dict[str, Case]:
     engine = create_async_engine(parse_url(url).async_url())
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-    cases = {
-        "factory": Case("create_many"),
-        "add_all": Case("add_all + flush"),
-        "insert": Case("execute(insert)"),
-    }
+    cases = _cases()
     counter = [0]
 
     async def factory(session: AsyncSession) -> None:
@@ -174,15 +187,21 @@ async def measure_async(url: URL, rounds: int) -> dict[str, Case]:
         counter[0] += ROWS
         await session.execute(insert(User), hand_rows(counter[0]))
 
+    async def returning(session: AsyncSession) -> None:
+        counter[0] += ROWS
+        users = (await session.scalars(RETURNING, hand_rows(counter[0]))).all()
+        assert users[-1].id is not None
+
     ways: list[tuple[str, Callable[[AsyncSession], Awaitable[None]]]] = [
         ("factory", factory),
         ("add_all", add_all),
         ("insert", bulk),
+        ("returning", returning),
     ]
     loop = asyncio.get_running_loop()
     try:
         for r in range(rounds + WARMUP):
-            order = ways[r % 3 :] + ways[: r % 3]
+            order = ways[r % len(ways) :] + ways[: r % len(ways)]
             for key, way in order:
                 async with AsyncSession(engine, expire_on_commit=False) as session:
                     await session.begin()
@@ -201,12 +220,14 @@ async def measure_async(url: URL, rounds: int) -> dict[str, Case]:
 def report(backend: str, flavour: str, cases: dict[str, Case]) -> tuple[str, Check]:
     factory, add_all, bulk = cases["factory"], cases["add_all"], cases["insert"]
     table = cases_table(
-        f"{backend}, {flavour}: {ROWS:,} users in one call", [factory, add_all, bulk], add_all
+        f"{backend}, {flavour}: {ROWS:,} users in one call", list(cases.values()), add_all
     )
     floor = factory.median / bulk.median if bulk.median else float("nan")
+    back = cases["returning"].median
     text = (
         f"{table}\n\ncreate_many is {floor:.2f}x execute(insert) "
-        f"({fmt_ms(factory.median)} ms against {fmt_ms(bulk.median)} ms)."
+        f"({fmt_ms(factory.median)} ms against {fmt_ms(bulk.median)} ms), "
+        f"{factory.median / back:.2f}x insert..returning(User)."
     )
     check = Check(
         backend,

@@ -10,6 +10,7 @@ They are async and await what the factories return: with a sync session
 
 from __future__ import annotations
 
+import gc
 import inspect
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -236,6 +237,12 @@ class Saver:
 async def done(value: Any) -> Any:
     """``value``, awaited when it is awaitable."""
     return await value if inspect.isawaitable(value) else value
+
+
+def dropped(value: object) -> None:
+    """Let go of ``value`` (an awaitable never awaited) now."""
+    del value
+    gc.collect()
 
 
 def _listen(engine: Engine, into: list[str]) -> None:
@@ -566,6 +573,17 @@ async def test_create_and_create_many_with_an_async_session_return_awaitables(
     assert all(u.is_admin and u.id is not None for u in users)
     also = await UserFactory.acreate_many(2, session=async_session)
     assert len(also) == 2
+
+
+@pytest.mark.asyncio
+async def test_an_awaitable_left_unawaited_is_named_after_the_call(
+    async_session: AsyncSession,
+) -> None:
+    with pytest.warns(RuntimeWarning, match=r"coroutine 'UserFactory.create' was never awaited"):
+        dropped(UserFactory.create(session=async_session))
+    with pytest.warns(RuntimeWarning, match=r"'UserFactory.state\('admin'\).create_many' was"):
+        dropped(UserFactory.state("admin").create_many(2, session=async_session))
+    assert await async_session.scalar(select(func.count()).select_from(User)) == 0
 
 
 @pytest.mark.asyncio

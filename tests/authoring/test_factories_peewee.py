@@ -349,3 +349,22 @@ async def test_inside_dbrewinds_sandbox_the_rows_are_rolled_back(store: PeeweeSt
     assert case.leaked is None
     assert await store.count(Book) == 0
     assert await store.count(Author) == 0
+
+
+@pytest.mark.backends("sqlite", "mysql")  # PostgreSQL's cursors have no lastrowid
+async def test_without_returning_one_insert_a_row_reads_each_key(
+    store: PeeweeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MySQL's way (no RETURNING), taken on MariaDB and SQLite by saying they have none."""
+    from dbrewind.factories import _peewee
+
+    monkeypatch.setattr(_peewee.PeeweeStore, "_has_returning", lambda self: False)
+
+    async def no_returning(self: Any) -> bool:
+        return False
+
+    monkeypatch.setattr(_peewee.AsyncPeeweeStore, "_has_returning", no_returning)
+    authors = await AuthorFactory.create_many(3)
+    assert [a.id for a in authors] == await store.column(Author, "id")
+    assert len(store.inserts) == 3
+    assert not any("RETURNING" in s.upper() for s in store.inserts)

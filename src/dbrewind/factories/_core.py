@@ -10,7 +10,7 @@ batches, sync or async; the plan is the same for both.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, Union, cast, overload
 
@@ -391,7 +391,8 @@ class FactoryBuilder(Generic[T]):
         """
         store = self._store(session, "create")
         if isinstance(store, AsyncStore):
-            return _first(self._acarry(1, overrides, store, "create"))
+            first = _first(lambda: self._acarry(1, overrides, store, "create"))
+            return _named(first, self, "create")
         return self._carry(1, overrides, store, "create")[0]
 
     @overload
@@ -423,7 +424,7 @@ class FactoryBuilder(Generic[T]):
         n = _count(n, f"{self!r}.create_many(n)")
         store = self._store(session, "create_many")
         if isinstance(store, AsyncStore):
-            return self._acarry(n, overrides, store, "create_many")
+            return _named(self._acarry(n, overrides, store, "create_many"), self, "create_many")
         return self._carry(n, overrides, store, "create_many")
 
     async def acreate(self, *, session: object = None, **overrides: Any) -> T:
@@ -752,5 +753,13 @@ def _close(awaitable: object) -> None:
         close()
 
 
-async def _first(models: Awaitable[list[R]]) -> R:
-    return (await models)[0]
+async def _first(models: Callable[[], Coroutine[Any, Any, list[R]]]) -> R:
+    return (await models())[0]
+
+
+def _named(
+    coroutine: Coroutine[Any, Any, R], builder: FactoryBuilder[Any], method: str
+) -> Coroutine[Any, Any, R]:
+    """``coroutine``, named after the call, so "never awaited" warnings say which."""
+    setattr(coroutine, "__qualname__", f"{builder!r}.{method}")  # noqa: B010  (not typed)
+    return coroutine
