@@ -243,14 +243,20 @@ def test_status_without_tracking_exits_1_and_says_so(db_url: URL) -> None:
     assert "not installed" in ran.json["problems"][0]
 
 
-def test_status_of_a_database_that_does_not_exist_is_an_error(backend: str, db_url: URL) -> None:
+@pytest.mark.parametrize("command", ["status", "bench", "uninstall"])
+def test_a_command_on_a_database_that_does_not_exist_is_an_error_and_creates_nothing(
+    backend: str, db_url: URL, tmp_path: Path, command: str
+) -> None:
+    name = f"dbrewind_{uuid.uuid4().hex[:8]}_test"
     if backend == "sqlite":
-        pytest.skip("connecting to a missing SQLite file creates it: nothing to refuse")
-    missing = db_url.set(database=f"dbrewind_{uuid.uuid4().hex[:8]}_test")
-    ran = dbrewind("status", missing, "--json")
+        missing = db_url.set(database=str(tmp_path / f"{name}.db"))
+    else:
+        missing = db_url.set(database=name)
+    ran = dbrewind(command, missing, "--json")
     assert ran.code == 2, ran.both
     assert ran.json["error"]["type"] == "DatabaseNotFoundError"
     assert ran.err.startswith("dbrewind: error: ")
+    assert not Rewinder(missing).exists()
 
 
 # ------------------------------------------------------------------ leases, uninstall

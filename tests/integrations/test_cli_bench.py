@@ -186,3 +186,29 @@ def test_an_interrupted_bench_drops_its_scratch_database_and_exits_130(
     assert "dbrewind: error: interrupted" in err
     assert _scratch_left(backend, db_url) == []
     assert out == ""
+
+
+def test_bench_copies_the_tables_of_every_schema_it_is_told_to_track(
+    backend: str, db_url: URL, engine: Engine
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("--schema names PostgreSQL schemas; elsewhere a database is one schema")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA billing"))
+        conn.execute(text('CREATE TABLE "Users" (id serial PRIMARY KEY, email text UNIQUE)'))
+        conn.execute(
+            text(
+                "CREATE TABLE billing.invoice (id bigint GENERATED ALWAYS AS IDENTITY "
+                'PRIMARY KEY, user_id int REFERENCES "Users" (id), '
+                "parent_id bigint REFERENCES billing.invoice (id))"
+            )
+        )
+
+    ran = in_process(
+        "bench", db_url, "--schema", "public", "--schema", "billing", "--rounds", "2", "--json"
+    )
+
+    assert ran.code == 0, ran.both
+    assert ran.json["tables"] == 2
+    assert set(ran.json["strategies"]["clean"]["tables_ms"]) == {"public.Users", "billing.invoice"}
+    assert _scratch_left(backend, db_url) == []

@@ -191,3 +191,41 @@ def test_clean_of_a_database_with_nothing_derived_exits_0(db_url: URL) -> None:
         "kept": [],
         "failed": [],
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("app_test_tmpl_0123abcd", "template"),
+        ("app_test_bench_89abcdef", "scratch"),
+        ("app_test_r1", "clone"),
+        ("app_test_r31", "clone"),
+        ("app_test_gw0", "clone"),
+        ("app_test_gw12_r3", "clone"),
+        ("app_test", None),
+        ("app_test_r0", None),
+        ("app_test_r32", None),
+        ("app_test_r1_old", None),
+        ("app_test_tmpl_0123abc", None),
+        ("app_test_tmpl_0123ABCD", None),
+        ("app_test2_r1", None),
+        ("other_test_r1", None),
+    ],
+)
+def test_clean_knows_the_names_dbrewind_derives_and_no_others(name: str, kind: str | None) -> None:
+    from dbrewind.provision.naming import derived_kind
+
+    assert derived_kind("app_test", name) == kind
+
+
+def test_clean_knows_the_derived_names_of_a_long_name_its_hash_shortened() -> None:
+    from dbrewind.provision.naming import derived_kind, fit, scratch_name, template_name
+
+    base = "a_rather_long_test_database_name_" + "x" * 40
+    worker = fit(base, "_gw3", 63)
+    assert derived_kind(base, template_name(base, "0123abcd" * 5)) == "template"
+    assert derived_kind(base, scratch_name(base, "89abcdef")) == "scratch"
+    assert derived_kind(base, worker) == "clone"
+    assert derived_kind(base, fit(worker, "_r2", 63)) == "clone"
+    assert derived_kind(base, fit(base, "_r2", 63)) == "clone"
+    assert derived_kind(base, fit("another_" + base, "_r2", 63)) is None

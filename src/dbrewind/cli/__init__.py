@@ -76,7 +76,7 @@ from typing import Any, TextIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from .._url import parse_url
-from ..exceptions import DbrewindError, UnsafeDatabaseError
+from ..exceptions import DatabaseNotFoundError, DbrewindError, UnsafeDatabaseError
 from ..rewinder import Rewinder
 from ._bench import bench
 from ._clean import clean
@@ -206,12 +206,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _existing(rewinder: Rewinder) -> Rewinder:
+    """``rewinder``, once its database is known to exist (connecting to a SQLite file
+    that does not would create it: a command that only reads must not)."""
+    if not rewinder.exists():
+        raise DatabaseNotFoundError(
+            f"{rewinder.url.display()} does not exist. {DatabaseNotFoundError.advice}"
+        )
+    return rewinder
+
+
 _RUN: dict[str, Command] = {
     "doctor": lambda r, c, a: doctor(r, c),
-    "status": lambda r, c, a: status(r, c),
-    "bench": lambda r, c, a: bench(r, c, a.rounds),
+    "status": lambda r, c, a: status(_existing(r), c),
+    "bench": lambda r, c, a: bench(_existing(r), c, a.rounds),
     "clean": lambda r, c, a: clean(r, c, apply=a.apply),
-    "uninstall": lambda r, c, a: uninstall(r, c, force=a.force),
+    "uninstall": lambda r, c, a: uninstall(_existing(r), c, force=a.force),
 }
 
 

@@ -94,7 +94,7 @@ class _Scratch:
         name = scratch_name(stem(source.url), secrets.token_hex(4), dialect.name_limit)
         self.url: DatabaseURL = sibling(source.url, name)
         self.console = console
-        self.rewinder = Rewinder(self.url, allow=True)
+        self.rewinder = Rewinder(self.url, allow=True, schemas=dialect.schemas)
         self.dropped = False
         self.error: str | None = None
         self._lease = dialect.acquire_lock(self.url, "lease", wait=0)

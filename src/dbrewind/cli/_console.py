@@ -74,9 +74,19 @@ class Console:
             self.out.write(self._mask(text) + "\n")
 
     def document(self, report: dict[str, Any]) -> None:
-        """The report as one JSON document on stdout."""
-        self.out.write(self._mask(json.dumps(report, indent=2, sort_keys=False)) + "\n")
+        """The report as one JSON document on stdout (its texts masked before they are
+        encoded: JSON would escape a password's quotes or accents past recognition)."""
+        self.out.write(json.dumps(self._masked(report), indent=2) + "\n")
         self.out.flush()
+
+    def _masked(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._mask(value)
+        if isinstance(value, dict):
+            return {self._mask(str(k)): self._masked(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._masked(v) for v in value]
+        return value
 
     def progress(self, text: str, *, transient: bool = False) -> None:
         """Progress on stderr; ``transient`` lines overwrite each other on a terminal
