@@ -52,13 +52,14 @@ Order
     Consecutive JSON, YAML and CSV files in one call form one batch,
     inserted parents first, following the database's foreign keys, whatever
     order the files and their keys list the tables in; rows of one table keep
-    their order in the file (so a table that references itself lists parents
-    first). Tables that reference each other in a cycle are inserted with
-    the nullable foreign-key columns that close the cycle left ``NULL``, and
-    those are set by ``UPDATE`` once every table of the cycle is in (rows
-    need their primary key for that). A cycle made only of ``NOT NULL``
-    columns cannot be loaded by inserts; the error says so (load it with a
-    ``.sql`` file that defers the constraints).
+    their order in the file. Where the order cannot satisfy a foreign key, a
+    nullable one is inserted ``NULL`` and set by ``UPDATE`` once its target
+    is in (the row needs its primary key for that): a row pointing at a row
+    of its own table further down (a child listed before its parent), and
+    tables that reference each other in a cycle (the columns that close the
+    cycle; tables with ``NOT NULL`` keys into the cycle go first). A cycle
+    made only of ``NOT NULL`` columns cannot be loaded by inserts; the error
+    says so (load it with a ``.sql`` file that defers the constraints).
     ``.sql`` files run where they stand, so a schema file can precede the data
     it creates tables for. On PostgreSQL the sequences behind columns that
     were given explicit values are moved past the loaded values, so the next
@@ -728,6 +729,9 @@ class _Step:
     """The tables of the cycle this table belongs to (for messages)."""
     unordered: bool = False
     """A NOT NULL foreign key points at a table of the cycle inserted after this one."""
+    self_refs: tuple[_ForeignKey, ...] = ()
+    """Nullable foreign keys from the table to itself: a row pointing at a row later
+    in the data is inserted with them NULL, and they are set after."""
 
 
 def _plan(
@@ -782,7 +786,7 @@ def _insert_batch(
         parts.setdefault(key, []).append(_prepared(target, data))
     for group in _plan(targets, default_schema):
         steps = []
-        cycle = tuple(targets[k].label for k in group) if len(group) > 1 else ()
+        cycle = tuple(sorted(targets[k].label for k in group)) if len(group) > 1 else ()
         for position, key in enumerate(group):
             target = targets[key]
             later = set(group[position + 1 :])
@@ -793,7 +797,12 @@ def _insert_batch(
             ]
             deferred = tuple(fk for fk in ahead if _nullable(target, fk))
             unordered = len(deferred) < len(ahead)
-            steps.append(_Step(target, parts[key], deferred, cycle, unordered))
+            self_refs = tuple(
+                fk
+                for fk in target.foreign_keys
+                if (fk.parent[0] or default_schema, fk.parent[1]) == key and _nullable(target, fk)
+            )
+            steps.append(_Step(target, parts[key], deferred, cycle, unordered, self_refs))
         updates = [_insert_step(conn, step, inspector) for step in steps]
         for step, pending in zip(steps, updates, strict=True):
             _set_deferred(conn, step, pending)
@@ -897,6 +906,8 @@ def _convert(value: Any, column_type: Any, *, from_csv: bool) -> Any:
         return _as_date(value)
     if isinstance(column_type, sqltypes.Time):
         return _as_time(value)
+    if isinstance(column_type, sqltypes.Enum) and column_type.enums:
+        return _as_enum(value, column_type)
     if isinstance(column_type, sqltypes.Uuid):
         if isinstance(value, uuid.UUID):
             return value
@@ -938,6 +949,21 @@ _BOUND = (
 """Column types whose SQLAlchemy bind processing a loaded value goes through (the
 format SQLite stores timestamps in, decimals where the driver has none, JSON
 serialisation), as a model's would."""
+
+
+def _as_enum(value: Any, column_type: sqltypes.Enum) -> Any:
+    """One of the enum's names; a Python enum class also takes its members and values."""
+    names = list(column_type.enums)
+    members = getattr(column_type, "enum_class", None)
+    if members is not None:
+        if isinstance(value, members):
+            return value
+        for member in members:
+            if value == member.value and not isinstance(value, bool):
+                return member
+    if value in names:
+        return value
+    raise ValueError(f"is not one of {', '.join(names)}")
 
 
 def _as_number(value: Any, floating: bool) -> Any:
@@ -1047,27 +1073,50 @@ class _Pending:
 def _insert_step(conn: Connection, step: _Step, inspector: Inspector) -> _Pending:
     target = step.target
     pending = _Pending()
-    deferred_columns: tuple[str, ...] = ()
-    if step.deferred:
-        pending.key = tuple(
-            inspector.get_pk_constraint(target.name, schema=target.schema)["constrained_columns"]
-            or ()
-        )
-        deferred_columns = tuple(c for fk in step.deferred for c in fk.columns)
+    later = _later_references(step)
+    if later:
+        key = inspector.get_pk_constraint(target.name, schema=target.schema)["constrained_columns"]
+        pending.key = tuple(key or ())
+    position = 0
     for part in step.parts:
         rows = part.rows
-        if deferred_columns and pending.key:
+        if later and pending.key:
             rows = []
             for row, where in zip(part.rows, part.where, strict=True):
-                later = {c: row[c] for c in deferred_columns if row.get(c) is not None}
-                if later and all(row.get(k) is not None for k in pending.key):
-                    pending.rows.append(({k: row[k] for k in pending.key}, later, part, where))
-                    row = {c: (None if c in later else v) for c, v in row.items()}
+                columns = later.get(position, ())
+                position += 1
+                deferred = {c: row[c] for c in columns if row.get(c) is not None}
+                if deferred and all(row.get(k) is not None for k in pending.key):
+                    pending.rows.append(({k: row[k] for k in pending.key}, deferred, part, where))
+                    row = {c: (None if c in deferred else v) for c, v in row.items()}
                 rows.append(row)
         for columns, indexes in _groups(rows):
             for chunk in _chunks(indexes, len(columns)):
                 _insert_chunk(conn, step, part, columns, [rows[i] for i in chunk], chunk)
     return pending
+
+
+def _later_references(step: _Step) -> dict[int, tuple[str, ...]]:
+    """Per row (numbered across the step's parts): the foreign-key columns to insert as
+    NULL and set after: those pointing at a table of the cycle inserted later, and those
+    pointing at a row of this table that comes later in the data."""
+    rows = [row for part in step.parts for row in part.rows]
+    out: dict[int, list[str]] = {}
+    if step.deferred:
+        columns = [c for fk in step.deferred for c in fk.columns]
+        for index in range(len(rows)):
+            out[index] = list(columns)
+    for fk in step.self_refs:
+        first: dict[tuple[Any, ...], int] = {}
+        for index, row in enumerate(rows):
+            value = tuple(row.get(c) for c in fk.referred)
+            if None not in value:
+                first.setdefault(value, index)
+        for index, row in enumerate(rows):
+            value = tuple(row.get(c) for c in fk.columns)
+            if None not in value and first.get(value, -1) > index:
+                out.setdefault(index, []).extend(fk.columns)
+    return {index: tuple(columns) for index, columns in out.items()}
 
 
 def _groups(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[tuple[str, ...], list[int]]]:
@@ -1160,11 +1209,16 @@ def _set_deferred(conn: Connection, step: _Step, pending: _Pending) -> None:
             conn.execute(text(f"UPDATE {table_sql} SET {assignments} WHERE {condition}"), params)
         except DBAPIError as exc:
             column = _column_in(_reason(exc), list(later)) or next(iter(later))
+            why = (
+                f"the tables {', '.join(step.cycle)} reference each other, so this column was "
+                "set after they were all inserted"
+                if step.cycle
+                else "it points at a row later in the data, so it was set after the rows were in"
+            )
             raise DataLoadError(
                 f"Test-data file {str(part.data.path)!r}, {where} of table {part.data.name!r}, "
-                f"column {column!r}: the database rejected the row: {_reason(exc)}. The "
-                f"tables {', '.join(step.cycle)} reference each other, so this column was set "
-                "after they were all inserted; check that the row it points to is in the data."
+                f"column {column!r}: the database rejected the row: {_reason(exc)}. As {why}; "
+                "check that the row it points to is in the data."
             ) from exc
 
 
