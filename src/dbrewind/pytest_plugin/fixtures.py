@@ -336,13 +336,22 @@ def db_assert(request: pytest.FixtureRequest) -> Any:
     from ..testing import DatabaseAssertions
 
     names = request.fixturenames
-    if (
+    asynchronous = (
         "async_db_session" in names
         or "dbrewind_async_db_session" in names
         or is_async_test(request)
-    ):
-        return DatabaseAssertions(request.getfixturevalue("dbrewind_async_db_session"))
-    return DatabaseAssertions(request.getfixturevalue("dbrewind_db_session"))
+    )
+    # the very session the test asked for (it sees what that session has not flushed)
+    wanted = "async_db_session" if asynchronous else "db_session"
+    name = wanted if wanted in names and _is_ours(request, wanted) else f"dbrewind_{wanted}"
+    return DatabaseAssertions(request.getfixturevalue(name))
+
+
+def _is_ours(request: pytest.FixtureRequest, name: str) -> bool:
+    """Whether the test's fixture ``name`` is dbrewind's (not a project's of that name)."""
+    definitions = request._fixturemanager.getfixturedefs(name, request.node)
+    module = getattr(definitions[-1].func, "__module__", "") if definitions else ""
+    return str(module).startswith("dbrewind.")
 
 
 def alias(name: str, definition: Any) -> Any:
