@@ -236,7 +236,9 @@ def test_status_lists_the_dirty_tables_with_exit_1_and_exit_0_when_clean(
     assert clean.json["problems"] == []
 
 
-def test_status_without_tracking_exits_1_and_says_so(db_url: URL) -> None:
+def test_status_without_tracking_exits_1_and_says_so(db_url: URL, engine: Engine) -> None:
+    with engine.connect():
+        pass  # SQLite: the file exists now
     ran = in_process("status", db_url, "--json")
     assert ran.code == 1
     assert ran.json["tracking_installed"] is False
