@@ -26,6 +26,7 @@ from sqlalchemy.orm import (
     Mapped,
     Session,
     mapped_column,
+    orm_insert_sentinel,
     relationship,
     scoped_session,
     sessionmaker,
@@ -120,6 +121,16 @@ class Message(Base):
     recipient_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
     sender: Mapped[User] = relationship(foreign_keys=[sender_id])
     recipient: Mapped[User] = relationship(foreign_keys=[recipient_id])
+
+
+class Note(Base):
+    """With a client-side sentinel column: SQLite's RETURNING batches can be matched."""
+
+    __tablename__ = "note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str] = mapped_column(String(50), default="note")
+    _sentinel: Mapped[int] = orm_insert_sentinel()
 
 
 class ShelfFactory(ModelFactory[Shelf]):
@@ -607,6 +618,19 @@ async def test_create_many_sends_one_insert_per_table_where_the_database_batches
         assert len(saver.inserts) == 4, saver.inserts
     else:  # SQLite, MySQL: one INSERT a row
         assert len(saver.inserts) == 140
+
+
+@pytest.mark.asyncio
+async def test_a_sentinel_column_lets_sqlite_batch_too(saver: Saver) -> None:
+    class NoteFactory(ModelFactory[Note]):
+        __model__ = Note
+
+    notes = await NoteFactory.create_many(40, session=saver.session)
+    assert [n.id for n in notes] == [r[0] for r in await saver.rows(Note, "id")]
+    if saver.dialect.insert_executemany_returning_sort_by_parameter_order:  # RETURNING
+        assert len(saver.inserts) == 1, saver.inserts
+    else:  # MySQL
+        assert len(saver.inserts) == 40
 
 
 @pytest.mark.asyncio

@@ -28,7 +28,7 @@
 
     user = UserFactory.make()                                 # in memory only
     admin = UserFactory.state("admin").create(session=session)
-    users = UserFactory.create_many(5, session=session)      # one batch INSERT
+    users = UserFactory.create_many(5, session=session)      # one flush
     users = await UserFactory.create_many(5, session=async_session)
     user = UserFactory.create()                               # the running test's session
     posts = PostFactory.for_(admin).create_many(3)            # three posts of one author
@@ -69,14 +69,17 @@ overrides. Then:
 
 ``acreate``/``acreate_many`` are the async-only twins (an ``AsyncSession`` or a
 peewee-async database). ``create_many(n)`` saves in as few batches as the links
-allow (one, unless a foreign-key column or a peewee foreign key needs its row saved
-first), never one round trip a model: ``PostFactory.create_many(100)`` with an
-author each goes out as one batch of 100 authors and one of 100 posts. SQLAlchemy
-sends a batch as multi-row ``INSERT .. RETURNING`` statements on PostgreSQL and
-MariaDB 10.5+; on SQLite (``RETURNING`` but no sentinel to match its rows to the
-objects; in-process) and MySQL (no ``RETURNING``) its ORM sends one ``INSERT`` a
-row. peewee: one multi-row ``INSERT .. RETURNING`` a table on PostgreSQL, SQLite
-and MariaDB 10.5+, one ``INSERT`` a row on MySQL.
+allow, not one model at a time: one flush for SQLAlchemy unless a foreign-key
+column needs its row's key first, one batch a table for peewee (whose foreign keys
+take saved rows). ``PostFactory.create_many(100)`` with an author each hands over
+the 100 authors and the 100 posts together. SQLAlchemy's ORM sends a batch as
+multi-row ``INSERT .. RETURNING`` statements on PostgreSQL and MariaDB 10.5+; on
+SQLite (``RETURNING``, but no sentinel to match its rows to the objects; in-process,
+no round trips; a model with a sentinel column, ``_sentinel: Mapped[int] =
+orm_insert_sentinel()``, is batched there too) and MySQL (no ``RETURNING``) it
+sends one ``INSERT`` a row. peewee:
+one multi-row ``INSERT .. RETURNING`` a table on PostgreSQL, SQLite and MariaDB
+10.5+, one ``INSERT`` a row on MySQL.
 
 **Related models.** ``for_(parent, relation=None)`` makes models that belong to
 ``parent``: an instance, or a factory/builder of which one is made per call and

@@ -337,7 +337,11 @@ class FactoryBuilder(Generic[T]):
         their relationship or foreign-key column to this model, or through this
         model's one-to-many (or many-to-many) relationship to theirs; ``relation``
         names the attribute (on either side) when there are several. With
-        ``create_many`` all the children are saved in one batch too.
+        ``create_many`` all the children are saved in one batch too. ``make()``
+        builds the children and links them in memory: the parent reaches them
+        through its relationship when the model has one (a SQLAlchemy
+        ``back_populates`` or collection); a foreign-key column cannot be linked
+        before the parent is saved, so that takes ``create()``.
         """
         as_builder = _as_builder(children)
         if as_builder is None:

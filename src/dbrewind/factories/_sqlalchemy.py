@@ -5,7 +5,8 @@ dependency and sends each table's rows together where it can match the rows
 ``RETURNING`` gives back to its objects: on PostgreSQL and MariaDB 10.5+ as
 multi-row ``INSERT .. RETURNING`` statements (SQLAlchemy's "insertmanyvalues",
 the autoincrementing key as the sentinel). SQLite has ``RETURNING`` but no such
-sentinel, so the ORM sends one ``INSERT`` a row there (in-process, no round trip);
+sentinel, so the ORM sends one ``INSERT`` a row there (in-process, no round trip)
+unless the model has a sentinel column (``orm_insert_sentinel()``);
 MySQL has no ``RETURNING``, and the ORM sends one ``INSERT`` a row to read each new
 key from the cursor.
 
