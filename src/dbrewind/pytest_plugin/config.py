@@ -34,6 +34,7 @@ __all__ = [
     "TRANSACTIONAL_FIXTURES",
     "DatabaseConfig",
     "DbrewindMark",
+    "baseline_data",
     "cache_dir",
     "check_configuration",
     "default_url",
@@ -335,6 +336,18 @@ def load_object(spec: str, *, what: str, example: str, kind: str = "attribute") 
                 f"{what} = {spec!r}: {module_name!r} has no attribute {attr_path!r}."
             ) from exc
     return obj
+
+
+def baseline_data(config: pytest.Config, alias: str) -> list[Any]:
+    """The setup step of ini ``dbrewind_data`` for database ``alias``: none, or one
+    :class:`~dbrewind.data.DataSetup` loading the files (relative to the rootdir) into
+    the primary database's baseline after its schema setup."""
+    paths = [line.strip() for line in config.getini("dbrewind_data") if line.strip()]
+    if not paths or alias != PRIMARY:
+        return []
+    from ..data import data_setup
+
+    return [data_setup(*paths, base_dir=config.rootpath)]
 
 
 # ---------------------------------------------------------------- the marker

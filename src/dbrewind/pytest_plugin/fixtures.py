@@ -23,6 +23,7 @@ from .config import (
     PRIMARY,
     ROLLBACK_FIXTURES,
     TRANSACTIONAL_FIXTURES,
+    baseline_data,
     load_callable,
 )
 from .state import ESCAPED_NOTHING, SANDBOX_KEY, plugin_state
@@ -117,6 +118,7 @@ def dbrewind_databases(
         paths = tuple(rootpath / p for p in pytestconfig.getini("dbrewind_fingerprint_paths"))
         for alias, config in configs.items():
             steps = as_steps(dbrewind_setup, alias=alias, what="dbrewind_setup")
+            steps += baseline_data(pytestconfig, alias)
             database = acquire(
                 Target(
                     url=config.test,

@@ -161,6 +161,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        "dbrewind_data",
+        "Data files (.json, .yaml, .csv, .sql) loaded into the primary database once, after "
+        "the schema setup, as part of the baseline every test starts from (rewound after "
+        "each test, never reloaded per test), relative to the rootdir.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
         "dbrewind_fingerprint_paths",
         "Files or directories (models, migrations) whose contents decide when the prepared "
         "template is rebuilt, relative to the rootdir.",
