@@ -86,6 +86,7 @@ step of them with :func:`data_setup`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import decimal
@@ -779,6 +780,7 @@ def _insert_batch(
     default_schema = inspector.default_schema_name
     targets: dict[tuple[str | None, str], _Target] = {}
     parts: dict[tuple[str | None, str], list[_Rows]] = {}
+    progress = _Progress()
     for data in batch:
         target = _find_target(inspector, data, models)
         key = (target.schema or default_schema, target.name)
@@ -803,7 +805,7 @@ def _insert_batch(
                 if (fk.parent[0] or default_schema, fk.parent[1]) == key and _nullable(target, fk)
             )
             steps.append(_Step(target, parts[key], deferred, cycle, unordered, self_refs))
-        updates = [_insert_step(conn, step, inspector) for step in steps]
+        updates = [_insert_step(conn, step, inspector, progress) for step in steps]
         for step, pending in zip(steps, updates, strict=True):
             _set_deferred(conn, step, pending)
         for step in steps:
@@ -1070,7 +1072,9 @@ class _Pending:
     """(primary-key values, deferred values, the rows they came from, where)."""
 
 
-def _insert_step(conn: Connection, step: _Step, inspector: Inspector) -> _Pending:
+def _insert_step(
+    conn: Connection, step: _Step, inspector: Inspector, progress: _Progress
+) -> _Pending:
     target = step.target
     pending = _Pending()
     later = _later_references(step)
@@ -1092,7 +1096,8 @@ def _insert_step(conn: Connection, step: _Step, inspector: Inspector) -> _Pendin
                 rows.append(row)
         for columns, indexes in _groups(rows):
             for chunk in _chunks(indexes, len(columns)):
-                _insert_chunk(conn, step, part, columns, [rows[i] for i in chunk], chunk)
+                chosen = [rows[i] for i in chunk]
+                _insert_chunk(conn, step, part, columns, chosen, chunk, progress)
     return pending
 
 
@@ -1140,6 +1145,15 @@ def _chunks(indexes: list[int], width: int) -> Iterator[list[int]]:
         yield indexes[start : start + size]
 
 
+@dataclass
+class _Progress:
+    """How far one batch got."""
+
+    inserted: bool = False
+    """An INSERT of this batch went in: the driver has begun the transaction (SQLite's
+    drivers begin it only at the first write), so a savepoint nests inside it."""
+
+
 def _insert_chunk(
     conn: Connection,
     step: _Step,
@@ -1147,12 +1161,24 @@ def _insert_chunk(
     columns: tuple[str, ...],
     rows: list[dict[str, Any]],
     indexes: list[int],
+    progress: _Progress,
 ) -> None:
+    """One INSERT; after the batch's first, inside a savepoint, so that a refused one
+    undoes only itself (PostgreSQL aborts the transaction, and a rollback sandbox puts
+    it back at the innermost savepoint) and its rows can be sent again to find the one
+    at fault."""
+    savepoint = conn.begin_nested() if progress.inserted else None
     try:
         _send(conn, step.target, columns, rows)
     except DBAPIError as exc:
+        if savepoint is not None and savepoint.is_active:
+            with contextlib.suppress(DBAPIError):
+                savepoint.rollback()
         where = [part.where[i] for i in indexes]
         raise _rejected(conn, step, part.data, columns, rows, where, exc) from exc
+    if savepoint is not None:
+        savepoint.commit()
+    progress.inserted = True
 
 
 def _send(
@@ -1249,6 +1275,8 @@ def _rejected(
         column = _column_in(reason, list(target.columns)) or _blame(conn, target, rows[index])
         if column is None:
             column = _value_in(reason, [rows[index]], list(rows[index]))[1]
+        if column is None:
+            column = _offline(target, [rows[index]], None)[1]
     else:
         column = _column_in(reason, list(target.columns))
         if column is not None:

@@ -275,3 +275,18 @@ def test_without_pyyaml_json_files_still_load(
     with shop.begin() as conn:
         load_data(conn, "shop.json", base_dir=DATA)
     assert len(_rows(shop, orders)) == 2
+
+
+@pytest.mark.asyncio
+async def test_aload_data_stays_in_the_callers_async_transaction(shop: Engine) -> None:
+    async_engine = create_async_engine(parse_url(shop.url).async_url())
+    try:
+        async with async_engine.connect() as conn:
+            await aload_data(conn, "shop.yaml", base_dir=DATA)  # several INSERTs
+            found = await conn.run_sync(lambda c: c.execute(select(orders.c.id)).scalars().all())
+            assert found == [10, 11]
+            await conn.rollback()
+    finally:
+        await async_engine.dispose()
+    assert _rows(shop, orders) == []
+    assert _rows(shop, authors) == []
