@@ -679,14 +679,9 @@ def _find_target(inspector: Inspector, data: _TableData, models: _Models) -> _Ta
                 "table first (run the schema setup or a .sql file before the data)."
             )
         return found
-    candidates: list[tuple[str | None, str]] = [(None, name)]
-    if "." in name:
-        prefix, _, rest = name.partition(".")
-        candidates.append((prefix, rest))
-    for schema, bare in candidates:
-        found = _reflect(inspector, schema, bare, models.by_table.get((schema, bare)))
-        if found is not None:
-            return found
+    found = _reflect(inspector, None, name, models.by_table.get((None, name)))
+    if found is not None:
+        return found
     imported = _import_model(name, data)
     if imported is not None:
         table = imported.table
@@ -697,6 +692,14 @@ def _find_target(inspector: Inspector, data: _TableData, models: _Models) -> _Ta
             f"Test-data file {str(data.path)!r} names model {name!r}, whose table "
             f"{table.fullname!r} does not exist in the database. Create the table first."
         )
+    if "." in name:
+        schema, _, bare = name.partition(".")
+        try:
+            found = _reflect(inspector, schema, bare, models.by_table.get((schema, bare)))
+        except DBAPIError:  # MySQL: no database (schema) of that name
+            found = None
+        if found is not None:
+            return found
     known = sorted(inspector.get_table_names()) + sorted(models.by_name)
     hint = difflib.get_close_matches(name, known, n=1)
     suggestion = f" Did you mean {hint[0]!r}?" if hint else ""

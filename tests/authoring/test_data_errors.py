@@ -265,3 +265,9 @@ async def test_aload_data_names_the_refused_row_and_column(
     finally:
         await async_engine.dispose()
     assert "orders.yaml', row 1 (line 3) of table 'orders', column 'author_id'" in str(info.value)
+
+
+def test_a_dotted_name_that_is_no_table_in_any_schema_is_named(schema: Engine, files: Path) -> None:
+    write(files, "rows.json", {"nowhere.authors": [ANN]})
+    message = failure(schema, files, "rows.json")
+    assert "names table 'nowhere.authors' (the key), which does not exist" in message

@@ -266,3 +266,20 @@ def test_an_enum_takes_its_python_values_as_well_as_its_names(
     with schema.begin() as conn:
         load_data(conn, name, base_dir=tmp_path, models=[models.User])
     assert _users(schema, models)[0].status == models.Status.BANNED
+
+
+def test_an_import_path_through_a_package_names_its_model(
+    schema: Engine, models: ModuleType, tmp_path: Path
+) -> None:
+    package = tmp_path / "src" / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tables.py").write_text("from shopmodels import User\n")
+    name = write(tmp_path, "rows.yaml", '"shop.tables:User":\n  - {id: 1, email: a@b.c}\n')
+    try:
+        with schema.begin() as conn:
+            result = load_data(conn, name, base_dir=tmp_path)
+    finally:
+        sys.modules.pop("shop.tables", None)
+        sys.modules.pop("shop", None)
+    assert result.rows == {"app_users": 1}
