@@ -45,8 +45,12 @@ Values
     sent: integers, decimals and booleans (``true``/``false``, ``t``/``f``,
     ``yes``/``no``, ``on``/``off``, 1/0) are converted from text; dates,
     times and timestamps from ISO 8601 text; numbers become text in text
-    columns. A value that does not convert, and ``null`` in a ``NOT NULL``
-    column, is reported with its file, row and column.
+    columns; an enum column takes its labels (and a Python enum's values).
+    ``null`` in a column the database numbers (identity, serial,
+    ``AUTO_INCREMENT``, SQLite's integer primary key) leaves the numbering to
+    it. A value that does not convert, and ``null`` in any other ``NOT NULL``
+    column, is reported with its file, row and column before anything is
+    sent.
 
 Order
     Consecutive JSON, YAML and CSV files in one call form one batch,
@@ -848,6 +852,8 @@ def _prepared(target: _Target, data: _TableData) -> _Rows:
                     f"column {column!r} is given twice (as a column and as an attribute). "
                     "Give it once."
                 )
+            if value is None and _generated(target, column):
+                continue  # null id: the database numbers the row, on every backend
             out[column] = _checked(target, data, where, column, value)
         rows.append(out)
     return _Rows(data, rows, list(data.where))
@@ -856,7 +862,7 @@ def _prepared(target: _Target, data: _TableData) -> _Rows:
 def _checked(target: _Target, data: _TableData, where: str, column: str, value: Any) -> Any:
     info = target.columns[column]
     if value is None:
-        if not info.get("nullable", True) and not _generated(target, column):
+        if not info.get("nullable", True):
             raise DataLoadError(
                 f"Test-data file {str(data.path)!r}, {where} of table {data.name!r}, column "
                 f"{column!r}: null, but the column is NOT NULL. Give it a value, or leave "
@@ -875,10 +881,19 @@ def _checked(target: _Target, data: _TableData, where: str, column: str, value: 
 
 
 def _generated(target: _Target, column: str) -> bool:
-    """A primary-key column the database numbers itself (NULL there may mean 'next id')."""
+    """A column the database numbers itself (NULL there may mean 'the next id'): an
+    identity, ``AUTO_INCREMENT`` or serial column, or a table's only integer primary-key
+    column where the inspector reports key positions (SQLite's rowid)."""
     info = target.columns[column]
-    return bool(info.get("autoincrement") is True or info.get("identity")) or (
-        "nextval(" in str(info.get("default") or "")
+    if info.get("autoincrement") is True or info.get("identity"):
+        return True
+    if "nextval(" in str(info.get("default") or ""):
+        return True
+    positions = [c.get("primary_key") or 0 for c in target.columns.values()]
+    return (
+        info.get("primary_key") == 1
+        and max(positions) == 1
+        and isinstance(info["type"], sqltypes.Integer)
     )
 
 
@@ -1263,11 +1278,12 @@ def _rejected(
 ) -> DataLoadError:
     """The error for an INSERT the database refused, naming the row and column at fault.
 
-    Where the transaction is still usable (SQLite, MySQL: a failed statement
-    changed nothing), the rows are sent again one by one in savepoints, so
-    the first that fails is known and the database can be asked which key it
-    broke; where it is not (PostgreSQL), the database's message, which names
-    the column and the key's value, points at the row.
+    Where the transaction is still usable (the INSERT ran in a savepoint, or the
+    database undid only the failed statement, as SQLite and MySQL do), the rows
+    are sent again one by one in savepoints, so the first that fails is known and
+    the database can be asked which key it broke; where it is not (PostgreSQL, a
+    batch's first INSERT), the database's message, which names the column and
+    the key's value, points at the row.
     """
     target = step.target
     index, column, reason = None, None, _reason(exc)

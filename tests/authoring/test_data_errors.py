@@ -271,3 +271,22 @@ def test_a_dotted_name_that_is_no_table_in_any_schema_is_named(schema: Engine, f
     write(files, "rows.json", {"nowhere.authors": [ANN]})
     message = failure(schema, files, "rows.json")
     assert "names table 'nowhere.authors' (the key), which does not exist" in message
+
+
+def test_a_null_id_lets_the_database_number_the_row(engine: Engine, files: Path) -> None:
+    numbered = MetaData()
+    notes = Table(
+        "notes",
+        numbered,
+        Column("id", Integer, primary_key=True),
+        Column("body", String(20)),
+    )
+    numbered.create_all(engine)
+    write(files, "rows.yaml", "notes:\n  - {id: null, body: first}\n  - {id: null, body: next}\n")
+    with engine.begin() as conn:
+        load_data(conn, "rows.yaml", base_dir=files)
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(notes.select().order_by(notes.c.id))] == [
+            (1, "first"),
+            (2, "next"),
+        ]
