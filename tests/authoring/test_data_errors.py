@@ -290,3 +290,22 @@ def test_a_null_id_lets_the_database_number_the_row(engine: Engine, files: Path)
             (1, "first"),
             (2, "next"),
         ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            "id,name\n1,Ann\n2,Ben,extra\n",
+            "authors.csv', line 3: 3 fields, but the header names 2 columns",
+            id="fields",
+        ),
+        pytest.param('id,name\n1,"Ann\n', "authors.csv', line 2:", id="unclosed-quote"),
+        pytest.param("", "authors.csv' is empty", id="empty"),
+    ],
+)
+def test_a_malformed_csv_file_names_its_line(
+    schema: Engine, files: Path, content: str, expected: str
+) -> None:
+    write(files, "authors.csv", content)
+    assert expected in failure(schema, files, "authors.csv")
