@@ -6,9 +6,10 @@ with a background task, a CLI. Its suite uses dbrewind's fixtures, factories and
 assertions, and has one test per trade-off of the rollback sandbox (another
 connection, a uvicorn thread, a subprocess, ``SELECT .. FOR UPDATE``, a sync test
 client). It is copied to a new folder and run three times on one test database: in
-random order, under ``pytest-xdist`` in another order, and once more on the template the
-first run kept, with ``--dbrewind-verify``. Every run passes with no leak, and
-afterwards each database it used holds only the reference data the migrations loaded.
+random order, under ``pytest-xdist`` in another order, and once more with
+``--dbrewind-verify``. The first run builds the template, the others reuse it. Every run
+passes with no leak, and afterwards each database it used holds only the reference data
+the migrations loaded.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def test_the_shop_passes_run_after_run_and_leaves_only_its_reference_data(
     ]
     skipped = 1 if backend == "sqlite" else 0
     counters = None
-    for args in runs:
+    for number, args in enumerate(runs):
         began = time.monotonic()
         code, out = start(project, args, env={"SHOP_DATABASE_URL": ""}).finish(
             timeout=RUN_LIMIT + 60
@@ -100,6 +101,9 @@ def test_the_shop_passes_run_after_run_and_leaves_only_its_reference_data(
         expected = f"{TESTS - skipped} passed" + (f", {skipped} skipped" if skipped else "")
         assert summary.group(1) == expected, out
         assert took < RUN_LIMIT, f"a run took {took:.0f} s:\n{out}"
+        prepared = re.search(r"templates built (\d+), reused (\d+)", out)
+        assert prepared is not None, out
+        assert prepared.group(1) == ("1" if number == 0 else "0"), out  # then kept
         databases = [shop_url]
         if "-n" in args:
             databases = [_worker_url(shop_url, backend, w) for w in ("gw0", "gw1")]
