@@ -7,6 +7,7 @@ through ``AsyncSession.run_sync``, the CLI with its own session.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -56,7 +57,11 @@ class OutOfStock(ShopError):
     """An order asks for more than is in stock."""
 
 
-def _active(session: Session, model: type[Organisation | User | Product], key: int) -> object:
+SoftDeleted = TypeVar("SoftDeleted", Organisation, User, Product)
+
+
+def _active(session: Session, model: type[SoftDeleted], key: int) -> SoftDeleted:
+    """The row of ``model`` with primary key ``key``, unless it is missing or soft-deleted."""
     found = session.get(model, key)
     if found is None or found.deleted_at is not None:
         raise NotFound(f"no active {model.__tablename__[:-1]} {key}")
@@ -93,7 +98,6 @@ def add_product(
     stock: int = 0,
 ) -> Product:
     organisation = _active(session, Organisation, organisation_id)
-    assert isinstance(organisation, Organisation)
     found = session.scalar(select(Category).where(Category.slug == category))
     if found is None:
         raise NotFound(f"no category {category!r}")
@@ -130,7 +134,6 @@ def place_order(session: Session, user_id: int, lines: Iterable[tuple[int, int]]
     committed, so that two orders never sell the same last item.
     """
     user = _active(session, User, user_id)
-    assert isinstance(user, User)
     wanted: dict[int, int] = {}
     for product_id, quantity in lines:
         if quantity <= 0:
@@ -211,7 +214,6 @@ def send_order_confirmation(session: Session, order_id: int) -> Notification | N
 def retire_product(session: Session, product_id: int) -> Product:
     """Soft-delete a product: it is no longer sold; past orders keep it."""
     product = _active(session, Product, product_id)
-    assert isinstance(product, Product)
     product.deleted_at = utcnow()
     session.commit()
     return product
@@ -219,7 +221,6 @@ def retire_product(session: Session, product_id: int) -> Product:
 
 def remove_member(session: Session, user_id: int) -> User:
     user = _active(session, User, user_id)
-    assert isinstance(user, User)
     user.deleted_at = utcnow()
     session.commit()
     return user
@@ -228,7 +229,6 @@ def remove_member(session: Session, user_id: int) -> User:
 def close_organisation(session: Session, organisation_id: int) -> Organisation:
     """Soft-delete an organisation with its members and products; orders stay."""
     organisation = _active(session, Organisation, organisation_id)
-    assert isinstance(organisation, Organisation)
     now = utcnow()
     organisation.deleted_at = now
     for model in (User, Product):
