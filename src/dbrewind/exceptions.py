@@ -229,9 +229,9 @@ class VerificationError(DbrewindError, AssertionError):
 
 
 class DataLoadError(DbrewindError):
-    """A test-data file (``.sql``, ``.json``, ``.csv``) could not be loaded.
+    """A test-data file (``.sql``, ``.json``, ``.yaml``, ``.csv``) could not be loaded.
 
-    The message names the file, and the line, table or column at fault.
+    The message names the file, and the record (row and line), table or column at fault.
     """
 
 

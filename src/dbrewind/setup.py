@@ -15,7 +15,9 @@ when the models, migrations or SQL files change::
         return metadata_setup(Base.metadata)
 
 or in the ini file: ``dbrewind_setup = myapp.testing:setup`` where
-``setup = alembic_setup("alembic.ini")``.
+``setup = alembic_setup("alembic.ini")``. Baseline data after the schema:
+``chain(metadata_setup(Base.metadata), data_setup("data/users.yaml"))`` (see
+:func:`dbrewind.data.data_setup`; the ini ``dbrewind_data`` does the same).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from ._sql import SqlSplitError, split
 from ._url import parse_url, show_url
+from .data import DataSetup, data_setup
 from .dialects._syntax import PORTABLE, syntax_for
 from .exceptions import ConfigurationError, SetupError
 from .provision.fingerprint import fingerprint, metadata_fingerprint
@@ -39,11 +42,13 @@ from .provision.target import identity
 
 __all__ = [
     "AlembicSetup",
+    "DataSetup",
     "MetadataSetup",
     "SQLFilesSetup",
     "SetupChain",
     "alembic_setup",
     "chain",
+    "data_setup",
     "metadata_setup",
     "split_sql",
     "sql_files_setup",

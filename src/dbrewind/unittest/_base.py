@@ -133,7 +133,8 @@ class _DatabaseMixin:
     """Run once per process and database before tracking is installed: a callable that
     receives a Connection (``metadata.create_all``), or a list of them."""
     fixtures: ClassVar[Sequence[str | os.PathLike[str]]] = ()
-    """Test-data files (``.sql``, ``.json``, ``.csv``), see :func:`dbrewind.data.load_data`."""
+    """Test-data files (``.sql``, ``.json``, ``.yaml``/``.yml``, ``.csv``), see
+    :func:`dbrewind.data.load_data` (keys naming models take their import path there)."""
     fixtures_dir: ClassVar[str | os.PathLike[str] | None] = None
     """Where relative ``fixtures`` paths start (default: the folder of the test's module)."""
     allow_database: ClassVar[bool] = False
