@@ -2,20 +2,34 @@
 
 Every benchmark creates its own databases, named ``dbrewind_bench_<hex>_<role>_test``,
 and drops them when it ends (also after an error or Ctrl-C).
+
+Every benchmark also takes ``--json PATH`` (or the environment's ``DBREWIND_BENCH_JSON``,
+which ``benchmarks/report.py`` sets): besides printing what it prints, it then writes
+``SINK``'s record there when it exits -- the machine it ran on (CPUs, RAM, OS, Python,
+the servers' versions, the load average at its start and end, the date, the git commit),
+every table of cases ``cases_table`` rendered (each case's samples), the figures and raw
+data the benchmark gave ``SINK``, and the targets ``checks_table`` rendered.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import json
 import os
+import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -23,6 +37,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 __all__ = [
     "ALL_BACKENDS",
     "SERVER_URLS",
+    "SINK",
     "Case",
     "Check",
     "base_parser",
@@ -31,6 +46,7 @@ __all__ = [
     "drop_databases",
     "finish",
     "fmt_ms",
+    "machine",
     "median_ms",
     "numbered_tables",
     "scratch_databases",
@@ -50,9 +66,23 @@ SERVER_URLS = {
 }
 
 
+JSON_ENV = "DBREWIND_BENCH_JSON"
+
+
+class _BenchParser(argparse.ArgumentParser):
+    """Opens ``SINK`` on ``--json`` when the arguments are parsed."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "json", None):
+            SINK.open(Path(parsed.json), self.prog, vars(parsed))
+        return parsed
+
+
 def base_parser(description: str, default_rounds: int) -> argparse.ArgumentParser:
-    """The options every benchmark takes: ``--backends``, ``--rounds``, ``--quick``."""
-    parser = argparse.ArgumentParser(description=description)
+    """The options every benchmark takes: ``--backends``, ``--rounds``, ``--quick``,
+    ``--json``."""
+    parser = _BenchParser(description=description)
     parser.add_argument(
         "--backends",
         default=",".join(ALL_BACKENDS),
@@ -66,6 +96,13 @@ def base_parser(description: str, default_rounds: int) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--quick", action="store_true", help="a fast smoke run: 5 rounds, numbers are rough"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=os.environ.get(JSON_ENV) or None,
+        help=f"also write the cases, figures, targets and the machine here as JSON "
+        f"(default: ${JSON_ENV})",
     )
     return parser
 
@@ -204,8 +241,10 @@ class Check:
         )
 
 
-def cases_table(title: str, cases: Sequence[Case], reference: Case) -> str:
-    """A markdown table of medians, each with its ratio to ``reference``."""
+def cases_table(title: str, cases: Sequence[Case], reference: Case, backend: str = "") -> str:
+    """A markdown table of medians, each with its ratio to ``reference`` (recorded in
+    ``SINK`` under ``backend``)."""
+    SINK.cases(backend, title, cases, reference)
     lines = [
         f"**{title}**",
         "",
@@ -219,6 +258,8 @@ def cases_table(title: str, cases: Sequence[Case], reference: Case) -> str:
 
 
 def checks_table(checks: Sequence[Check]) -> str:
+    """The targets' markdown table (recorded in ``SINK``: the last table rendered wins)."""
+    SINK.checks(checks)
     lines = ["| backend | target | measured | limit | result |", "|---|---|---:|---:|---|"]
     lines += [c.row() for c in checks]
     return "\n".join(lines)
@@ -232,6 +273,146 @@ def finish(reports: Sequence[str], checks: Sequence[Check]) -> int:
     print("\n### Targets\n")
     print(checks_table(checks))
     return 0 if all(c.passed for c in checks) else 1
+
+
+# ------------------------------------------------------------------ the JSON sink
+
+
+def _read(path: str, key: str) -> str:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _git(*args: str) -> str:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def _server_version(backend: str) -> str:
+    if backend == "sqlite":
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+    try:
+        engine = create_engine(SERVER_URLS[backend], connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                return str(conn.execute(text("SELECT version()")).scalar_one())
+        finally:
+            engine.dispose()
+    except Exception as exc:  # a server that is down is described, not raised
+        return f"unreachable ({type(exc).__name__})"
+
+
+def machine() -> dict[str, Any]:
+    """What a run's figures depend on: the machine, its load now, the servers, the code."""
+    memory_kb = _read("/proc/meminfo", "MemTotal").split(" ")[0]
+    status = _git("status", "--porcelain", "--", "src", "benchmarks")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _read("/proc/cpuinfo", "model name") or platform.processor(),
+        "ram_gb": round(int(memory_kb) / 1024**2, 1) if memory_kb.isdigit() else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "servers": {backend: _server_version(backend) for backend in ALL_BACKENDS},
+        "load_average": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _git("rev-parse", "HEAD"),
+        "uncommitted_changes": bool(status),
+    }
+
+
+class Sink:
+    """A benchmark's figures as JSON: opened by ``--json``, written when the process ends.
+
+    Without ``--json`` every method does nothing, so a benchmark records unconditionally.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.record: dict[str, Any] = {}
+
+    def open(self, path: Path, benchmark: str, options: dict[str, Any]) -> None:
+        first = self.path is None
+        self.path = path
+        self.record = {
+            "benchmark": Path(benchmark).stem,
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "options": {k: v for k, v in options.items() if k != "json"},
+            "machine": machine(),
+            "cases": [],
+            "figures": [],
+            "checks": [],
+            "data": {},
+        }
+        self._started = time.perf_counter()
+        if first:
+            atexit.register(self.write)
+
+    def cases(
+        self, backend: str, title: str, cases: Sequence[Case], reference: Case | None = None
+    ) -> None:
+        """One table of cases, each with its samples and median."""
+        if self.path is None:
+            return
+        self.record["cases"].append(
+            {
+                "backend": backend,
+                "title": title,
+                "reference": None if reference is None else reference.label,
+                "cases": [
+                    {
+                        "label": c.label,
+                        "median_ms": c.median if c.samples else None,
+                        "samples_ms": list(c.samples),
+                    }
+                    for c in cases
+                ],
+            }
+        )
+
+    def figure(self, backend: str, name: str, value: float | None, unit: str, **about: Any) -> None:
+        """One named figure (``about``: what it was measured on, e.g. ``tables=100``)."""
+        if self.path is not None:
+            self.record["figures"].append(
+                {"backend": backend, "name": name, "value": value, "unit": unit, **about}
+            )
+
+    def data(self, key: str, value: Any) -> None:
+        """A benchmark's own raw structure, kept as it is."""
+        if self.path is not None:
+            self.record["data"][key] = value
+
+    def checks(self, checks: Sequence[Check]) -> None:
+        if self.path is not None:
+            self.record["checks"] = [dict(c.__dict__, passed=c.passed) for c in checks]
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        self.record["machine"]["load_average_end"] = os.getloadavg()[0]
+        self.record["machine"]["date_end"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.record["seconds"] = time.perf_counter() - self._started
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.record, indent=1, default=str) + "\n")
+        print(f"figures as JSON: {self.path}", file=sys.stderr)
+
+
+SINK = Sink()
+"""The one sink of this process (see the module's docstring)."""
 
 
 def numbered_tables(n_tables: int, *, sqlite_autoincrement: bool = False) -> MetaData:

@@ -194,7 +194,7 @@ def _measure(
     report = [
         f"### {backend} — {n_tables} tables, {rounds} rounds",
         "",
-        cases_table("The check after a test that wrote nothing", main_cases, floor),
+        cases_table("The check after a test that wrote nothing", main_cases, floor, backend),
     ]
     singles = sorted(
         (cases[k][0] for k in keys if k not in ("floor", "rewind", "after")),
@@ -202,7 +202,7 @@ def _measure(
     )
     report += [
         "",
-        cases_table("Single statements a check could be, sent raw", singles, floor),
+        cases_table("Single statements a check could be, sent raw", singles, floor, backend),
     ]
     checks = [
         Check(

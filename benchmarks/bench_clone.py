@@ -138,6 +138,7 @@ def run_backend(backend: str, rounds: int, tables: int) -> tuple[str, list[Check
         f"{backend}: a cold clone of a prepared {tables}-table template, median of {rounds}",
         list(cases.values()),
         best,
+        backend,
     )
     if floor_lines:
         report += "\n\n" + "\n".join(floor_lines)

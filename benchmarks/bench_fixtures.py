@@ -62,6 +62,7 @@ from pathlib import Path
 
 from _common import (
     SERVER_URLS,
+    SINK,
     Check,
     base_parser,
     drop_databases,
@@ -461,6 +462,8 @@ def run_backend(backend: str, rounds: int, tests: int, loop_scope: str) -> tuple
     for kind in KINDS:
         a, b = ours.median(kind), recipe.median(kind)
         lines.append(f"| {kind.replace('_', ' ')} | {fmt_ms(a)} | {fmt_ms(b)} | {a / b:.2f} |")
+        for contender, value in (("dbrewind", a), ("recipe", b)):
+            SINK.figure(backend, "per-test ms", value, "ms", kind=kind, contender=contender)
         if kind in TARGETED:
             checks.append(
                 Check(backend, f"{kind.replace('_', ' ')} / recipe", a / b, "<=", RATIO_TARGET, "x")

@@ -36,7 +36,15 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import Check, base_parser, checks_table, fmt_ms, scratch_databases, selected_backends
+from _common import (
+    SINK,
+    Check,
+    base_parser,
+    checks_table,
+    fmt_ms,
+    scratch_databases,
+    selected_backends,
+)
 from sqlalchemy.engine import URL
 
 SETUP_SECONDS = 2
@@ -420,6 +428,14 @@ def main() -> int:
             r.second_new.wall_ms / 1000 if r.second_new else None,
         ]
         wall = " / ".join("-" if w is None else f"{w:.2f}" for w in walls)
+        starts = {
+            "cold": r.cold.prepare_ms if r.cold else None,
+            "warm": warm,
+            "second run, new own clone": r.second_new.prepare_ms if r.second_new else None,
+            "second run, own clone reused": reused,
+        }
+        for start, value in starts.items():
+            SINK.figure(r.backend, "session start", value, "ms", start=start)
         print(
             f"| {r.backend} | {_cell(r.cold.prepare_ms if r.cold else None)} | {_cell(warm)} | "
             f"{_cell(r.second_new.prepare_ms if r.second_new else None)} | {_cell(reused)} | "
@@ -433,6 +449,7 @@ def main() -> int:
             print(f"| {r.backend} | - | - | - | - |")
             continue
         acquire, release, refused = r.lease
+        SINK.figure(r.backend, "lease, acquire + release", acquire + release, "ms")
         print(
             f"| {r.backend} | {fmt_ms(acquire)} | {fmt_ms(release)} | "
             f"{fmt_ms(acquire + release)} | {fmt_ms(refused)} |"

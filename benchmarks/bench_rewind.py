@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from _common import (
+    SINK,
     Case,
     Check,
     base_parser,
@@ -409,22 +410,28 @@ def _measure(
             f"Reset after a test that committed {2 * ROWS_PER_TABLE} rows into 2 tables",
             reset_cases,
             c_rewind,
+            backend,
         ),
         "",
         cases_table(
             f"One dirty table of {2 * ROWS_PER_TABLE} rows, against the floor",
             [c_one, c_one_settled, c_seeded, c_seeded_settled, c_none, c_floor],
             c_floor,
+            backend,
         ),
         "",
         cases_table(
             f"Inserting {BIG_INSERT:,} rows in one committed transaction",
             list(ins.values()),
             ins["multi plain"],
+            backend,
         ),
     ]
     overhead_multi = 100 * (ins["multi tracked"].median / ins["multi plain"].median - 1)
     overhead_many = 100 * (ins["many tracked"].median / ins["many plain"].median - 1)
+    rows = f"{BIG_INSERT} rows"
+    SINK.figure(backend, "tracking overhead, multi-row INSERT", overhead_multi, "%", rows=rows)
+    SINK.figure(backend, "tracking overhead, executemany", overhead_many, "%", rows=rows)
     report += [
         "",
         f"Tracking overhead: multi-row INSERT {overhead_multi:+.1f}%, "

@@ -65,6 +65,7 @@ from pathlib import Path
 
 from _common import (
     SERVER_URLS,
+    SINK,
     Check,
     base_parser,
     drop_databases,
@@ -549,6 +550,8 @@ def run_backend(backend: str, rounds: int) -> tuple[str, list[Check]]:
             speed = serial.median("wall") / m.median("wall")
             if mode == "-n 2":
                 speedups[contender] = speed
+            SINK.figure(backend, "wall s", m.median("wall"), "s", suite=contender, mode=mode)
+            SINK.figure(backend, "speed-up", speed, "x", suite=contender, mode=mode)
             prep = _median_or_dash(m, "prepare_ms")
             iso = _median_or_dash(m, "isolate_ms")
             lines.append(
