@@ -5,6 +5,7 @@ Run::
     python benchmarks/bench_scale.py                          # all backends, 3 rounds
     python benchmarks/bench_scale.py --backends postgresql --tables 10,100 --rounds 5
     python benchmarks/bench_scale.py --quick --json /tmp/scale.json   # smoke run: 1 round
+    python benchmarks/bench_scale.py --contenders dbrewind,"BEGIN; ROLLBACK"   # (and the floor)
 
 **Schemas.** ``--tables`` sizes (10, 100, 500), each generated twice: with foreign
 keys and without. Table ``t000`` is a hub; every fifth table (``t003``, ``t008``,
@@ -32,10 +33,25 @@ only what isolates the tests differs between the contenders:
   the tables its triggers flagged, one statement each. Its failures (MariaDB
   error 1701: ``TRUNCATE`` of a table a foreign key references) are results.
   PostgreSQL and MariaDB only.
-* **floor** -- the same suite with no isolation at all, in this virtualenv and
-  (**floor, pcd venv**) in pytest-clean-database's, whose pytest and plugins
-  differ: each contender's isolation cost is taken against the floor of its
-  own virtualenv.
+* **seed-004 recipe** -- the hand-written fixture most projects copy: a
+  connection, an outer ``BEGIN``, and ``conn`` is a
+  ``Session(bind=connection, join_transaction_mode="create_savepoint")`` (the
+  test's ``begin()`` is a ``SAVEPOINT`` .. ``RELEASE``), rolled back after the
+  test. Nothing is committed, so it isolates only tests that use that one
+  connection.
+* **BEGIN; ROLLBACK** -- the floor of a sandbox: the fixture's connection in one
+  transaction that the test's ``begin()`` joins (no savepoint), rolled back
+  after the test.
+* **database per test** -- a new database for every test, cloned from a
+  template holding the schema, as pytest-postgresql and IntegreSQL do:
+  PostgreSQL ``CREATE DATABASE .. TEMPLATE``; MariaDB ``CREATE DATABASE`` and
+  the template's ``SHOW CREATE TABLE`` statements (read once a session) with
+  foreign-key checks off; SQLite a copy of the template's file. The test
+  connects to it (a new engine); after the test it is dropped.
+* **no isolation** -- the same suite with nothing between the tests (the
+  floor), in this virtualenv and (**no isolation, pcd venv**) in
+  pytest-clean-database's, whose pytest and plugins differ: each contender's
+  isolation cost is taken against the floor of its own virtualenv.
 
 The isolating contenders' suites also hold a check test at the start of each
 module (untimed) that the tables the previous module wrote are empty.
@@ -65,8 +81,12 @@ smallest (medians; the band from the rounds' extremes). ``--from-json PATH``
 prints the tables of an earlier run again, from its raw figures.
 
 Databases are named ``dbrewind_bench_<hex>_<schema>_<role>_test`` (dbrewind's
-template ``<name>_tmpl_<fp8>`` beside its clone); every database with the
+template ``<name>_tmpl_<fp8>`` beside its clone; the per-test databases
+``dbrewind_bench_<hex>_<schema>_c<pid>_<n>_test``); every database with the
 run's prefix is dropped at the end, also after an error or Ctrl-C.
+
+``--json PATH`` (``_common``'s) writes the raw figures of every round, the
+targets and the machine; ``benchmarks/report.py`` reads them.
 """
 
 from __future__ import annotations
@@ -91,6 +111,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    SERVER_URLS,
+    SINK,
     Check,
     base_parser,
     checks_table,
@@ -117,14 +139,24 @@ TARGET_PCD = 10.0
 TARGET_FLAT = 1.5
 
 FLOOR, DBREWIND, TRUNCATE, PCD_FLOOR, PCD = (
-    "floor",
+    "no isolation",
     "dbrewind",
     "TRUNCATE all",
-    "floor, pcd venv",
+    "no isolation, pcd venv",
     "pytest-clean-database",
 )
-FLOOR_OF = {DBREWIND: FLOOR, TRUNCATE: FLOOR, PCD: PCD_FLOOR}
-ISOLATING = (DBREWIND, TRUNCATE, PCD)
+RECIPE, ROLLBACK, CLONE = "seed-004 recipe", "BEGIN; ROLLBACK", "database per test"
+FLOOR_OF = {
+    DBREWIND: FLOOR,
+    TRUNCATE: FLOOR,
+    PCD: PCD_FLOOR,
+    RECIPE: FLOOR,
+    ROLLBACK: FLOOR,
+    CLONE: FLOOR,
+}
+ISOLATING = (DBREWIND, TRUNCATE, PCD, RECIPE, ROLLBACK, CLONE)
+CONTENDERS = (FLOOR, DBREWIND, TRUNCATE, RECIPE, ROLLBACK, CLONE, PCD_FLOOR, PCD)
+SERVER_ONLY = (PCD_FLOOR, PCD)
 
 
 # ------------------------------------------------------------------ the schema
@@ -275,6 +307,153 @@ def conn(engine):
         yield conn
 """
 
+SQLITE_SAVEPOINTS = """
+from sqlalchemy import event
+
+if engine_url.startswith("sqlite"):  # SQLAlchemy's documented pysqlite workaround
+
+    @event.listens_for(Engine, "connect")
+    def _no_implicit_begin(dbapi_connection, record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(Engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN")
+"""
+
+CONFTEST_RECIPE = """
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+engine_url = {url!r}
+{sqlite}
+
+@pytest.fixture(scope="session")
+def engine():
+    engine = create_engine(engine_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def conn(engine):
+    with engine.connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        yield session
+        session.close()
+        outer.rollback()
+"""
+
+CONFTEST_ROLLBACK = """
+import contextlib
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+engine_url = {url!r}
+{sqlite}
+
+@pytest.fixture(scope="session")
+def engine():
+    engine = create_engine(engine_url)
+    yield engine
+    engine.dispose()
+
+
+class Joined:  # the fixture's connection: the test's begin() joins its one transaction
+    def __init__(self, connection):
+        self.execute = connection.execute
+
+    def begin(self):
+        return contextlib.nullcontext()
+
+
+@pytest.fixture
+def conn(engine):
+    with engine.connect() as connection:
+        outer = connection.begin()
+        yield Joined(connection)
+        outer.rollback()
+"""
+
+CONFTEST_CLONE = """
+import itertools
+import os
+import shutil
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+BACKEND = {backend!r}
+SERVER_URL = {server!r}
+TEMPLATE_URL = make_url({url!r})
+TEMPLATE = TEMPLATE_URL.database
+PREFIX = {prefix!r} + f"c{{os.getpid()}}_"
+_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def server():
+    if BACKEND == "sqlite":
+        yield None, []
+        return
+    engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    statements = []
+    if BACKEND == "mysql":
+        with engine.connect() as c:
+            names = c.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (TEMPLATE,),
+            ).scalars()
+            for name in sorted(names):
+                row = c.exec_driver_sql(f"SHOW CREATE TABLE `{{TEMPLATE}}`.`{{name}}`").one()
+                statements.append(row[1])
+    with engine.connect() as c:
+        yield c, statements
+    engine.dispose()
+
+
+@pytest.fixture
+def conn(server):
+    admin, statements = server
+    name = f"{{PREFIX}}{{next(_numbers)}}_test"
+    if BACKEND == "sqlite":
+        folder = os.path.dirname(TEMPLATE)
+        path = os.path.join(folder, name + ".db")
+        shutil.copyfile(TEMPLATE, path)
+        url = TEMPLATE_URL.set(database=path)
+    elif BACKEND == "postgresql":
+        admin.exec_driver_sql(f'CREATE DATABASE "{{name}}" TEMPLATE "{{TEMPLATE}}"')
+        url = TEMPLATE_URL.set(database=name)
+    else:
+        admin.exec_driver_sql(f"CREATE DATABASE `{{name}}`")
+        url = TEMPLATE_URL.set(database=name)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if statements:
+                connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+                for statement in statements:
+                    connection.exec_driver_sql(statement)
+                connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+                connection.commit()
+            yield connection
+    finally:
+        engine.dispose()
+        if BACKEND == "sqlite":
+            os.remove(path)
+        elif BACKEND == "postgresql":
+            admin.exec_driver_sql(f'DROP DATABASE "{{name}}"')
+        else:
+            admin.exec_driver_sql(f"DROP DATABASE `{{name}}`")
+"""
+
 CONFTEST_TRUNCATE = """
 @pytest.fixture(autouse=True)
 def _truncate_all(engine):
@@ -350,6 +529,7 @@ def write_suite(
     url: URL,
     pcd_dsn: str,
     n_tests: int,
+    prefix: str = "",
 ) -> None:
     folder.mkdir(parents=True)
     shown = url.render_as_string(hide_password=False)
@@ -364,6 +544,15 @@ def write_suite(
             ).lstrip()
         )
         conftest = CONFTEST_DBREWIND
+    elif contender in (RECIPE, ROLLBACK):
+        template = CONFTEST_RECIPE if contender == RECIPE else CONFTEST_ROLLBACK
+        sqlite = SQLITE_SAVEPOINTS if backend == "sqlite" else ""
+        conftest = template.format(url=shown, sqlite=sqlite)
+    elif contender == CLONE:
+        server = SERVER_URLS.get(backend, "")
+        conftest = CONFTEST_CLONE.format(
+            backend=backend, server=server, url=shown, prefix=f"{prefix}{schema.key}_"
+        )
     else:
         conftest = CONFTEST_PLAIN.format(url=shown)
         if contender == TRUNCATE:
@@ -627,7 +816,8 @@ def report(result: BackendResult) -> tuple[str, list[Check], dict[str, Any]]:
     for schema in result.schemas:
         floor = cases[(schema.key, FLOOR)]
         eps = resolution(floor)
-        ours = cost_of(cases[(schema.key, DBREWIND)], floor)
+        mine = cases.get((schema.key, DBREWIND))
+        ours = cost_of(mine, floor) if mine else None
         if ours is not None:
             ours_cost[schema] = ours
         entry: dict[str, Any] = {
@@ -701,7 +891,9 @@ def report(result: BackendResult) -> tuple[str, list[Check], dict[str, Any]]:
         for s in result.schemas
         if (
             p := [
-                r.preparing_ms for r in cases[(s.key, DBREWIND)].runs if r.preparing_ms is not None
+                r.preparing_ms
+                for r in (cases[(s.key, DBREWIND)].runs if (s.key, DBREWIND) in cases else [])
+                if r.preparing_ms is not None
             ]
         )
     ]
@@ -753,17 +945,19 @@ def run_backend(
     pcd_venv: Path,
     tmp: Path,
     src: Path | None,
+    chosen: tuple[str, ...] = CONTENDERS,
 ) -> BackendResult:
-    contenders = [FLOOR, DBREWIND, TRUNCATE]
-    if backend != "sqlite":
-        contenders += [PCD_FLOOR, PCD]
-    pcd = pcd_python(pcd_venv) if backend != "sqlite" else ""
-    roles = [f"{s.key}_{role}" for s in schemas for role in ("plain", "pcd", "rw")]
+    wanted = {FLOOR, *chosen} | ({PCD_FLOOR} if PCD in chosen else set())
+    contenders = [
+        c for c in CONTENDERS if c in wanted and (backend != "sqlite" or c not in SERVER_ONLY)
+    ]
+    pcd = pcd_python(pcd_venv) if PCD in contenders else ""
+    roles = [f"{s.key}_{role}" for s in schemas for role in ("plain", "pcd", "rw", "tpl")]
     with ExitStack() as stack:
         urls = stack.enter_context(scratch_databases(backend, roles))
+        first = Path(str(urls[roles[0]].database)).name
+        prefix = first[: first.index(roles[0])]
         if backend != "sqlite":
-            first = str(urls[roles[0]].database)
-            prefix = first[: first.index(roles[0])]
             stack.callback(drop_all, backend, prefix)  # dbrewind's templates too
         engines: dict[str, Engine] = {}
 
@@ -781,18 +975,20 @@ def run_backend(
                     urls[f"{schema.key}_{role}"]
                 )
                 metadata.create_all(engine)
+            template = create_engine(urls[f"{schema.key}_tpl"])  # no one else connects to it
+            metadata.create_all(template)
+            template.dispose()
             written[schema] = sorted(
                 {t for pair in written_pairs(schema.tables, n_tests) for t in pair}
             )
             for contender in contenders:
-                role = {DBREWIND: "rw", PCD: "pcd"}.get(contender, "plain")
+                role = {DBREWIND: "rw", PCD: "pcd", CLONE: "tpl"}.get(contender, "plain")
                 folder = (
                     tmp / backend / f"{schema.key}_{contender.replace(' ', '_').replace(',', '')}"
                 )
                 url = urls[f"{schema.key}_{role}"]
-                write_suite(
-                    folder, contender, backend, schema, url, pcd_dsn(url) if pcd else "", n_tests
-                )
+                dsn = pcd_dsn(url) if contender == PCD else ""
+                write_suite(folder, contender, backend, schema, url, dsn, n_tests, prefix)
                 python = pcd if contender in (PCD, PCD_FLOOR) else sys.executable
                 path = os.pathsep.join([*([str(src)] if src else []), str(folder)])
                 cases[(schema.key, contender)] = Case(schema, contender, folder, python, path)
@@ -802,7 +998,7 @@ def run_backend(
             engine = engines[f"{case.schema.key}_{'pcd' if case.contender == PCD else 'plain'}"]
             if case.contender == PCD:
                 reset_pcd(engine, backend, all_tables[case.schema], written[case.schema])
-            elif case.contender != DBREWIND:
+            elif case.contender not in (DBREWIND, CLONE):
                 reset_plain(engine, backend, written[case.schema])
             return run_case(case, limit, round_no)
 
@@ -898,6 +1094,7 @@ def print_report(raw: dict[str, Any], reports: list[str], checks: list[Check]) -
 def render_json(path: Path) -> int:
     """``--from-json``: the tables of an earlier run, from its raw figures."""
     raw = json.loads(path.read_text())
+    raw = raw.get("data", {}).get("scale", raw)  # a --json of _common's sink, or an older one
     reports: list[str] = []
     checks: list[Check] = []
     for result in results_from_json(raw):
@@ -918,7 +1115,13 @@ def main(argv: list[str] | None = None) -> int:
         default=5.0,
         help="seconds of tests a slow contender's run may take (5); at least 12 tests run",
     )
-    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(c for c in CONTENDERS if c not in (FLOOR, PCD_FLOOR)),
+        help="comma-separated, from "
+        + ", ".join(c for c in CONTENDERS if c not in (FLOOR, PCD_FLOOR))
+        + " (default: all; no isolation always runs, it is every cost's floor)",
+    )
     parser.add_argument(
         "--dbrewind-ref",
         help="measure this commit's dbrewind (a snapshot of its src/), e.g. HEAD; "
@@ -931,6 +1134,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         return render_json(args.from_json)
+    chosen = tuple(c.strip() for c in args.contenders.split(",") if c.strip())
+    unknown = [c for c in chosen if c not in CONTENDERS]
+    if unknown:
+        raise SystemExit(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
     # a TERM (a timeout, a kill) still drops the scratch databases: the finally blocks run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rounds, n_tests, budget = args.rounds, args.tests, args.budget
@@ -969,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 result = run_backend(
-                    backend, schemas, n_tests, rounds, budget, args.pcd_venv, tmp, src
+                    backend, schemas, n_tests, rounds, budget, args.pcd_venv, tmp, src, chosen
                 )
             except RunFailed as exc:
                 print(exc, file=sys.stderr)
@@ -988,9 +1195,21 @@ def main(argv: list[str] | None = None) -> int:
     raw["load_average_end"] = os.getloadavg()[0]
     raw["checks"] = [dict(c.__dict__, passed=c.passed) for c in checks]
     print_report(raw, reports, checks)
-    if args.json:
-        args.json.write_text(json.dumps(raw, indent=1, default=str) + "\n")
-        print(f"raw figures: {args.json}", file=sys.stderr)
+    SINK.data("scale", raw)
+    for backend, figures in raw["backends"].items():
+        for entry in figures["schemas"]:
+            for contender, fig in entry["cases"].items():
+                about = {"contender": contender, "tables": entry["tables"], "fks": entry["fks"]}
+                SINK.figure(backend, "per-test ms", fig["per_test_ms"], "ms", **about)
+                cost = fig["isolation_cost_ms"]
+                SINK.figure(
+                    backend,
+                    "isolation cost ms",
+                    None if cost is None else cost["median"],
+                    "ms",
+                    **about,
+                    errors=fig["errors"],
+                )
     return 0 if all(c.passed for c in checks) else 1
 
 
