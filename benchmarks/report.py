@@ -120,7 +120,7 @@ def run_benchmark(
     elif rounds is not None:
         command += ["--rounds", str(rounds)]
     command += ["--json", str(out)]
-    shown = shlex.join(["python", *command[1:-2]])
+    shown = shlex.join(["python", f"benchmarks/bench_{bench.name}.py", *command[2:-2]])
     print(f"\n== {shown}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False)
