@@ -210,12 +210,11 @@ async def test_what_the_api_commits_is_seen_by_another_connection(
 def test_the_first_order_of_a_test_is_number_one(db_session: Session) -> None:
     """``reset_sequences=True``: ids come from sequences / AUTO_INCREMENT counters, which a
     rollback does not move back (and MariaDB's are put back only when asked, as
-    resetting them there is DDL); with it the test starts at the baseline's ids."""
-    order = services.place_order(
-        db_session,
-        (user := UserFactory.create()).id,
-        [(ProductFactory.for_(user.organisation).create().id, 1)],
-    )
+    resetting them there is DDL); with it the test starts at the baseline's ids. Without
+    it, this fails on MariaDB after any other test that placed an order."""
+    user = UserFactory.create()
+    product = ProductFactory.for_(user.organisation).create()
+    order = services.place_order(db_session, user.id, [(product.id, 1)])
     assert order.number == "ORD-000001"
 
 
