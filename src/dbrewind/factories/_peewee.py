@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from ..dialects.mysql import VERSION_SQL, takes_returning
 from ..exceptions import ConfigurationError
 from ._adapter import Adapter, AsyncStore, Link, Plan, Store
 
@@ -101,15 +102,6 @@ PEEWEE = PeeweeAdapter()
 _returning: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 """Per MySQL-family database: whether its server takes INSERT .. RETURNING (MariaDB 10.5+)."""
 
-_VERSION = "SELECT VERSION()"
-
-
-def _mariadb_returning(version: str) -> bool:
-    if "mariadb" not in version.lower():
-        return False
-    parts = version.split("-", 1)[0].split(".")
-    return tuple(int(p) for p in parts[:2] if p.isdigit()) >= (10, 5)
-
 
 def _groups(instances: list[Any]) -> list[tuple[type[Any], list[str], list[Any]]]:
     """The batch by model class and by the fields set, in first-seen order."""
@@ -167,7 +159,7 @@ class PeeweeStore(Store):
         if not isinstance(db, _peewee().MySQLDatabase):
             return True
         if db not in _returning:
-            _returning[db] = _mariadb_returning(str(db.execute_sql(_VERSION).fetchone()[0]))
+            _returning[db] = takes_returning(str(db.execute_sql(VERSION_SQL).fetchone()[0]))
         return _returning[db]
 
     def flush(self, instances: list[Any]) -> None:
@@ -210,8 +202,8 @@ class AsyncPeeweeStore(AsyncStore):
         if not isinstance(db, _peewee().MySQLDatabase):
             return True
         if db not in _returning:
-            row = await db.aio_execute_sql(_VERSION, fetch_results=_fetchone)
-            _returning[db] = _mariadb_returning(str(row[0]))
+            row = await db.aio_execute_sql(VERSION_SQL, fetch_results=_fetchone)
+            _returning[db] = takes_returning(str(row[0]))
         return _returning[db]
 
     async def flush(self, instances: list[Any]) -> None:

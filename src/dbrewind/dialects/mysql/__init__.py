@@ -104,11 +104,26 @@ names and quoting are in :mod:`._sql`.
 from __future__ import annotations
 
 from ..base import CONNECT_TIMEOUT as CONNECT_TIMEOUT
-from ._sql import CREATED_COMMENT, MARKS_TABLE, PREFIX, REWIND_PROCEDURE
+from ._sql import (
+    CREATED_COMMENT,
+    MARKS_TABLE,
+    PREFIX,
+    REWIND_PROCEDURE,
+    VERSION_SQL,
+    takes_returning,
+)
 from ._sql import RESET_PROCEDURE as RESET_PROCEDURE
 from .databases import _copy_counters as _copy_counters
 from .dialect import MySQLDialect
 from .locks import _lock_name as _lock_name
 from .sandbox import MySQLSandboxOps as MySQLSandboxOps
 
-__all__ = ["CREATED_COMMENT", "MARKS_TABLE", "PREFIX", "REWIND_PROCEDURE", "MySQLDialect"]
+__all__ = [
+    "CREATED_COMMENT",
+    "MARKS_TABLE",
+    "PREFIX",
+    "REWIND_PROCEDURE",
+    "VERSION_SQL",
+    "MySQLDialect",
+    "takes_returning",
+]

@@ -35,6 +35,7 @@ __all__ = [
     "SIGNATURE_TABLE",
     "STATE_TABLE",
     "TABLES_TABLE",
+    "VERSION_SQL",
     "_COPY_DEPTH",
     "_DEFINER",
     "_LOCK_MAX_WAIT",
@@ -60,6 +61,7 @@ __all__ = [
     "_run_batches",
     "_sql",
     "_transaction",
+    "takes_returning",
 ]
 
 PREFIX = "dbrewind_"
@@ -286,3 +288,17 @@ def _row_counts(
         for i, count in _sql(conn, sql):
             counts[chunk[int(i)]] = int(count)
     return counts
+
+
+VERSION_SQL = "SELECT VERSION()"
+"""The server's version string (``10.11.6-MariaDB-0+deb12u1``, ``8.0.36``), for
+:func:`takes_returning` on a connection that is not SQLAlchemy's (peewee's)."""
+
+
+def takes_returning(version: str) -> bool:
+    """Whether a server of this ``VERSION()`` takes ``INSERT .. RETURNING``: MariaDB
+    10.5 and later; no MySQL."""
+    if "mariadb" not in version.lower():
+        return False
+    parts = version.split("-", 1)[0].split(".")
+    return tuple(int(p) for p in parts[:2] if p.isdigit()) >= (10, 5)
