@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from dbrewind.exceptions import ConfigurationError
 from dbrewind.factories import ModelFactory, lazy
 from dbrewind.peewee import close_rewinders
+from helpers.peewee_dbs import aio_database, sync_database
 
 
 class Author(peewee_async.AioModel):
@@ -91,34 +92,6 @@ class ReviewFactory(ModelFactory[Review]):
 def fresh_counters() -> None:
     AuthorFactory.reset_sequence()
     BookFactory.reset_sequence()
-
-
-def _params(url: URL) -> dict[str, Any]:
-    params: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.username}
-    params["password"] = url.password or ""
-    return params
-
-
-def sync_database(url: URL) -> peewee.Database:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return peewee.SqliteDatabase(url.database)
-    if backend == "postgresql":
-        return peewee.PostgresqlDatabase(url.database, **_params(url))
-    return peewee.MySQLDatabase(url.database, **_params(url))
-
-
-def aio_database(url: URL) -> Any:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return peewee_async.SqliteDatabase(url.database)
-    if backend == "postgresql":
-        return peewee_async.Psycopg3Database(
-            url.database, **_params(url), pool_params={"min_size": 1, "max_size": 2}
-        )
-    return peewee_async.MySQLDatabase(
-        url.database, **_params(url), pool_params={"minsize": 1, "maxsize": 2}
-    )
 
 
 @dataclass

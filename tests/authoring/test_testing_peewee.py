@@ -29,7 +29,7 @@ from dbrewind.testing import (
     DatabaseAssertions,
     SyncDatabaseAssertions,
 )
-from helpers.peewee_async import aio_database
+from helpers.peewee_dbs import aio_database, sync_database
 
 T = TypeVar("T")
 
@@ -80,19 +80,6 @@ class Tag(peewee_async.AioModel):
 
 
 MODELS = [Author, Item, Account, Tag]
-
-
-def sync_database(url: URL) -> peewee.Database:
-    """A peewee database for a (sync-driver) SQLAlchemy URL."""
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return peewee.SqliteDatabase(url.database)
-    params: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.username}
-    if url.password:
-        params["password"] = url.password
-    if backend == "postgresql":
-        return peewee.PostgresqlDatabase(url.database, **params)
-    return peewee.MySQLDatabase(url.database, **params)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 from dbrewind import RewindResult, SandboxError
 from dbrewind.peewee import close_rewinders
 from dbrewind.peewee_async import TransactionTestCase
-from helpers.peewee_async import aio_database
+from helpers.peewee_dbs import aio_database
 
 pytestmark = pytest.mark.asyncio
 

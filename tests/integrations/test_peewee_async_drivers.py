@@ -29,7 +29,7 @@ import dbrewind.peewee_async as sandbox_module
 from conftest import make_database, require_backend
 from dbrewind.peewee import close_rewinders
 from dbrewind.peewee_async import TransactionTestCase
-from helpers.peewee_async import DRIVERS, aio_database
+from helpers.peewee_dbs import DRIVERS, aio_database
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""peewee-async databases on the test servers, for the tests of dbrewind's peewee-async support."""
+"""peewee and peewee-async databases on the test servers, for the tests that use peewee."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-__all__ = ["DRIVERS", "aio_database"]
+__all__ = ["DRIVERS", "aio_database", "sync_database"]
 
 DRIVERS = {
     "aiopg": "postgresql",
@@ -15,6 +15,27 @@ DRIVERS = {
     "aiosqlite": "sqlite",
 }
 """peewee-async's database classes by driver, with the backend each runs on."""
+
+
+def _params(url: URL) -> dict[str, Any]:
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password or "",
+    }
+
+
+def sync_database(url: URL) -> Any:
+    """A peewee database on the database of ``url`` (a sync-driver SQLAlchemy URL)."""
+    import peewee
+
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return peewee.SqliteDatabase(url.database)
+    if backend == "postgresql":
+        return peewee.PostgresqlDatabase(url.database, **_params(url))
+    return peewee.MySQLDatabase(url.database, **_params(url))
 
 
 def aio_database(url: URL, driver: str | None = None, *, min_size: int = 1) -> Any:
@@ -31,12 +52,7 @@ def aio_database(url: URL, driver: str | None = None, *, min_size: int = 1) -> A
         raise ValueError(f"the {driver} driver does not run on {backend}")
     if driver == "aiosqlite":
         return peewee_async.SqliteDatabase(url.database)
-    params: dict[str, Any] = {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password or "",
-    }
+    params = _params(url)
     if driver == "psycopg":
         pool = {"min_size": min_size, "max_size": 4}
         return peewee_async.Psycopg3Database(url.database, **params, pool_params=pool)
