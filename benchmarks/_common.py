@@ -139,10 +139,25 @@ def scratch_databases(backend: str, roles: Sequence[str]) -> Iterator[dict[str, 
         yield {role: base.set(database=name) for role, name in names.items()}
     finally:
         force = " WITH (FORCE)" if backend == "postgresql" else ""
-        with server.connect() as conn:
-            for name in names.values():
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        for name in names.values():
+            _drop_retrying(server, f"DROP DATABASE IF EXISTS {name}{force}", name)
         server.dispose()
+
+
+def _drop_retrying(server: Any, statement: str, name: str) -> None:
+    """Drop one scratch database; MariaDB sometimes refuses at first (error 1010, a file
+    its DDL left in the directory for a moment): try again, then say so without raising
+    over the benchmark's results."""
+    for attempt in range(3):
+        try:
+            with server.connect() as conn:
+                conn.execute(text(statement))
+            return
+        except Exception as exc:
+            if attempt == 2:
+                print(f"could not drop {name}: {exc}".splitlines()[0], file=sys.stderr)
+                return
+            time.sleep(1.0)
 
 
 IGNORED_ENV = (
@@ -361,6 +376,13 @@ class Sink:
         self._started = time.perf_counter()
         if first:
             atexit.register(self.write)
+            previous = sys.excepthook
+
+            def record_crash(kind: Any, value: Any, tb: Any) -> None:
+                self.record["error"] = f"{kind.__name__}: {value}"[:500]
+                previous(kind, value, tb)
+
+            sys.excepthook = record_crash
 
     def cases(
         self, backend: str, title: str, cases: Sequence[Case], reference: Case | None = None

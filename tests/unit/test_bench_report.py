@@ -209,7 +209,7 @@ def test_outputs_are_written_together_and_agree(report: ModuleType, tmp_path: Pa
     md, raw, png = report.write_outputs(run, tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(raw.read_text()) == json.loads(json.dumps(run))
-    assert md.read_text() == report.render_markdown(run, "per_test_cost.png")
+    assert md.read_text() == report.render_markdown(run, "per_test_cost.png", "benchmarks.json")
 
 
 def test_no_plot_without_scale_figures(report: ModuleType, tmp_path: Path) -> None:
@@ -218,6 +218,15 @@ def test_no_plot_without_scale_figures(report: ModuleType, tmp_path: Path) -> No
     assert not report.plot(run, tmp_path / "p.png")
     assert not (tmp_path / "p.png").exists()
     assert "![" not in report.render_markdown(run)
+
+
+def test_a_benchmark_that_broke_is_a_goal_not_met(report: ModuleType) -> None:
+    run = a_run()
+    run["benchmarks"]["lifecycle"]["broke"] = "OperationalError: (1010, 'Error dropping')"
+    text = report.render_markdown(run)
+    assert "1 of 3 met" in text
+    assert "| `bench_lifecycle` | - | the benchmark ran to its end | - | - | **not met** |" in text
+    assert "`bench_lifecycle` exited 0 (OperationalError: (1010, 'Error dropping'))" in text
 
 
 def test_compare_shows_what_moved(report: ModuleType) -> None:
