@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -66,14 +67,22 @@ def dbrewind(*args: str | URL, env: dict[str, str] | None = None, timeout: float
     return Ran(done.returncode, done.stdout, done.stderr)
 
 
+def _as_in_a_terminal() -> None:
+    # A shell's background job (nohup, `cmd &`, a CI runner) inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt: give the command what a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str | URL) -> subprocess.Popen[str]:
-    """``dbrewind <args>`` through the console script, without waiting (to interrupt it)."""
+    """``dbrewind <args>`` through the console script, without waiting (to interrupt it),
+    with Ctrl-C's signal as a terminal delivers it."""
     return subprocess.Popen(
         [str(SCRIPT), *(text_url(a) for a in args)],
         env=_environment(None),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_in_a_terminal,
     )
 
 

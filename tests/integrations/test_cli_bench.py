@@ -179,7 +179,12 @@ def test_an_interrupted_bench_drops_its_scratch_database_and_exits_130(
     assert any("creating the scratch database" in line for line in seen), seen
     during = _scratch_left(backend, db_url)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never left running to slow every later test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, "".join(seen) + err
     assert len(during) == 1, during
     assert "dropped the scratch database" in err
