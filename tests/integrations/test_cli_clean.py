@@ -4,13 +4,15 @@ and scratch databases dbrewind made that nobody holds or uses."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from conftest import make_database
+from conftest import SERVER_URLS, make_database
 from dbrewind import Rewinder, parse_url
 from dbrewind.provision.naming import stem
 from helpers.cli import dbrewind, in_process
@@ -191,6 +193,52 @@ def test_clean_of_a_database_with_nothing_derived_exits_0(db_url: URL) -> None:
         "kept": [],
         "failed": [],
     }
+
+
+@pytest.mark.backends("postgresql")
+def test_the_sessions_on_a_postgresql_database_are_its_clients_not_the_servers_workers(
+    backend: str, db_url: URL
+) -> None:
+    """A parallel query's worker is on the database too, in pg_stat_activity: not a session."""
+    engine = create_engine(db_url)
+    admin = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
+    errors: list[BaseException] = []
+
+    def parallel_sleep() -> None:
+        try:
+            with engine.connect() as conn:
+                version = int(conn.execute(text("SHOW server_version_num")).scalar_one())
+                forced = "debug_parallel_query" if version >= 160000 else "force_parallel_mode"
+                conn.execute(text(f"SET {forced} = on"))
+                conn.execute(text("SET max_parallel_workers_per_gather = 1"))
+                conn.execute(text("SELECT pg_sleep(4)"))
+        except BaseException as exc:  # seen by the test below
+            errors.append(exc)
+
+    query = threading.Thread(target=parallel_sleep)
+    query.start()
+    try:
+        kinds: list[str] = []
+        deadline = time.monotonic() + 3
+        while "parallel worker" not in kinds and time.monotonic() < deadline:
+            with admin.connect() as conn:
+                kinds = [
+                    str(kind)
+                    for (kind,) in conn.execute(
+                        text("SELECT backend_type FROM pg_stat_activity WHERE datname = :n"),
+                        {"n": db_url.database},
+                    )
+                ]
+            time.sleep(0.05)
+        sessions = Rewinder(db_url).dialect.sessions(parse_url(db_url))
+    finally:
+        query.join()
+        engine.dispose()
+        admin.dispose()
+    assert not errors, errors
+    assert sorted(kinds) == ["client backend", "parallel worker"], kinds
+    assert len(sessions) == 1, sessions
+    assert sessions[0].startswith("pid "), sessions
 
 
 @pytest.mark.parametrize(

@@ -32,11 +32,13 @@ _SESSIONS_SQL = text(
            CASE WHEN client_port = -1 THEN 'a local socket' ELSE host(client_addr) END,
            state
     FROM pg_stat_activity
-    WHERE datname = :name AND pid <> pg_backend_pid()
+    WHERE datname = :name AND pid <> pg_backend_pid() AND backend_type = 'client backend'
     ORDER BY pid
     """
 )
-"""Sessions on one database, read from another (the ``postgres`` database)."""
+"""Client sessions on one database, read from another (the ``postgres`` database); the
+server's own processes there (autovacuum, parallel and other background workers) are
+not sessions anyone holds."""
 
 FILE_COPY_FROM = 150000
 """``server_version_num`` from which ``CREATE DATABASE`` has ``STRATEGY`` (PostgreSQL 15)."""
