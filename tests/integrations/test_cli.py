@@ -125,6 +125,28 @@ def test_doctor_names_the_settings_that_bear_on_speed_per_server(
         assert settings["clone_strategy"] in ("WAL_LOG", "FILE_COPY")
 
 
+_DISK_NOTE = "every commit (a transactional test's, a rewind's) waits for the disk"
+
+
+@pytest.mark.backends("postgresql")
+def test_doctor_advises_on_postgresql_durability_only_when_commits_wait_for_the_disk(
+    backend: str, db_url: URL, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        fsync = conn.execute(text("SHOW fsync")).scalar()
+        conn.execute(text(f'ALTER DATABASE "{db_url.database}" SET synchronous_commit = off'))
+    unsynced = in_process("doctor", db_url, "--json").json["server"]
+    with engine.begin() as conn:
+        conn.execute(text(f'ALTER DATABASE "{db_url.database}" SET synchronous_commit = on'))
+    synced = in_process("doctor", db_url, "--json").json["server"]
+
+    assert unsynced["settings"]["synchronous_commit"] == "off"
+    assert synced["settings"]["synchronous_commit"] == "on"
+    assert not [n for n in unsynced["notes"] if _DISK_NOTE in n], unsynced  # commits do not wait
+    # with fsync off nothing waits for the disk either
+    assert bool([n for n in synced["notes"] if _DISK_NOTE in n]) == (fsync == "on"), synced
+
+
 def test_doctor_shows_a_foreign_key_cycle(backend: str, db_url: URL, engine: Engine) -> None:
     with engine.begin() as conn:
         if backend == "sqlite":  # no ALTER TABLE .. ADD FOREIGN KEY; forward references work

@@ -74,7 +74,7 @@ def _server_report(conn: Connection) -> ServerReport:
 
 def _notes(settings: Mapping[str, str], number: int) -> tuple[str, ...]:
     notes = []
-    if settings.get("fsync") == "on" or settings.get("synchronous_commit") not in (None, "off"):
+    if settings.get("fsync") == "on" and settings.get("synchronous_commit") != "off":
         notes.append(
             "every commit (a transactional test's, a rewind's) waits for the disk: on a "
             "throwaway test server, fsync=off, synchronous_commit=off and "
