@@ -147,6 +147,18 @@ def test_doctor_advises_on_postgresql_durability_only_when_commits_wait_for_the_
     assert bool([n for n in synced["notes"] if _DISK_NOTE in n]) == (fsync == "on"), synced
 
 
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(("value", "name"), [(2, "FULL"), (3, "EXTRA")])
+def test_doctor_names_sqlites_synchronous_level_as_it_is(
+    backend: str, db_url: URL, engine: Engine, value: int, name: str
+) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"PRAGMA synchronous = {value}")
+        report = Rewinder(db_url).dialect.server_report(conn)
+    assert report.settings["synchronous"] == str(value)
+    assert [note.split(":")[0] for note in report.notes] == [f"synchronous={name}"], report.notes
+
+
 def test_doctor_shows_a_foreign_key_cycle(backend: str, db_url: URL, engine: Engine) -> None:
     with engine.begin() as conn:
         if backend == "sqlite":  # no ALTER TABLE .. ADD FOREIGN KEY; forward references work

@@ -324,9 +324,11 @@ class SQLiteDialect(Dialect):
             for pragma in ("journal_mode", "synchronous")
         }
         notes: tuple[str, ...] = ()
-        if settings["synchronous"] not in ("0", "1"):
+        synchronous = settings["synchronous"]
+        if synchronous not in ("0", "1"):  # OFF, NORMAL; 2 is FULL, 3 EXTRA
+            level = {"2": "FULL", "3": "EXTRA"}.get(synchronous, synchronous)
             notes = (
-                "synchronous=FULL: every commit waits for the disk; a test database file "
+                f"synchronous={level}: every commit waits for the disk; a test database file "
                 "can take PRAGMA synchronous=OFF (or a tmpfs directory) in the tests' setup",
             )
         return ServerReport(f"SQLite {version}", settings, notes)
