@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from ..._url import DatabaseURL
 from ..base import Dialect, ServerReport
-from ._sql import _is_mariadb
+from ._sql import VERSION_SQL, _is_mariadb
 from .databases import _server_connection
 
 __all__ = ["_Server"]
@@ -51,7 +51,7 @@ class _Server(Dialect):
 
     def server_report(self, conn: Connection) -> ServerReport:
         """``VERSION()`` and the durability variables that decide what a commit waits for."""
-        version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+        version = str(conn.exec_driver_sql(VERSION_SQL).scalar())
         name = "MariaDB" if _is_mariadb(conn) else "MySQL"
         names = ", ".join(f"'{n}'" for n in _SETTINGS)
         settings = {
