@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 
-from conftest import drop_database, make_database
-from dbrewind import Rewinder, ServerUnreachableError
+from conftest import SERVER_URLS, drop_database, make_database
+from dbrewind import Rewinder, ServerUnreachableError, parse_url
 from dbrewind.provision.fingerprint import tracking_version
+from dbrewind.provision.naming import stem
 from helpers.cli import SCRIPT, dbrewind, in_process
 
 COMMANDS = ("doctor", "status", "bench", "clean", "uninstall")
@@ -509,3 +511,77 @@ def test_a_password_in_the_url_appears_in_no_output_of_any_command(
             assert secret not in ran.both, (args, ran.both)
             assert "***" in ran.both, (args, ran.both)
     assert [code for _, code in seen] == [1, 1, 1, 1, 0, 0, 0, 0, 0, 0], seen
+
+
+@pytest.mark.backends("postgresql")
+def test_a_password_that_is_also_a_word_leaves_the_fields_dbrewind_writes_intact(
+    backend: str, db_url: URL, engine: Engine
+) -> None:
+    """Password ``postgres``: ``postgresql``, the URL and the table ``postgres_runs`` are
+    printed as they are (only a driver's or server's text is searched for it)."""
+    role = f"dbrewind_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(SERVER_URLS["postgresql"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'postgres'"))
+    try:
+        with Rewinder(db_url) as rewinder:
+            rewinder.prepare(
+                lambda c: c.execute(text("CREATE TABLE postgres_runs (id INTEGER PRIMARY KEY)"))
+            )
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO postgres_runs (id) VALUES (1)"))
+        url = db_url.set(username=role, password="postgres")
+        doctor = dbrewind("doctor", url, "--json")
+        status = dbrewind("status", url, "--json")
+        said = dbrewind("status", url)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+    shown = parse_url(url).display()
+    assert shown.startswith("postgresql"), shown
+    assert f"{role}:***@" in shown, shown
+    for ran in (doctor, status, said):
+        assert ran.code == 1, ran.both
+        assert ":postgres@" not in ran.both
+    report = doctor.json
+    assert report["database"] == shown
+    assert report["backend"] == "postgresql"
+    assert _table_names(report["schema"]["tables"]) == {"postgres_runs"}
+    assert _table_names(report["dirty"]) == {"postgres_runs"}
+    assert "postgres_runs" in report["problems"][0]
+    assert status.json["database"] == shown
+    assert _table_names(status.json["dirty"]) == {"postgres_runs"}
+    assert said.out.startswith(f"database:   {shown}\n"), said.out
+    assert "postgres_runs" in said.out.split("dirty now:")[1].splitlines()[0]
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.parametrize(
+    "secret", [f"p@ss:w/rd-{uuid.uuid4().hex[:6]}", "pw"], ids=["url-quoted", "short"]
+)
+def test_a_password_in_a_servers_text_is_masked_in_every_form_and_length(
+    backend: str, db_url: URL, secret: str
+) -> None:
+    """A session whose application name carries the password, as typed and percent-encoded:
+    clean's reason for keeping the database it is connected to shows neither."""
+    clone = db_url.set(database=f"{stem(parse_url(db_url))}_r1")
+    with Rewinder(clone, allow=True) as rewinder:
+        rewinder.create()
+    encoded = quote(secret, safe="")
+    session = create_engine(clone, connect_args={"application_name": f"app {encoded} {secret}"})
+    try:
+        with session.connect():
+            ran = dbrewind("clean", db_url.set(password=secret), "--json")
+            said = dbrewind("clean", db_url.set(password=secret))
+    finally:
+        session.dispose()
+    assert ran.code == 0, ran.both
+    [kept] = ran.json["kept"]
+    assert kept["reason"].startswith("in use: pid "), kept
+    assert "(app *** ***)" in kept["reason"], kept
+    assert "(app *** ***)" in said.out, said.out
+    for shown in (ran.both, said.both):
+        assert secret not in shown, shown
+        assert encoded not in shown, shown

@@ -57,8 +57,11 @@ command's own keys:
   ``kept`` (``name``, ``kind``, ``reason``), ``failed`` (``name``, ``kind``, ``error``).
 * ``uninstall``: ``removed``, ``was_installed``, ``refused``.
 
-A password in the URL is never printed: URLs are shown with ``***``, and any text
-a driver or server returns is searched for it too.
+A password in the URL is never printed: URLs are shown with ``***``, and in any
+text a driver or server returns (an error's message, a lease holder, a session)
+the password, also percent-encoded, is shown as ``***`` whatever its length (a
+very short one hides the same letters elsewhere in that text too). Names and
+fields dbrewind writes itself are never altered.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ from ..exceptions import DatabaseNotFoundError, DbrewindError, UnsafeDatabaseErr
 from ..rewinder import Rewinder
 from ._bench import bench
 from ._clean import clean
-from ._console import ERROR, FINDINGS, INTERRUPTED, Console, secrets_of
+from ._console import ERROR, FINDINGS, INTERRUPTED, Console, error_text, secrets_of
 from ._survey import doctor, status
 from ._uninstall import uninstall
 
@@ -268,19 +271,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (KeyboardInterrupt, _Terminated):
         console.error("interrupted")
         code, report = INTERRUPTED, {"error": {"type": "Interrupted", "message": "interrupted"}}
-    except UnsafeDatabaseError as exc:
+    except UnsafeDatabaseError as exc:  # dbrewind's own words, no driver's
         console.error(str(exc))
         code, report = FINDINGS, {"error": {"type": type(exc).__name__, "message": str(exc)}}
     except (DbrewindError, SQLAlchemyError) as exc:
-        message = str(exc) if isinstance(exc, DbrewindError) else _first_line(exc)
+        # a driver's or server's words may be part of the message: masked, the URL aside
+        message = console.mask(error_text(exc), envelope["database"] or "")
         console.error(message)
         code, report = ERROR, {"error": {"type": type(exc).__name__, "message": message}}
     if console.as_json:
         envelope["exit_code"] = code
         console.document({**envelope, **report})
     return code
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

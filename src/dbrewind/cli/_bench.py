@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
 from .._strategy import Strategy
@@ -29,7 +30,7 @@ from .._url import DatabaseURL
 from ..exceptions import ConfigurationError, DbrewindError, LeaseError
 from ..provision.naming import scratch_name, sibling, stem
 from ..rewinder import Rewinder
-from ._console import ERROR, FINDINGS, OK, Console
+from ._console import ERROR, FINDINGS, OK, Console, error_text
 
 __all__ = ["bench", "bench_report"]
 
@@ -112,10 +113,10 @@ class _Scratch:
                 self.rewinder.dialect.drop_database(self.url)
                 self.dropped = True
                 self.console.progress(f"dropped the scratch database {self.name}")
-            except DbrewindError as exc:
-                self.error = str(exc)
+            except (DbrewindError, SQLAlchemyError) as exc:
+                self.error = self.console.mask(error_text(exc), self.url.display(), self.name)
                 self.console.warning(
-                    f"could not drop the scratch database {self.name}: {exc} "
+                    f"could not drop the scratch database {self.name}: {self.error} "
                     "(`dbrewind clean --yes URL` drops it later)"
                 )
             finally:

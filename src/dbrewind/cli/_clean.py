@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .._url import DatabaseURL
-from ..dialects import Lock
+from ..dialects import Dialect, Lock
 from ..exceptions import ConfigurationError, DbrewindError
 from ..provision.naming import derived_kind, sibling, stem
 from ..rewinder import Rewinder
-from ._console import FINDINGS, OK, Console
+from ._console import FINDINGS, OK, Console, error_text
 
 __all__ = ["clean"]
 
@@ -42,14 +42,19 @@ _ORDER = {"scratch": 0, "clone": 1, "template": 2}
 """Clones before templates: a clone is what a run would clone a template for."""
 
 
-def _made_by_dbrewind(url: DatabaseURL) -> bool | str:
+def _made_by_dbrewind(url: DatabaseURL, console: Console) -> bool | str:
     """Whether dbrewind's creation mark is on ``url``'s database; what failed, when the
     question cannot be answered (it is then left alone)."""
     try:
         with Rewinder(url, allow=True) as other, other.connection() as conn:
             return other.dialect.created_by_dbrewind(conn)
     except DbrewindError as exc:
-        return f"cannot be read ({exc})"
+        return f"cannot be read ({_said(exc, url, console)})"
+
+
+def _said(exc: BaseException, url: DatabaseURL, console: Console) -> str:
+    """What an error about ``url``'s database says, masked (its URL and name aside)."""
+    return console.mask(error_text(exc), url.display(), url.database)
 
 
 @contextlib.contextmanager
@@ -59,6 +64,11 @@ def _held(lock: Lock | None) -> Iterator[Lock | None]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def _holder(dialect: Dialect, url: DatabaseURL, purpose: str, console: Console) -> str:
+    holder = dialect.lock_holder(url, purpose)
+    return "another run" if holder is None else console.mask(holder)
 
 
 def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, dict[str, Any]]:
@@ -90,22 +100,22 @@ def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, di
                 "kind": kind,
             }
             if kind == "template" and build is None:
-                holder = dialect.lock_holder(url, "build") or "another run"
+                holder = _holder(dialect, url, "build", console)
                 kept.append({**item, "reason": f"a run builds or clones a template now ({holder})"})
                 continue
             lease = None if kind == "template" else dialect.acquire_lock(other, "lease", wait=0)
             with _held(lease):
                 if kind != "template" and lease is None:
-                    holder = dialect.lock_holder(other, "lease") or "another run"
+                    holder = _holder(dialect, other, "lease", console)
                     kept.append({**item, "reason": f"leased by {holder}"})
                     continue
                 # sessions first: the look at the mark below is a session of its own
                 sessions = dialect.sessions(other)
                 if sessions:
                     more = f" and {len(sessions) - 1} more" if len(sessions) > 1 else ""
-                    kept.append({**item, "reason": f"in use: {sessions[0]}{more}"})
+                    kept.append({**item, "reason": f"in use: {console.mask(sessions[0])}{more}"})
                     continue
-                made = _made_by_dbrewind(other)
+                made = _made_by_dbrewind(other, console)
                 if made is not True:
                     reason = made if isinstance(made, str) else "not made by dbrewind"
                     kept.append({**item, "reason": reason})
@@ -116,7 +126,7 @@ def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, di
                 try:
                     dialect.drop_database(other)
                 except DbrewindError as exc:
-                    failed.append({**item, "error": str(exc)})
+                    failed.append({**item, "error": _said(exc, other, console)})
                     continue
                 drop.append(item)
                 console.progress(f"dropped {kind} {item['name']}")

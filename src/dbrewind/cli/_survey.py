@@ -25,14 +25,18 @@ __all__ = ["derived_databases", "doctor", "held_by", "status"]
 # ------------------------------------------------------------------ gathering
 
 
-def held_by(rewinder: Rewinder) -> str | None:
-    """Who holds the lease of ``rewinder``'s database (a run), or None."""
+def held_by(rewinder: Rewinder, console: Console) -> str | None:
+    """Who holds the lease of ``rewinder``'s database (a run, as the server describes
+    it: masked), or None."""
     if rewinder.url.is_memory:
         return None
-    return rewinder.dialect.lock_holder(rewinder.url, "lease")
+    holder = rewinder.dialect.lock_holder(rewinder.url, "lease")
+    return None if holder is None else console.mask(holder)
 
 
-def derived_databases(rewinder: Rewinder, *, details: bool) -> list[dict[str, Any]]:
+def derived_databases(
+    rewinder: Rewinder, console: Console, *, details: bool
+) -> list[dict[str, Any]]:
     """The templates, clones and bench scratch databases of ``rewinder``'s database,
     sorted by name: ``name``, ``kind`` and ``lease_holder``; with ``details`` also
     ``made_by_dbrewind`` and ``built`` (seconds since the epoch, or None)."""
@@ -51,10 +55,11 @@ def derived_databases(rewinder: Rewinder, *, details: bool) -> list[dict[str, An
         if kind is None:
             continue
         other = sibling(url, name)
+        holder = None if kind == "template" else dialect.lock_holder(other, "lease")
         item: dict[str, Any] = {
             "name": Path(other.database).name if dialect.databases_are_files else name,
             "kind": kind,
-            "lease_holder": None if kind == "template" else dialect.lock_holder(other, "lease"),
+            "lease_holder": None if holder is None else console.mask(holder),
         }
         if details:
             item.update(made_by_dbrewind=None, built=None)
@@ -164,7 +169,7 @@ def doctor(rewinder: Rewinder, console: Console) -> tuple[int, dict[str, Any]]:
         "baseline": None,
         "dirty": None,
         "lease": None,
-        "derived": derived_databases(rewinder, details=True),
+        "derived": derived_databases(rewinder, console, details=True),
         "server": None,
         "capabilities": {name: getattr(caps, name) for name in caps.__dataclass_fields__},
         "plan": _plan(rewinder),
@@ -183,7 +188,7 @@ def doctor(rewinder: Rewinder, console: Console) -> tuple[int, dict[str, Any]]:
         report["tracking"] = tracking = _tracking(rewinder, found)
         report["baseline"] = _baseline(found)
         report["dirty"] = dirty = list(found.dirty) if found.installed else []
-        holder = held_by(rewinder)
+        holder = held_by(rewinder, console)
         report["lease"] = {"held": holder is not None, "holder": holder}
         report["server"] = {
             "version": server.version,
@@ -199,7 +204,7 @@ def status(rewinder: Rewinder, console: Console) -> tuple[int, dict[str, Any]]:
     """Dirty tables and leases now; exit 1 when tables are dirty or nothing is tracked."""
     with rewinder.connection() as conn:  # a database that is not there fails here
         found = rewinder.dialect.installation(conn)
-    holder = held_by(rewinder)
+    holder = held_by(rewinder, console)
     dirty = list(found.dirty) if found.installed else []
     tracking = _tracking(rewinder, found)
     problems = _tracking_problems(tracking, dirty)
@@ -209,7 +214,7 @@ def status(rewinder: Rewinder, console: Console) -> tuple[int, dict[str, Any]]:
         "tracking_installed": found.installed,
         "dirty": dirty,
         "lease": {"held": holder is not None, "holder": holder},
-        "derived": derived_databases(rewinder, details=False),
+        "derived": derived_databases(rewinder, console, details=False),
         "problems": problems,
     }
     console.line(f"database:   {rewinder.url.display()}")

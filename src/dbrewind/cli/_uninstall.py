@@ -14,7 +14,7 @@ __all__ = ["uninstall"]
 def uninstall(rewinder: Rewinder, console: Console, *, force: bool) -> tuple[int, dict[str, Any]]:
     """Remove the tracking (the user's tables and rows stay); exit 1 when refused."""
     shown = rewinder.url.display()
-    holder = held_by(rewinder)
+    holder = held_by(rewinder, console)
     report: dict[str, Any] = {"removed": False, "was_installed": None, "refused": None}
     if holder and not force:
         report["refused"] = (
