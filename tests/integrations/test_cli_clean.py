@@ -3,16 +3,19 @@ and scratch databases dbrewind made that nobody holds or uses."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from conftest import SERVER_URLS, make_database
+from conftest import SERVER_URLS, drop_database, make_database
 from dbrewind import Rewinder, parse_url
 from dbrewind.provision.naming import stem
 from helpers.cli import dbrewind, in_process
@@ -193,6 +196,68 @@ def test_clean_of_a_database_with_nothing_derived_exits_0(db_url: URL) -> None:
         "kept": [],
         "failed": [],
     }
+
+
+@contextlib.contextmanager
+def _unreadable(backend: str, db_url: URL, clone: URL) -> Iterator[URL]:
+    """Make ``clone`` a database dbrewind cannot read the creation mark of (reading it
+    raises the driver's error, not dbrewind's); yields the URL to run the commands with.
+
+    SQLite and MySQL: a ``dbrewind_meta`` table without its columns. PostgreSQL: a
+    role that may not connect to it (and that owns the other databases it makes)."""
+    if backend != "postgresql":
+        _made_by_hand(backend, clone)
+        engine = create_engine(clone)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE dbrewind_meta (x INTEGER)"))
+        finally:
+            engine.dispose()
+        yield db_url
+        return
+    role = f"dbrewind_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
+    try:
+        _made_by_dbrewind(clone)
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN CREATEDB"))
+            conn.execute(text(f'REVOKE CONNECT ON DATABASE "{clone.database}" FROM PUBLIC'))
+        yield db_url.set(username=role)
+    finally:
+        base = stem(parse_url(db_url))
+        for name in _existing(backend, db_url):
+            if name != base:
+                drop_database(backend, db_url.set(database=name))
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+
+def test_a_database_clean_cannot_read_is_kept_and_the_others_are_still_dropped(
+    backend: str, db_url: URL
+) -> None:
+    with create_engine(db_url).connect():
+        pass  # SQLite: the file exists now
+    base = stem(parse_url(db_url))
+    with _unreadable(backend, db_url, sibling(db_url, f"{base}_r1")) as url:
+        _made_by_dbrewind(sibling(url, f"{base}_r2"))  # by the role that runs clean
+        doctor = dbrewind("doctor", url, "--json")
+        applied = dbrewind("clean", url, "--yes", "--json")
+        after = _existing(backend, db_url)
+
+    r1, r2 = _name(backend, f"{base}_r1"), _name(backend, f"{base}_r2")
+    assert doctor.code == 0, doctor.both
+    derived = {item["name"]: item for item in doctor.json["derived"]}
+    assert derived[r1]["made_by_dbrewind"] is None  # unknown
+    assert derived[r2]["made_by_dbrewind"] is True
+    assert applied.code == 0, applied.both
+    assert _by_name(applied.json["drop"]) == {r2: "clone"}
+    [kept] = applied.json["kept"]
+    assert kept["name"] == r1
+    assert kept["reason"].startswith("cannot be read ("), kept
+    assert applied.json["failed"] == []
+    assert r1 in after
+    assert r2 not in after
 
 
 @pytest.mark.backends("postgresql")

@@ -9,7 +9,8 @@ What it may drop is narrow on purpose. A database is dropped only when all of:
   the URL's database itself is never dropped;
 * it carries dbrewind's creation mark (:meth:`Dialect.created_by_dbrewind
   <dbrewind.dialects.base.Dialect.created_by_dbrewind>`): a database of such a
-  name that someone else made is left alone;
+  name that someone else made is left alone, and so is one whose mark cannot be
+  read;
 * no run holds it: its lease is taken here (and held while it is dropped), and a
   template is dropped only under the build lock of the test database, which runs
   hold while they build or clone a template;
@@ -28,6 +29,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from .._url import DatabaseURL
 from ..dialects import Dialect, Lock
@@ -48,7 +51,7 @@ def _made_by_dbrewind(url: DatabaseURL, console: Console) -> bool | str:
     try:
         with Rewinder(url, allow=True) as other, other.connection() as conn:
             return other.dialect.created_by_dbrewind(conn)
-    except DbrewindError as exc:
+    except (DbrewindError, SQLAlchemyError) as exc:
         return f"cannot be read ({_said(exc, url, console)})"
 
 
@@ -71,6 +74,42 @@ def _holder(dialect: Dialect, url: DatabaseURL, purpose: str, console: Console) 
     return "another run" if holder is None else console.mask(holder)
 
 
+def _one(
+    dialect: Dialect,
+    url: DatabaseURL,
+    other: DatabaseURL,
+    kind: str,
+    build: Lock | None,
+    console: Console,
+    *,
+    apply: bool,
+) -> tuple[str, str | None]:
+    """What ``clean`` does with ``other``, derived from ``url``'s database: ``("drop",
+    None)`` (dropped, or would be), ``("kept", reason)`` or ``("failed", error)``."""
+    if kind == "template" and build is None:
+        holder = _holder(dialect, url, "build", console)
+        return "kept", f"a run builds or clones a template now ({holder})"
+    lease = None if kind == "template" else dialect.acquire_lock(other, "lease", wait=0)
+    with _held(lease):
+        if kind != "template" and lease is None:
+            return "kept", f"leased by {_holder(dialect, other, 'lease', console)}"
+        # sessions first: the look at the mark below is a session of its own
+        sessions = dialect.sessions(other)
+        if sessions:
+            more = f" and {len(sessions) - 1} more" if len(sessions) > 1 else ""
+            return "kept", f"in use: {console.mask(sessions[0])}{more}"
+        made = _made_by_dbrewind(other, console)
+        if made is not True:
+            return "kept", made if isinstance(made, str) else "not made by dbrewind"
+        if not apply:
+            return "drop", None
+        try:
+            dialect.drop_database(other)
+        except (DbrewindError, SQLAlchemyError) as exc:
+            return "failed", _said(exc, other, console)
+        return "drop", None
+
+
 def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, dict[str, Any]]:
     """List (``apply``: drop) what dbrewind made from the database and nobody uses."""
     url, dialect = rewinder.url, rewinder.dialect
@@ -80,61 +119,38 @@ def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, di
             "clones of one. Give clean the URL of the test database file or server database."
         )
     base = stem(url)
-    files = dialect.databases_are_files
     candidates = []
     for entry in dialect.list_databases(url, base[: max(1, dialect.name_limit - 40)]):
-        name = Path(entry).stem if files else entry
+        name = Path(entry).stem if dialect.databases_are_files else entry
         kind = derived_kind(base, name, dialect.name_limit)
         if kind is not None:
             candidates.append((_ORDER[kind], name, kind))
-    drop: list[dict[str, Any]] = []
-    kept: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
+    candidates.sort()
+    report: dict[str, Any] = {"applied": apply, "drop": [], "kept": [], "failed": []}
     templates = [c for c in candidates if c[2] == "template"]
     build = dialect.acquire_lock(url, "build", wait=0) if templates else None
     with _held(build):
-        for _order, name, kind in sorted(candidates):
+        for _order, name, kind in candidates:
             other = sibling(url, name)
             item: dict[str, Any] = {
-                "name": Path(other.database).name if files else name,
+                "name": Path(other.database).name if dialect.databases_are_files else name,
                 "kind": kind,
             }
-            if kind == "template" and build is None:
-                holder = _holder(dialect, url, "build", console)
-                kept.append({**item, "reason": f"a run builds or clones a template now ({holder})"})
-                continue
-            lease = None if kind == "template" else dialect.acquire_lock(other, "lease", wait=0)
-            with _held(lease):
-                if kind != "template" and lease is None:
-                    holder = _holder(dialect, other, "lease", console)
-                    kept.append({**item, "reason": f"leased by {holder}"})
-                    continue
-                # sessions first: the look at the mark below is a session of its own
-                sessions = dialect.sessions(other)
-                if sessions:
-                    more = f" and {len(sessions) - 1} more" if len(sessions) > 1 else ""
-                    kept.append({**item, "reason": f"in use: {console.mask(sessions[0])}{more}"})
-                    continue
-                made = _made_by_dbrewind(other, console)
-                if made is not True:
-                    reason = made if isinstance(made, str) else "not made by dbrewind"
-                    kept.append({**item, "reason": reason})
-                    continue
-                if not apply:
-                    drop.append(item)
-                    continue
-                try:
-                    dialect.drop_database(other)
-                except DbrewindError as exc:
-                    failed.append({**item, "error": _said(exc, other, console)})
-                    continue
-                drop.append(item)
+            try:
+                outcome, text = _one(dialect, url, other, kind, build, console, apply=apply)
+            except (DbrewindError, SQLAlchemyError) as exc:  # one unreadable: the others go on
+                outcome, text = "kept", f"cannot be read ({_said(exc, other, console)})"
+            if outcome == "kept":
+                item["reason"] = text
+            elif outcome == "failed":
+                item["error"] = text
+            report[outcome].append(item)
+            if outcome == "drop" and apply:
                 console.progress(f"dropped {kind} {item['name']}")
-    report: dict[str, Any] = {"applied": apply, "drop": drop, "kept": kept, "failed": failed}
     _render(report, url.display(), console)
     if apply:
-        return (FINDINGS if failed else OK), report
-    return (FINDINGS if drop else OK), report
+        return (FINDINGS if report["failed"] else OK), report
+    return (FINDINGS if report["drop"] else OK), report
 
 
 def _render(report: dict[str, Any], shown: str, console: Console) -> None:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .._graph import strongly_connected
 from ..dialects import Installation, SchemaInfo
 from ..exceptions import DbrewindError, UnsafeDatabaseError
@@ -39,14 +41,15 @@ def derived_databases(
 ) -> list[dict[str, Any]]:
     """The templates, clones and bench scratch databases of ``rewinder``'s database,
     sorted by name: ``name``, ``kind`` and ``lease_holder``; with ``details`` also
-    ``made_by_dbrewind`` and ``built`` (seconds since the epoch, or None)."""
+    ``made_by_dbrewind`` and ``built`` (seconds since the epoch, or None). What cannot
+    be read of one of them is None."""
     url, dialect = rewinder.url, rewinder.dialect
     if url.is_memory:
         return []
     base = stem(url)
     try:
         listed = dialect.list_databases(url, base[: max(1, dialect.name_limit - 40)])
-    except DbrewindError:
+    except (DbrewindError, SQLAlchemyError):
         return []
     found = []
     for entry in listed:
@@ -55,21 +58,24 @@ def derived_databases(
         if kind is None:
             continue
         other = sibling(url, name)
-        holder = None if kind == "template" else dialect.lock_holder(other, "lease")
         item: dict[str, Any] = {
             "name": Path(other.database).name if dialect.databases_are_files else name,
             "kind": kind,
-            "lease_holder": None if holder is None else console.mask(holder),
+            "lease_holder": None,
         }
         if details:
             item.update(made_by_dbrewind=None, built=None)
-            try:
+        try:
+            if kind != "template":
+                holder = dialect.lock_holder(other, "lease")
+                item["lease_holder"] = None if holder is None else console.mask(holder)
+            if details:
                 with Rewinder(other, allow=True) as derived, derived.connection() as conn:
                     item["made_by_dbrewind"] = derived.dialect.created_by_dbrewind(conn)
                     built = derived.dialect.installation(conn).state.get(BUILT)
                 item["built"] = float(built) if built else None
-            except (DbrewindError, ValueError):
-                pass  # not prepared, or of an older dbrewind: shown as unknown
+        except (DbrewindError, SQLAlchemyError, ValueError):
+            pass  # not prepared, of an older dbrewind, or unreadable: shown as unknown
         found.append(item)
     return sorted(found, key=lambda item: str(item["name"]))
 
