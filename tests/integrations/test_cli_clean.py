@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from conftest import SERVER_URLS, drop_database, make_database
 from dbrewind import Rewinder, parse_url
@@ -258,6 +258,39 @@ def test_a_database_clean_cannot_read_is_kept_and_the_others_are_still_dropped(
     assert applied.json["failed"] == []
     assert r1 in after
     assert r2 not in after
+
+
+def test_clean_keeps_a_database_whose_connection_reaches_another_one(
+    backend: str, db_url: URL, tmp_path: Path
+) -> None:
+    """The mark read through a connection that landed elsewhere (a connection option, a
+    symbolic link) says nothing of the database clean would drop."""
+    base = stem(parse_url(db_url))
+    clone = sibling(db_url, f"{base}_r1")
+    if backend == "sqlite":
+        with create_engine(db_url).connect():
+            pass
+        (tmp_path / "elsewhere").mkdir()
+        marked = make_url(f"sqlite:///{tmp_path / 'elsewhere' / 'marked_test.db'}")
+        _made_by_dbrewind(marked)
+        Path(str(clone.database)).symlink_to(str(marked.database))
+        url = db_url
+    else:
+        marked = sibling(db_url, f"{base}_marked")  # no name clean derives; dropped with it
+        _made_by_dbrewind(marked)
+        _made_by_hand(backend, clone)
+        option = "dbname" if backend == "postgresql" else "init_command"
+        value = marked.database if backend == "postgresql" else f"USE {marked.database}"
+        url = db_url.update_query_dict({option: str(value)})
+
+    dry = dbrewind("clean", url, "--json")
+
+    assert dry.code == 0, dry.both
+    assert dry.json["drop"] == []
+    [kept] = dry.json["kept"]
+    assert kept["name"] == _name(backend, f"{base}_r1")
+    assert kept["reason"].startswith("cannot be read (the connection reached the database "), kept
+    assert _name(backend, f"{base}_r1") in _existing(backend, db_url)
 
 
 @pytest.mark.backends("postgresql")

@@ -8,9 +8,9 @@ What it may drop is narrow on purpose. A database is dropped only when all of:
   ``<name>_gw<n>``, ``<name>_r<n>``, ``<name>_gw<n>_r<n>``, ``<name>_bench_<8 hex>``);
   the URL's database itself is never dropped;
 * it carries dbrewind's creation mark (:meth:`Dialect.created_by_dbrewind
-  <dbrewind.dialects.base.Dialect.created_by_dbrewind>`): a database of such a
-  name that someone else made is left alone, and so is one whose mark cannot be
-  read;
+  <dbrewind.dialects.base.Dialect.created_by_dbrewind>`), read on a connection
+  that reached that very database: a database of such a name that someone else
+  made is left alone, and so is one whose mark cannot be read;
 * no run holds it: its lease is taken here (and held while it is dropped), and a
   template is dropped only under the build lock of the test database, which runs
   hold while they build or clone a template;
@@ -47,9 +47,14 @@ _ORDER = {"scratch": 0, "clone": 1, "template": 2}
 
 def _made_by_dbrewind(url: DatabaseURL, console: Console) -> bool | str:
     """Whether dbrewind's creation mark is on ``url``'s database; what failed, when the
-    question cannot be answered (it is then left alone)."""
+    question cannot be answered (it is then left alone): also when the connection
+    reached another database (a connection option or a proxy sends it there), whose
+    mark says nothing of this one."""
     try:
         with Rewinder(url, allow=True) as other, other.connection() as conn:
+            reached = other.dialect.connected_database(conn)
+            if not other.dialect.reaches(url, reached):
+                return f"cannot be read (the connection reached the database {reached!r} instead)"
             return other.dialect.created_by_dbrewind(conn)
     except (DbrewindError, SQLAlchemyError) as exc:
         return f"cannot be read ({_said(exc, url, console)})"
