@@ -293,6 +293,29 @@ def test_clean_keeps_a_database_whose_connection_reaches_another_one(
     assert _name(backend, f"{base}_r1") in _existing(backend, db_url)
 
 
+def test_commands_that_read_create_no_sqlite_file_beside_one_of_another_suffix(
+    tmp_path: Path,
+) -> None:
+    url = make_url(f"sqlite:///{tmp_path / 'dbrewind_files_test.db'}")
+    with create_engine(url).connect():
+        pass
+    other = tmp_path / "dbrewind_files_test_r1.sqlite"  # a clone's name, another suffix
+    _made_by_dbrewind(make_url(f"sqlite:///{other}"))
+
+    doctor = dbrewind("doctor", url, "--json")
+    status = dbrewind("status", url, "--json")
+    dry = dbrewind("clean", url, "--json")
+    applied = dbrewind("clean", url, "--yes", "--json")
+
+    assert list(tmp_path.glob("dbrewind_files_test_r1.db*")) == []  # nor its lock files
+    assert other.exists()
+    assert doctor.json["derived"] == []
+    assert status.json["derived"] == []
+    for ran in (dry, applied):
+        assert ran.code == 0, ran.both
+        assert (ran.json["drop"], ran.json["kept"], ran.json["failed"]) == ([], [], [])
+
+
 @pytest.mark.backends("postgresql")
 def test_the_sessions_on_a_postgresql_database_are_its_clients_not_the_servers_workers(
     backend: str, db_url: URL

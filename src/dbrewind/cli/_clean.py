@@ -35,9 +35,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from .._url import DatabaseURL
 from ..dialects import Dialect, Lock
 from ..exceptions import ConfigurationError, DbrewindError
-from ..provision.naming import derived_kind, sibling, stem
+from ..provision.naming import sibling, stem
 from ..rewinder import Rewinder
 from ._console import FINDINGS, OK, Console, error_text
+from ._survey import derived_names
 
 __all__ = ["clean"]
 
@@ -123,14 +124,8 @@ def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, di
             f"{url.display()} is an in-memory database: dbrewind makes no templates or "
             "clones of one. Give clean the URL of the test database file or server database."
         )
-    base = stem(url)
-    candidates = []
-    for entry in dialect.list_databases(url, base[: max(1, dialect.name_limit - 40)]):
-        name = Path(entry).stem if dialect.databases_are_files else entry
-        kind = derived_kind(base, name, dialect.name_limit)
-        if kind is not None:
-            candidates.append((_ORDER[kind], name, kind))
-    candidates.sort()
+    listed = dialect.list_databases(url, stem(url)[: max(1, dialect.name_limit - 40)])
+    candidates = sorted((_ORDER[k], name, k) for name, k in derived_names(url, dialect, listed))
     report: dict[str, Any] = {"applied": apply, "drop": [], "kept": [], "failed": []}
     templates = [c for c in candidates if c[2] == "template"]
     build = dialect.acquire_lock(url, "build", wait=0) if templates else None

@@ -13,15 +13,16 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from .._graph import strongly_connected
-from ..dialects import Installation, SchemaInfo
+from .._url import DatabaseURL
+from ..dialects import Dialect, Installation, SchemaInfo
 from ..exceptions import DbrewindError, UnsafeDatabaseError
 from ..provision.fingerprint import tracking_version
-from ..provision.naming import derived_kind, sibling, stem
+from ..provision.naming import DerivedKind, derived_kind, sibling, stem
 from ..provision.target import BUILT, CLEAN, FINGERPRINT, ORIGIN, VERSION
 from ..rewinder import Rewinder
 from ._console import FINDINGS, OK, Console
 
-__all__ = ["derived_databases", "doctor", "held_by", "status"]
+__all__ = ["derived_databases", "derived_names", "doctor", "held_by", "status"]
 
 
 # ------------------------------------------------------------------ gathering
@@ -36,6 +37,26 @@ def held_by(rewinder: Rewinder, console: Console) -> str | None:
     return None if holder is None else console.mask(holder)
 
 
+def derived_names(
+    url: DatabaseURL, dialect: Dialect, listed: list[str]
+) -> list[tuple[str, DerivedKind]]:
+    """The databases among ``listed`` (:meth:`~dbrewind.dialects.base.Dialect.list_databases`)
+    whose names the lifecycle derives from ``url``'s, with their kind. SQLite: by file
+    name without its suffix, and only files with the suffix of ``url``'s (those
+    dbrewind makes; the name of another would lead to a file of its own)."""
+    base = stem(url)
+    suffix = Path(url.database).suffix
+    found = []
+    for entry in listed:
+        if dialect.databases_are_files and Path(entry).suffix != suffix:
+            continue
+        name = Path(entry).stem if dialect.databases_are_files else entry
+        kind = derived_kind(base, name, dialect.name_limit)
+        if kind is not None:
+            found.append((name, kind))
+    return found
+
+
 def derived_databases(
     rewinder: Rewinder, console: Console, *, details: bool
 ) -> list[dict[str, Any]]:
@@ -46,17 +67,12 @@ def derived_databases(
     url, dialect = rewinder.url, rewinder.dialect
     if url.is_memory:
         return []
-    base = stem(url)
     try:
-        listed = dialect.list_databases(url, base[: max(1, dialect.name_limit - 40)])
+        listed = dialect.list_databases(url, stem(url)[: max(1, dialect.name_limit - 40)])
     except (DbrewindError, SQLAlchemyError):
         return []
     found = []
-    for entry in listed:
-        name = Path(entry).stem if dialect.databases_are_files else entry
-        kind = derived_kind(base, name, dialect.name_limit)
-        if kind is None:
-            continue
+    for name, kind in derived_names(url, dialect, listed):
         other = sibling(url, name)
         item: dict[str, Any] = {
             "name": Path(other.database).name if dialect.databases_are_files else name,
