@@ -353,6 +353,58 @@ def test_uninstall_removes_tracking_and_is_idempotent(
     assert "nothing to remove" in again.out
 
 
+def test_uninstall_refuses_a_database_that_is_not_a_test_database_and_touches_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    url = make_database(backend, tmp_path, f"dbrewind_{uuid.uuid4().hex[:8]}_prod")
+    try:
+        with Rewinder(url, allow=True) as rewinder:
+            rewinder.prepare(_create_parent_child)
+        refused = dbrewind("uninstall", url, "--json")
+        with Rewinder(url, allow=True) as rewinder, rewinder.connection() as conn:
+            kept = rewinder.dialect.is_installed(conn)
+        forced = dbrewind("uninstall", url, "--force", "--json")
+        with Rewinder(url, allow=True) as rewinder, rewinder.connection() as conn:
+            removed = not rewinder.dialect.is_installed(conn)
+    finally:
+        drop_database(backend, url)
+    assert refused.code == 1, refused.both
+    assert refused.json["error"]["type"] == "UnsafeDatabaseError"
+    message = refused.json["error"]["message"]
+    assert message.startswith("Refusing to remove dbrewind's tracking from database "), message
+    assert "DBREWIND_ALLOW=" in message
+    assert kept is True
+    assert forced.code == 0, forced.both
+    assert forced.json["removed"] is True
+    assert removed is True
+
+
+def test_uninstall_holds_the_lease_while_it_removes_the_tracking(
+    db_url: URL, prepared: Rewinder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared.close()
+    dialect = type(prepared.dialect)
+    remove = dialect.uninstall
+    run_could_start = []
+
+    def removing(self: object, conn: object) -> None:
+        lease = prepared.dialect.acquire_lock(prepared.url, "lease", wait=0)  # a run starting now
+        run_could_start.append(lease is not None)
+        if lease is not None:
+            lease.release()
+        remove(self, conn)
+
+    monkeypatch.setattr(dialect, "uninstall", removing)
+    ran = in_process("uninstall", db_url, "--json")
+
+    assert ran.code == 0, ran.both
+    assert ran.json["removed"] is True
+    assert run_could_start == [False]
+    lease = prepared.dialect.acquire_lock(prepared.url, "lease", wait=0)
+    assert lease is not None  # released again
+    lease.release()
+
+
 def test_doctor_lists_the_templates_a_run_made_and_who_leases_the_database(
     backend: str, suite_url: URL, tmp_path: Path
 ) -> None:

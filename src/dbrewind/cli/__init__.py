@@ -21,7 +21,8 @@ Exit status
   dirty, tracking out of date, the safety guard refuses the database); ``status``
   found dirty tables or no tracking; ``bench`` was refused by the guard, or found
   no tables; ``clean`` (dry run) would drop something, or (``--yes``) a drop
-  failed; ``uninstall`` was refused because a run holds the database.
+  failed; ``uninstall`` was refused because a run holds the database or the
+  guard refuses it.
 * ``2`` — usage error, bad URL, the server or database could not be reached or
   read, or bench could not drop its scratch database.
 * ``130`` — interrupted (Ctrl-C, SIGTERM); bench dropped its scratch database first.
@@ -108,7 +109,7 @@ exit status:
   1    done, something needs attention: problems found (doctor), dirty tables or no
        tracking (status), refused by the safety guard or no tables (bench), something
        to drop (clean's dry run) or a drop that failed (clean --yes), refused because
-       a run holds the database (uninstall)
+       a run holds the database or by the safety guard (uninstall)
   2    usage error, bad URL, server or database unreachable or unreadable
   130  interrupted (Ctrl-C); bench drops its scratch database first
 
@@ -150,8 +151,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "uninstall": (
         "remove dbrewind's tracking objects from a database",
         "Drops the triggers, marks, baselines and routines dbrewind installed; the "
-        "tables and their rows stay. Refused (exit status 1) while a run holds the "
-        "database, unless --force.",
+        "tables and their rows stay. Holds the database's lease meanwhile, as a run "
+        "does. Refused (exit status 1) while a run holds the database, or when the "
+        "safety guard cannot show it is a test database, unless --force.",
     ),
 }
 
@@ -204,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name == "uninstall":
             cmd.add_argument(
-                "--force", action="store_true", help="even while a test run holds the database"
+                "--force",
+                action="store_true",
+                help="even while a test run holds the database, or one the safety guard refuses",
             )
     return parser
 
