@@ -4,6 +4,7 @@ named, which is never written; the scratch database dropped whatever happens."""
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import time
 import uuid
@@ -14,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 
 from conftest import drop_database, make_database
-from dbrewind import Rewinder, Strategy
+from dbrewind import DbrewindError, Rewinder, Strategy, parse_url
 from dbrewind.provision.naming import stem
 from helpers.cli import dbrewind, in_process, start
 from helpers.runs import databases_named
@@ -142,6 +143,61 @@ def test_bench_of_a_database_without_tables_exits_1(db_url: URL, engine: Engine)
     assert ran.code == 1, ran.both
     assert ran.json["tables"] == 0
     assert ran.json["strategies"] is None
+
+
+_OPTIONS = {
+    "sqlite": {"timeout": "5"},
+    "postgresql": {"connect_timeout": "10"},
+    "mysql": {"connect_timeout": "10"},
+}
+"""A harmless query option per backend, for a URL that has one."""
+
+
+def test_bench_names_its_scratch_database_without_the_urls_query(
+    backend: str, db_url: URL, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE lonely (id INTEGER PRIMARY KEY)"))
+
+    ran = in_process(
+        "bench", db_url.update_query_dict(_OPTIONS[backend]), "--rounds", "1", "--json"
+    )
+
+    assert ran.code == 0, ran.both
+    name = ran.json["scratch"]["database"]
+    suffix = r"\.db" if backend == "sqlite" else ""
+    assert re.fullmatch(rf"{re.escape(stem(parse_url(db_url)))}_bench_[0-9a-f]{{8}}{suffix}", name)
+    assert f"dropped the scratch database {name}\n" in ran.err
+    assert _scratch_left(backend, db_url) == []
+
+
+def test_bench_says_so_when_it_could_not_drop_its_scratch_database(
+    backend: str, db_url: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE lonely (id INTEGER PRIMARY KEY)"))
+    dialect = type(Rewinder(db_url).dialect)
+    drop = dialect.drop_database
+
+    def refusing(self: object, url: object) -> None:
+        if "_bench_" in str(getattr(url, "database", "")):
+            raise DbrewindError("the server would not drop it")
+        drop(self, url)
+
+    monkeypatch.setattr(dialect, "drop_database", refusing)
+    ran = in_process("bench", db_url, "--rounds", "1")
+    said = in_process("bench", db_url, "--rounds", "1", "--json")
+    monkeypatch.undo()
+    left = _scratch_left(backend, db_url)  # dropped with db_url (SQLite: with tmp_path)
+
+    assert ran.code == 2, ran.both
+    assert "(its 1 tables, no rows; NOT dropped: see the warning)" in ran.out, ran.out
+    assert "dropped after" not in ran.out
+    assert "could not drop the scratch database " in ran.err
+    assert "the server would not drop it" in ran.err
+    assert said.code == 2, said.both
+    assert said.json["scratch"]["dropped"] is False
+    assert len(left) == 2, left
 
 
 def test_bench_refuses_a_database_that_is_not_a_test_database(backend: str, tmp_path: Path) -> None:

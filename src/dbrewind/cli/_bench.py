@@ -18,6 +18,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData
@@ -104,7 +105,9 @@ class _Scratch:
 
     @property
     def name(self) -> str:
-        return self.url.display().rsplit("/", 1)[-1]
+        """The scratch database's name (SQLite: its file's name), without the URL's query."""
+        database = self.url.database
+        return Path(database).name if self.rewinder.dialect.databases_are_files else database
 
     def drop(self) -> None:
         with _uninterrupted():
@@ -259,9 +262,10 @@ def _render(report: dict[str, Any], shown: str, console: Console) -> None:
     check = strategies[Strategy.SAFETY_NET.value]["check_ms"]
     clean = strategies[Strategy.CLEAN.value]
     line(f"database:               {shown}")
+    after = "dropped after" if report["scratch"]["dropped"] else "NOT dropped: see the warning"
     line(
         f"measured on:            {report['scratch']['database']} (its {report['tables']} "
-        "tables, no rows; dropped after)"
+        f"tables, no rows; {after})"
     )
     line(f"BEGIN; ROLLBACK:        {floor:.3f} ms  (the rollback sandbox's floor)")
     line(
