@@ -462,6 +462,14 @@ def test_help_lists_every_command_and_the_exit_statuses() -> None:
         assert "exit status:" in sub.out
 
 
+def test_bench_refuses_rounds_below_1_before_it_connects() -> None:
+    for rounds in ("0", "-3", "many"):
+        ran = dbrewind("bench", "--rounds", rounds, "postgresql://postgres@127.0.0.1:1/app_test")
+        assert ran.code == 2, ran.both
+        assert "argument --rounds: " in ran.err, ran.err
+        assert "Cannot connect" not in ran.err, ran.err
+
+
 def test_a_usage_error_exits_2() -> None:
     assert dbrewind().code == 2
     assert dbrewind("doctor").code == 2

@@ -158,6 +158,17 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _rounds(text: str) -> int:
+    """``--rounds``: a whole number, 1 or more (refused before anything connects)."""
+    try:
+        rounds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if rounds < 1:
+        raise argparse.ArgumentTypeError(f"{rounds}: give 1 or more")
+    return rounds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dbrewind",
@@ -190,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "bench":
             cmd.add_argument(
                 "--rounds",
-                type=int,
+                type=_rounds,
                 default=200,
                 metavar="N",
                 help="timings per figure (default: 200; each table's rewind: up to 5)",
