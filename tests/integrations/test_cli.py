@@ -455,11 +455,16 @@ def test_help_lists_every_command_and_the_exit_statuses() -> None:
         assert command in ran.out
     assert "exit status:" in ran.out
     assert "130" in ran.out
+    assert "could not drop its scratch database" in " ".join(ran.out.split())
     for command in COMMANDS:
         sub = dbrewind(command, "--help")
         assert sub.code == 0
         assert "--json" in sub.out
         assert "exit status:" in sub.out
+    status = " ".join(dbrewind("status", "--help").out.split())
+    assert "Exit status 1 when tables are dirty, or tracking is not installed or out of date" in (
+        status
+    )
 
 
 def test_bench_refuses_rounds_below_1_before_it_connects() -> None:

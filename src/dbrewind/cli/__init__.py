@@ -110,7 +110,8 @@ exit status:
        tracking (status), refused by the safety guard or no tables (bench), something
        to drop (clean's dry run) or a drop that failed (clean --yes), refused because
        a run holds the database or by the safety guard (uninstall)
-  2    usage error, bad URL, server or database unreachable or unreadable
+  2    usage error, bad URL, server or database unreachable or unreadable, or bench
+       could not drop its scratch database
   130  interrupted (Ctrl-C); bench drops its scratch database first
 
 --json prints one JSON document on stdout (progress and errors go to stderr), with
@@ -131,7 +132,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "show the dirty tables and who holds the database now",
         "The tables committed to since the last rewind, the run that leases the "
         "database (if any) and its templates and clones with theirs. Reads only. "
-        "Exit status 1 when tables are dirty.",
+        "Exit status 1 when tables are dirty, or tracking is not installed or out of date.",
     ),
     "bench": (
         "time the strategies on a scratch copy of a database's schema",
