@@ -358,6 +358,10 @@ def test_uninstall_refuses_a_database_that_is_not_a_test_database_and_touches_no
 ) -> None:
     url = make_database(backend, tmp_path, f"dbrewind_{uuid.uuid4().hex[:8]}_prod")
     try:
+        engine = create_engine(url)
+        with engine.connect():
+            pass  # SQLite: the file exists now, made without dbrewind's creation mark
+        engine.dispose()
         with Rewinder(url, allow=True) as rewinder:
             rewinder.prepare(_create_parent_child)
         refused = dbrewind("uninstall", url, "--json")

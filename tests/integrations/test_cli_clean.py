@@ -52,6 +52,16 @@ def _made_by_hand(backend: str, url: URL) -> None:
     make_database(backend, Path("."), str(url.database))
 
 
+def _touch(url: URL) -> None:
+    """Connect to ``url`` once (a SQLite file exists afterwards)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def _by_name(items: list[dict[str, str]]) -> dict[str, str]:
     return {item["name"]: item["kind"] for item in items}
 
@@ -236,8 +246,7 @@ def _unreadable(backend: str, db_url: URL, clone: URL) -> Iterator[URL]:
 def test_a_database_clean_cannot_read_is_kept_and_the_others_are_still_dropped(
     backend: str, db_url: URL
 ) -> None:
-    with create_engine(db_url).connect():
-        pass  # SQLite: the file exists now
+    _touch(db_url)  # SQLite: the file exists now
     base = stem(parse_url(db_url))
     with _unreadable(backend, db_url, sibling(db_url, f"{base}_r1")) as url:
         _made_by_dbrewind(sibling(url, f"{base}_r2"))  # by the role that runs clean
@@ -268,8 +277,7 @@ def test_clean_keeps_a_database_whose_connection_reaches_another_one(
     base = stem(parse_url(db_url))
     clone = sibling(db_url, f"{base}_r1")
     if backend == "sqlite":
-        with create_engine(db_url).connect():
-            pass
+        _touch(db_url)
         (tmp_path / "elsewhere").mkdir()
         marked = make_url(f"sqlite:///{tmp_path / 'elsewhere' / 'marked_test.db'}")
         _made_by_dbrewind(marked)
@@ -297,8 +305,7 @@ def test_commands_that_read_create_no_sqlite_file_beside_one_of_another_suffix(
     tmp_path: Path,
 ) -> None:
     url = make_url(f"sqlite:///{tmp_path / 'dbrewind_files_test.db'}")
-    with create_engine(url).connect():
-        pass
+    _touch(url)
     other = tmp_path / "dbrewind_files_test_r1.sqlite"  # a clone's name, another suffix
     _made_by_dbrewind(make_url(f"sqlite:///{other}"))
 
