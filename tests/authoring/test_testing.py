@@ -291,6 +291,25 @@ async def test_has_shows_at_most_five_closest_rows_and_refuses_no_rows(env: Env)
 
 
 @pytest.mark.asyncio
+async def test_rows_given_by_a_generator_are_each_asserted(env: Env) -> None:
+    await run(env.db.seed([alice()]))
+    await run(env.db.assert_database_has(User, ({"name": n} for n in ["Alice"])))
+    await run(env.db.assert_database_missing(User, ({"name": n} for n in ["Bob"])))
+    with pytest.raises(AssertionError) as info:
+        await run(env.db.assert_database_has(User, ({"name": n} for n in ["Alice", "Bob"])))
+    assert str(info.value).startswith(
+        "Table 'user' is missing 1 of the 2 rows expected:\n  {name: 'Bob'}\n"
+    )
+    with pytest.raises(AssertionError) as info:
+        await run(env.db.assert_database_missing(User, ({"name": n} for n in ["Alice"])))
+    assert str(info.value).startswith(
+        "Table 'user' has 1 row matching {name: 'Alice'}, expected none:\n"
+    )
+    with pytest.raises(ConfigurationError, match="an empty list asserts nothing"):
+        await run(env.db.assert_database_has(User, (r for r in [])))
+
+
+@pytest.mark.asyncio
 async def test_has_says_when_the_table_is_empty(env: Env) -> None:
     with pytest.raises(AssertionError) as info:
         await run(env.db.assert_database_has(User, {"name": "Nobody"}))

@@ -295,8 +295,15 @@ def as_rows(rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mappi
     """One expected row or a list of them, as a list."""
     if isinstance(rows, Mapping):
         return [rows]
-    items: Any = rows
-    if isinstance(items, (str, bytes)) or not all(isinstance(r, Mapping) for r in items):
+    given: Any = rows
+    if isinstance(given, (str, bytes)):
+        items: list[Any] = [given]
+    else:
+        try:
+            items = list(given)  # once: a generator is read here, not used up by a check
+        except TypeError:
+            items = [given]
+    if isinstance(given, (str, bytes)) or not all(isinstance(r, Mapping) for r in items):
         raise ConfigurationError(
             "Expected rows as a mapping of column to value, or a list of them, got "
             f"{rows!r}. Pass e.g. {{'email': 'alice@example.com'}}."
@@ -306,7 +313,7 @@ def as_rows(rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mappi
             "Expected at least one row: an empty list asserts nothing. Pass e.g. "
             "[{'email': 'alice@example.com'}], or use assert_database_empty()."
         )
-    return list(items)
+    return items
 
 
 def as_instances(instances: Iterable[T]) -> list[T]:
