@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import JSON, ForeignKey, Numeric, String, select, text, update
+from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, select, text, update
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -78,6 +78,28 @@ class Account(Base):
     token: Mapped[uuid.UUID] = mapped_column(default=uuid.uuid4)
     note: Mapped[str | None] = mapped_column(String(50), default=None)
     archived: Mapped[bool] = mapped_column(default=False)
+
+
+class Priority(enum.IntEnum):
+    LOW = 0
+    HIGH = 1
+
+
+class Code(enum.Enum):
+    ALPHA = 1
+    BETA = 2
+
+
+class Ticket(Base):
+    """Enum members kept in plain columns: an IntEnum's value in an Integer column, an
+    int-valued member's value and a str-valued member's name in string columns."""
+
+    __tablename__ = "ticket"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
 
 
 class Tag(Base):
@@ -420,6 +442,36 @@ async def test_values_of_every_common_type_match_by_model_and_by_name(env: Env, 
     assert "no row matching {balance: Decimal('12.50'), settings: []}" in message
     assert "matches 1 of 2; differs: settings: " in message
     assert message.endswith("(expected [])")
+
+
+@pytest.mark.parametrize("by", ["model", "name"])
+@pytest.mark.asyncio
+async def test_enum_members_match_the_value_or_name_a_plain_column_can_hold(
+    env: Env, by: str
+) -> None:
+    await run(env.db.seed([Ticket(priority=0, code="1", status="ACTIVE")]))
+    table: Any = Ticket if by == "model" else "ticket"
+    await run(
+        env.db.assert_database_has(
+            table, {"priority": Priority.LOW, "code": Code.ALPHA, "status": Status.ACTIVE}
+        )
+    )
+    await run(env.db.assert_database_count(table, 1, where={"code": Code.ALPHA}))
+    await run(env.db.assert_database_missing(table, {"priority": Priority.HIGH}))
+    await run(env.db.assert_database_missing(table, {"code": Code.BETA}))
+    await run(env.db.assert_database_missing(table, {"status": Status.CLOSED}))
+    # the row holds 0: the member whose value is 1 is not there (its name is no 0 either)
+    with pytest.raises(AssertionError) as info:
+        await run(env.db.assert_database_has(table, {"priority": Priority.HIGH}))
+    assert str(info.value).startswith(
+        "Table 'ticket' has no row matching {priority: <Priority.HIGH: 1>}.\n"
+        "Found 1 row; the 1 closest (most matching columns first):\n"
+    )
+    with pytest.raises(AssertionError) as info:
+        await run(env.db.assert_database_count(table, 1, where={"code": Code.BETA}))
+    assert str(info.value) == (
+        "Table 'ticket' has 0 rows matching {code: <Code.BETA: 2>}, expected 1."
+    )
 
 
 # ------------------------------------------------------------ model instances

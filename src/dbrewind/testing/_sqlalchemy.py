@@ -6,6 +6,7 @@ An ``AsyncSession``'s helpers run the same runner through ``AsyncSession.run_syn
 
 from __future__ import annotations
 
+import decimal
 import operator
 from collections.abc import Sequence
 from functools import reduce
@@ -68,6 +69,27 @@ def _mapper(target: object) -> Mapper[Any]:
     return mapper
 
 
+_NUMBERS = (int, float, decimal.Decimal)
+
+
+def _takes(col: ColumnElement[Any], spellings: list[Any]) -> list[Any]:
+    """The ``spellings`` of one value that ``col``'s Python type takes."""
+    try:
+        kind = col.type.python_type
+    except NotImplementedError:  # a type that does not say: the database decides
+        return spellings
+    if issubclass(kind, str):
+        forms = [
+            str(v) if isinstance(v, _NUMBERS) and not isinstance(v, bool) else v for v in spellings
+        ]
+        return [v for v in dict.fromkeys(forms) if isinstance(v, str)]
+    if issubclass(kind, bool):
+        return [v for v in spellings if isinstance(v, bool)]
+    if issubclass(kind, _NUMBERS):
+        return [v for v in spellings if isinstance(v, _NUMBERS)]
+    return [v for v in spellings if isinstance(v, kind)]
+
+
 class SQLAlchemyStore(Store):
     """Statements as SQLAlchemy Core selects; tables by name reflected once per helper."""
 
@@ -90,7 +112,9 @@ class SQLAlchemyStore(Store):
     def equals(self, column: Column, value: Any) -> ColumnElement[bool]:
         col: ColumnElement[Any] = column.handle
         if isinstance(value, list):
-            return col.in_(value)
+            # spellings the column cannot take (an IntEnum member's name on an Integer
+            # column) are left out; a number is a string on a string column
+            return col.in_(_takes(col, value))
         equal: ColumnElement[bool] = col == value
         return equal
 
