@@ -180,6 +180,16 @@ class AdminPostFactory(PostFactory):
         return {**super().defaults(), "author": UserFactory.state("admin")}
 
 
+class PostByColumnFactory(ModelFactory[Post]):
+    """Its author by the foreign-key column, not the relationship."""
+
+    __model__ = Post
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"title": "By column", "author_id": UserFactory}
+
+
 class TagFactory(ModelFactory[Tag]):
     __model__ = Tag
 
@@ -692,11 +702,32 @@ async def test_for_a_factory_makes_one_parent_per_call_shared_by_its_models(
     tags = await TagFactory.for_(UserFactory).create_many(2, session=saver.session)
     assert await saver.count(User) == 2
     assert tags[0].owner_id == tags[1].owner_id != posts[0].author_id
-    # a per-call override still wins over the parent
+    # a per-call override still wins over the parent (which is then not made at all)
     other = await done(UserFactory.create(session=saver.session))
     post = await done(PostFactory.for_(UserFactory).create(session=saver.session, author=other))
     assert post.author is other
-    assert await saver.count(User) == 4
+    assert await saver.count(User) == 3
+
+
+@pytest.mark.asyncio
+async def test_an_override_by_the_foreign_key_column_wins_over_for(saver: Saver) -> None:
+    admin = await done(UserFactory.state("admin").create(session=saver.session))
+    bob = await done(UserFactory.create(session=saver.session, name="Bob"))
+    await done(PostFactory.for_(admin).create(session=saver.session, author_id=bob.id))
+    await done(PostFactory.for_(UserFactory).create(session=saver.session, author_id=bob.id))
+    assert await saver.rows(Post, "author_id") == [(bob.id,), (bob.id,)]
+    tag = await done(TagFactory.for_(admin).create(session=saver.session, owner_id=bob.id))
+    assert tag.owner_id == bob.id
+    assert await saver.count(User) == 2  # no parent, no default author made for nothing
+
+
+@pytest.mark.asyncio
+async def test_for_replaces_a_default_set_by_the_foreign_key_column(saver: Saver) -> None:
+    admin = await done(UserFactory.state("admin").create(session=saver.session))
+    posts = await PostByColumnFactory.for_(admin).create_many(2, session=saver.session)
+    assert await saver.rows(Post, "author_id") == [(admin.id,), (admin.id,)]
+    assert await saver.count(User) == 1  # the default's UserFactory was not used
+    assert all(p.author is admin for p in posts)
 
 
 @pytest.mark.asyncio

@@ -215,6 +215,28 @@ async def test_for_an_instance_or_a_factory(store: PeeweeStore) -> None:
     assert books[0].author is author
 
 
+async def test_an_override_by_the_key_wins_over_for(store: PeeweeStore) -> None:
+    admin = await done(AuthorFactory.state("admin").create())
+    bob = await done(AuthorFactory.create())
+    await done(BookFactory.for_(admin).create(author_id=bob.id))
+    await done(BookFactory.for_(AuthorFactory).create(author_id=bob.id))
+    assert await store.column(Book, "author") == [bob.id, bob.id]
+    assert await store.count(Author) == 2  # no parent made for nothing
+
+
+async def test_for_replaces_a_default_set_by_the_key(store: PeeweeStore) -> None:
+    admin = await done(AuthorFactory.state("admin").create())
+    await BookByColumnFactory.for_(admin).create_many(2)
+    assert await store.column(Book, "author") == [admin.id, admin.id]
+    assert await store.count(Author) == 1  # the default's AuthorFactory was not used
+
+
+async def test_a_subclass_of_the_same_model_counts_with_its_parent(store: PeeweeStore) -> None:
+    author = await done(AuthorFactory.create())
+    admins = await AdminAuthorFactory.create_many(2)  # the name is unique
+    assert [a.name for a in (author, *admins)] == ["author 1", "admin 2", "admin 3"]
+
+
 async def test_for_names_the_relation_when_there_are_several(store: PeeweeStore) -> None:
     author = await done(AuthorFactory.create())
     with pytest.raises(ConfigurationError) as info:

@@ -58,6 +58,11 @@ class Adapter:
         """``model``'s own links to ``target`` (relationships first, then columns)."""
         return []
 
+    def names_of(self, model: type[Any], link: Link) -> set[str]:
+        """Every attribute name that sets what ``link`` sets: its key, and the
+        foreign-key columns a relationship covers (``author`` and ``author_id``)."""
+        return {link.key}
+
     def collections_to(self, model: type[Any], target: type[Any]) -> list[Link]:
         """``model``'s lists of ``target`` rows (relationships seen from the parent)."""
         return []

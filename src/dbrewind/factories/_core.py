@@ -532,15 +532,24 @@ class FactoryBuilder(Generic[T]):
                 type(parent.instance) if parent.builder is None else parent.builder._model()
             )
             link = self._link_to(adapter, model, parent_model, parent.relation, parent.shown())
+            # what defaults() and the states set there gives way to the parent, and the
+            # parent to the overrides, whichever name they set it by (author, author_id)
+            names = adapter.names_of(model, link)
+            given = names & overrides.keys()
+            for attrs, origins in merged:
+                for name in names - given:
+                    attrs.pop(name, None)
+                    origins.pop(name, None)
+            if given:
+                continue
             if parent.builder is None:
                 instance = parent.instance
             else:
                 instance = (yield from parent.builder._plan(run, 1, {}))[0]
             value = yield from _link_value(run, adapter, link, instance, repr(self), link.key)
             for attrs, origins in merged:
-                if link.key not in overrides:
-                    attrs[link.key] = value
-                    origins[link.key] = "for_()"
+                attrs[link.key] = value
+                origins[link.key] = "for_()"
         for i, extra in enumerate(forced or ()):
             layers[i].update(extra)
             merged[i][1].update(dict.fromkeys(extra, "has()"))

@@ -70,6 +70,12 @@ class PeeweeAdapter(Adapter):
             if isinstance(field, _peewee().ForeignKeyField) and issubclass(target, field.rel_model)
         ]
 
+    def names_of(self, model: type[Any], link: Link) -> set[str]:
+        field = model._meta.fields.get(link.key)
+        if isinstance(field, _peewee().ForeignKeyField):
+            return {link.key, field.object_id_name}
+        return {link.key}
+
     def primary_key(self, instance: Any) -> Any:
         return instance._pk
 

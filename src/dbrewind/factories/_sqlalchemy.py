@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
-from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipDirection, Session, scoped_session
+from sqlalchemy.orm import (
+    ColumnProperty,
+    Mapper,
+    RelationshipDirection,
+    RelationshipProperty,
+    Session,
+    scoped_session,
+)
 
 from .. import _test_context
 from .._asyncio import is_async_session
@@ -94,6 +101,16 @@ class SQLAlchemyAdapter(Adapter):
             else:
                 links.append(Link(prop.key, by_key=True, saved_first=True))
         return links + aliases
+
+    def names_of(self, model: type[Any], link: Link) -> set[str]:
+        names = {link.key}
+        prop = _mapped(model).attrs.get(link.key)
+        if isinstance(prop, RelationshipProperty) and prop.direction is (
+            RelationshipDirection.MANYTOONE
+        ):
+            local = set(prop.local_columns)
+            names.update(c.key for c in _mapped(model).column_attrs if c.columns[0] in local)
+        return names
 
     def collections_to(self, model: type[Any], target: type[Any]) -> list[Link]:
         return [
