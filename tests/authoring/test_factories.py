@@ -162,6 +162,14 @@ class UserFactory(ModelFactory[User]):
         return {"banned": True, "name": "Banned"}
 
 
+class AdminFactory(UserFactory):
+    """The same model: it counts with UserFactory."""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**super().defaults(), "is_admin": True}
+
+
 class PostFactory(ModelFactory[Post]):
     __model__ = Post
 
@@ -216,7 +224,7 @@ class MessageFactory(ModelFactory[Message]):
 
 @pytest.fixture(autouse=True)
 def fresh_counters() -> None:
-    for factory in (UserFactory, PostFactory, AdminPostFactory, GroupFactory):
+    for factory in (UserFactory, PostFactory, GroupFactory):
         factory.reset_sequence()
 
 
@@ -338,10 +346,27 @@ def test_the_counters_are_the_test_contexts_so_the_plugin_can_restart_them() -> 
     assert UserFactory.make().email == "user42@test.invalid"
 
 
-def test_subclassed_factory_has_its_own_counter() -> None:
-    AdminPostFactory.reset_sequence(100)
-    assert AdminPostFactory.make().title == "Post 101"
-    assert PostFactory.make().title == "Post 1"
+def test_a_subclass_of_the_same_model_counts_with_its_parent() -> None:
+    user, admin = UserFactory.make(), AdminFactory.make()
+    assert (user.email, admin.email) == ("user1@test.invalid", "user2@test.invalid")
+    AdminPostFactory.reset_sequence(100)  # the counter it shares with PostFactory
+    assert PostFactory.make().title == "Post 101"
+    assert AdminPostFactory.make().title == "Post 102"
+    AdminFactory.reset_sequence()
+    assert UserFactory.make().email == "user1@test.invalid"
+    assert _test_context.snapshot_counters().get(AdminFactory) is None  # one counter, not two
+
+
+@pytest.mark.asyncio
+async def test_a_subclass_and_its_parent_make_distinct_rows_in_one_test(saver: Saver) -> None:
+    user = await done(UserFactory.create(session=saver.session))
+    admins = await AdminFactory.create_many(2, session=saver.session)  # email is unique
+    assert [u.email for u in (user, *admins)] == [
+        "user1@test.invalid",
+        "user2@test.invalid",
+        "user3@test.invalid",
+    ]
+    assert await saver.count(User) == 3
 
 
 def test_overrides_beat_states_which_beat_defaults_and_states_apply_in_order() -> None:

@@ -80,6 +80,24 @@ class BookFactory(ModelFactory[Book]):
         }
 
 
+class BookByColumnFactory(ModelFactory[Book]):
+    """Its author by the key (``author_id``), not the foreign key's own name."""
+
+    __model__ = Book
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"title": "By column", "author": None, "author_id": AuthorFactory}
+
+
+class AdminAuthorFactory(AuthorFactory):
+    """The same model: it counts with AuthorFactory."""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**super().defaults(), "is_admin": True}
+
+
 class ReviewFactory(ModelFactory[Review]):
     __model__ = Review
 

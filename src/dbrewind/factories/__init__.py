@@ -95,10 +95,12 @@ callbacks added with :meth:`~FactoryBuilder.after_creating` are called with
 order the models were made (parents first); one that returns an awaitable is
 awaited with an async session and is an error with a sync one.
 
-**Sequences.** :meth:`ModelFactory._next_seq` counts per factory class; under
-the pytest plugin every test starts from the counters its scope left (a test's
-first user is ``user1``, in any order, on any xdist worker).
-:meth:`~ModelFactory.reset_sequence` restarts one.
+**Sequences.** :meth:`ModelFactory._next_seq` counts per factory class, one
+counter shared by a factory and its subclasses of the same ``__model__`` (as
+factory_boy's sequences: ``AdminFactory(UserFactory)`` never makes a second
+``user1``); under the pytest plugin every test starts from the counters its
+scope left (a test's first user is ``user1``, in any order, on any xdist
+worker). :meth:`~ModelFactory.reset_sequence` restarts one.
 
 Builders are immutable: every choosing method returns a new one.
 """

@@ -144,18 +144,22 @@ class ModelFactory(Generic[T]):
 
     @classmethod
     def _next_seq(cls) -> int:
-        """The next number of this factory's own counter: 1, 2, 3, ...
+        """The next number of this factory's counter: 1, 2, 3, ...
 
-        Under the pytest plugin the counters start again with every test (a
-        test's first user is user1, whatever ran before, on any xdist worker);
-        a module- or class-scoped fixture's models stay counted for its scope.
+        A factory and its subclasses of the same ``__model__`` share one counter
+        (as factory_boy's sequences do): ``AdminFactory(UserFactory)`` goes on from
+        UserFactory's ``user2``, never a second ``user1`` in the same test. Under the
+        pytest plugin the counters start again with every test (a test's first user
+        is user1, whatever ran before, on any xdist worker); a module- or
+        class-scoped fixture's models stay counted for its scope.
         """
-        return _test_context.next_value(cls)
+        return _test_context.next_value(_counter_owner(cls))
 
     @classmethod
     def reset_sequence(cls, value: int = 0) -> None:
-        """Restart this factory's counter, so the next :meth:`_next_seq` is ``value + 1``."""
-        _test_context.reset_value(cls, value)
+        """Restart this factory's counter, so the next :meth:`_next_seq` is ``value + 1``
+        (the counter it shares with its parents and subclasses of the same model)."""
+        _test_context.reset_value(_counter_owner(cls), value)
 
     @classmethod
     def available_states(cls) -> list[str]:
@@ -729,6 +733,23 @@ def _as_builder(value: object) -> FactoryBuilder[Any] | None:
     if isinstance(value, type) and issubclass(value, ModelFactory):
         return value.builder()
     return None
+
+
+def _counter_owner(factory: type[ModelFactory[Any]]) -> type[ModelFactory[Any]]:
+    """The factory whose counter ``factory`` counts with: its farthest ancestor of the
+    same ``__model__`` (itself when it has none, or no model)."""
+    model = getattr(factory, "__model__", None)
+    owner = factory
+    if model is None:
+        return owner
+    for base in factory.__mro__[1:]:
+        if (
+            isinstance(base, type)
+            and issubclass(base, ModelFactory)
+            and getattr(base, "__model__", None) is model
+        ):
+            owner = base
+    return owner
 
 
 def _model_of(factory: type[ModelFactory[Any]]) -> type[Any]:
