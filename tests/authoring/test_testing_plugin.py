@@ -154,6 +154,36 @@ def test_counts_and_helpers_inside_the_plugins_sandbox(
     result.assert_outcomes(passed=6)
 
 
+ONLY_DB_SESSION_IN_AN_ASYNC_TEST = """
+import pytest
+
+from dbrewind.testing import AsyncDatabaseAssertions
+from models import User
+
+
+@pytest.mark.anyio
+async def test_db_assert_reads_through_the_tests_db_session(db_session, db_assert):
+    assert isinstance(db_assert, AsyncDatabaseAssertions)  # awaitable, as in any async test
+    assert db_assert.session is db_session  # not a second sandbox of its own
+    db_session.add(User(name="Gus", email="gus@example.com"))
+    db_session.flush()  # written, not committed: seen only through this session
+    await db_assert.assert_database_has(User, {"name": "Gus"})
+    await db_assert.assert_database_count("users", 1)
+
+
+@pytest.mark.anyio
+async def test_and_the_next_test_starts_empty(db_session, db_assert):
+    await db_assert.assert_database_empty("users")
+"""
+
+
+def test_an_async_test_with_only_db_session_gets_db_assert_over_it(
+    pytester: pytest.Pytester, suite_url: URL
+) -> None:
+    result = _run(pytester, suite_url, ONLY_DB_SESSION_IN_AN_ASYNC_TEST)
+    result.assert_outcomes(passed=2)
+
+
 FAILING = """
 import pytest
 from sqlalchemy import select

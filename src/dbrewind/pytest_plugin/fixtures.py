@@ -332,21 +332,25 @@ class_db_session = _make_scoped_session("class")
 def db_assert(request: pytest.FixtureRequest) -> Any:
     """:class:`dbrewind.testing.DatabaseAssertions` bound to this test's session.
 
-    Async tests get it over ``async_db_session`` (awaitable methods), others
-    over ``db_session``; it shares their isolation.
+    Async tests get awaitable methods, over ``async_db_session``, or over
+    ``db_session`` when that is the only one the test asked for; other tests
+    get plain methods over ``db_session``. It shares their isolation, and sees
+    what the test's session wrote and has not committed.
     """
-    from ..testing import DatabaseAssertions
+    from ..testing import AsyncDatabaseAssertions, DatabaseAssertions
 
     names = request.fixturenames
-    asynchronous = (
-        "async_db_session" in names
-        or "dbrewind_async_db_session" in names
-        or is_async_test(request)
-    )
-    # the very session the test asked for (it sees what that session has not flushed)
-    wanted = "async_db_session" if asynchronous else "db_session"
+    asks_async = "async_db_session" in names or "dbrewind_async_db_session" in names
+    asks_sync = "db_session" in names or "dbrewind_db_session" in names
+    is_async = is_async_test(request)
+    # the very session the test asked for (it sees what that session has not flushed);
+    # an async test that asked for db_session alone gets that one, not a second sandbox
+    wanted = "async_db_session" if asks_async or (is_async and not asks_sync) else "db_session"
     name = wanted if wanted in names and _is_ours(request, wanted) else f"dbrewind_{wanted}"
-    return DatabaseAssertions(request.getfixturevalue(name))
+    session = request.getfixturevalue(name)
+    if is_async or asks_async:
+        return AsyncDatabaseAssertions(session)
+    return DatabaseAssertions(session)
 
 
 def _is_ours(request: pytest.FixtureRequest, name: str) -> bool:
