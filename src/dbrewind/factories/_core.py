@@ -215,7 +215,7 @@ class ModelFactory(Generic[T]):
     def create(cls, *, session: AsyncSession, **overrides: Any) -> Awaitable[T]: ...
     @overload
     @classmethod
-    def create(cls, *, session: None = None, **overrides: Any) -> Union[T, Awaitable[T]]: ...  # noqa: UP007
+    def create(cls, *, session: None = None, **overrides: Any) -> T: ...
     @overload
     @classmethod
     def create(cls, *, session: object, **overrides: Any) -> Union[T, Awaitable[T]]: ...  # noqa: UP007
@@ -234,9 +234,7 @@ class ModelFactory(Generic[T]):
     ) -> Awaitable[list[T]]: ...
     @overload
     @classmethod
-    def create_many(
-        cls, n: int, *, session: None = None, **overrides: Any
-    ) -> CreatedList[T] | Awaitable[list[T]]: ...
+    def create_many(cls, n: int, *, session: None = None, **overrides: Any) -> CreatedList[T]: ...
     @overload
     @classmethod
     def create_many(
@@ -383,7 +381,7 @@ class FactoryBuilder(Generic[T]):
     @overload
     def create(self, *, session: AsyncSession, **overrides: Any) -> Awaitable[T]: ...
     @overload
-    def create(self, *, session: None = None, **overrides: Any) -> Union[T, Awaitable[T]]: ...  # noqa: UP007
+    def create(self, *, session: None = None, **overrides: Any) -> T: ...
     @overload
     def create(self, *, session: object, **overrides: Any) -> Union[T, Awaitable[T]]: ...  # noqa: UP007
     def create(self, *, session: object = None, **overrides: Any) -> Union[T, Awaitable[T]]:  # noqa: UP007
@@ -394,8 +392,9 @@ class FactoryBuilder(Generic[T]):
         the test's decision) and returned. With an ``AsyncSession`` the same is
         done through ``run_sync`` and an awaitable is returned. Without a
         session, the running test's (``db_session`` / ``async_db_session``
-        under the pytest plugin). A peewee model is saved through the database
-        given, or its own: a peewee-async database gives an awaitable.
+        under the pytest plugin); typed as returning the model then, so an async
+        test awaits :meth:`acreate` instead. A peewee model is saved through the
+        database given, or its own: a peewee-async database gives an awaitable.
         """
         store = self._store(session, "create")
         if isinstance(store, AsyncStore):
@@ -410,9 +409,7 @@ class FactoryBuilder(Generic[T]):
         self, n: int, *, session: AsyncSession, **overrides: Any
     ) -> Awaitable[list[T]]: ...
     @overload
-    def create_many(
-        self, n: int, *, session: None = None, **overrides: Any
-    ) -> CreatedList[T] | Awaitable[list[T]]: ...
+    def create_many(self, n: int, *, session: None = None, **overrides: Any) -> CreatedList[T]: ...
     @overload
     def create_many(
         self, n: int, *, session: object, **overrides: Any
