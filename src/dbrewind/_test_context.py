@@ -23,6 +23,7 @@ from typing import Any
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "at_test_end",
     "clear_test",
     "current_session",
     "next_value",
@@ -67,13 +68,26 @@ def offer_fetch(fetch_sync: Callable[[], Any] | None) -> None:
         _running.fetch_sync = fetch_sync
 
 
+_at_test_end: list[Callable[[], None]] = []
+
+
+def at_test_end(callback: Callable[[], None]) -> None:
+    """Have ``callback()`` called as every test ends (once, however often it is given)."""
+    with _LOCK:
+        if callback not in _at_test_end:
+            _at_test_end.append(callback)
+
+
 def clear_test() -> None:
-    """The test ended: nothing of it is offered any more."""
+    """The test ended: nothing of it is offered any more, nor kept by a helper."""
     with _LOCK:
         _running.nodeid = None
         _running.is_async = False
         _running.fetch_sync = None
         _running.sessions = []
+        callbacks = list(_at_test_end)
+    for callback in callbacks:
+        callback()
 
 
 def running_test() -> str | None:

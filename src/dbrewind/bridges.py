@@ -29,7 +29,9 @@ in ``_create``, polyfactory when it picks its persistence: ``cls.__session__()``
 never when the class is made: it hands them the test's ``db_session``
 (``async_db_session`` for polyfactory's async methods), set up on demand in a sync
 test that uses the database. A ``SubFactory`` or polyfactory's related models go
-through the same session.
+through the same session. factory_boy keeps the session it was handed in the
+factory's ``_meta.sqlalchemy_session``; as the test ends that is cleared, so no
+factory holds the test's closed session (and its objects) until its next create.
 
 **Or, factories untouched**, in ``conftest.py``: :func:`use_test_session` binds the
 factories named and every subclass of them (a project's base factory: all its
@@ -144,14 +146,41 @@ def using(session: Any) -> Iterator[Any]:
                 break
 
 
-def _caller_factory(frame_depth: int) -> str:
-    """The factory class saving now, for the message: both libraries call the session
-    function from a classmethod of the factory (``cls``), so its frame names it."""
+def _caller(frame_depth: int) -> type | None:
+    """The factory class saving now: both libraries call the session function from a
+    classmethod of the factory (``cls``), so its frame names it."""
     try:
         owner = sys._getframe(frame_depth + 1).f_locals.get("cls")
     except ValueError:  # pragma: no cover - a stack that shallow
         owner = None
-    return owner.__name__ if isinstance(owner, type) else "The factory"
+    return owner if isinstance(owner, type) else None
+
+
+def _name(owner: type | None) -> str:
+    """The factory, for the message."""
+    return owner.__name__ if owner is not None else "The factory"
+
+
+_handed: dict[int, tuple[Any, Any]] = {}
+"""The factory_boy options (``_meta``) handed a session in the running test, and that
+session: factory_boy keeps it there (``_meta.sqlalchemy_session``) after the create."""
+
+
+def _keep_track(owner: type | None, session: Any) -> None:
+    meta = getattr(owner, "_meta", None)
+    if meta is not None and hasattr(meta, "sqlalchemy_session_factory"):
+        _handed[id(meta)] = (meta, session)
+
+
+def _forget_handed() -> None:
+    """As a test ends: no factory keeps its session (closed by then) until its next create."""
+    while _handed:
+        meta, session = _handed.popitem()[1]
+        if getattr(meta, "sqlalchemy_session", None) is session:
+            meta.sqlalchemy_session = None
+
+
+_test_context.at_test_end(_forget_handed)
 
 
 def _the_session(who: str, wanted: str) -> Any:
@@ -190,13 +219,16 @@ def test_session(**_: Any) -> Session:
         test's session is an AsyncSession outside ``run_sync``; the message names the
         factory and the fix.
     """
-    who = _caller_factory(1)
+    owner = _caller(1)
+    who = _name(owner)
     session = _the_session(who, "db_session")
     if not is_async_session(session):
+        _keep_track(owner, session)
         return session  # type: ignore[no-any-return]
     from sqlalchemy.util.concurrency import in_greenlet
 
     if in_greenlet():  # inside AsyncSession.run_sync: its sync session is usable here
+        _keep_track(owner, session.sync_session)
         return session.sync_session
     name = who if who != "The factory" else "MyFactory"
     raise ConfigurationError(
@@ -219,7 +251,7 @@ def test_async_session(**_: Any) -> AsyncSession:
     :raises ConfigurationError: no test is running, the test has no session, or its
         session is a sync Session; the message names the factory and the fix.
     """
-    who = _caller_factory(1)
+    who = _name(_caller(1))
     session = _the_session(who, "async_db_session")
     if is_async_session(session):
         return session

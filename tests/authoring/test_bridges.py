@@ -471,6 +471,33 @@ def test_factories_of_both_libraries_on_the_tests_session_in_random_order_run_af
         assert pytester.path.joinpath("restored.txt").read_text() == "True"
 
 
+TEST_NO_SESSION_KEPT = """
+from factories_legacy import UserFactory as BoundUserFactory
+from factories_meta import UserFactory
+
+
+def test_the_factories_write_through_db_session(db_session):
+    UserFactory()
+    BoundUserFactory()
+    assert UserFactory._meta.sqlalchemy_session is db_session
+    assert BoundUserFactory._meta.sqlalchemy_session is db_session
+
+
+def test_the_next_test_finds_no_session_kept_from_it():
+    assert UserFactory._meta.sqlalchemy_session is None
+    assert BoundUserFactory._meta.sqlalchemy_session is None
+"""
+
+
+def test_no_factory_keeps_a_tests_session_after_the_test(
+    pytester: pytest.Pytester, suite_url: URL
+) -> None:
+    _write(pytester)
+    pytester.makepyfile(test_kept=TEST_NO_SESSION_KEPT)
+    result = pytester.runpytest_subprocess(*pytest_args(suite_url, "test_kept.py"))
+    result.assert_outcomes(passed=2)
+
+
 def test_a_factory_used_outside_a_test_names_the_fix(pytester: pytest.Pytester) -> None:
     _write(pytester)
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
