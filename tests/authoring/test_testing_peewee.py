@@ -79,7 +79,16 @@ class Tag(peewee_async.AioModel):
     label = peewee.CharField(max_length=20)
 
 
-MODELS = [Author, Item, Account, Tag]
+class Event(peewee_async.AioModel):
+    """No primary key."""
+
+    message = peewee.CharField(max_length=50)
+
+    class Meta:
+        primary_key = False
+
+
+MODELS = [Author, Item, Account, Tag, Event]
 
 
 @pytest.fixture
@@ -296,6 +305,29 @@ async def test_model_exists_missing_and_soft_deletes_read_the_row(env: Env) -> N
     )
     with pytest.raises(AssertionError, match=r"its row is gone from 'user' \(hard-deleted\?\)"):
         await run(env.db.assert_soft_deleted(user))
+
+
+@pytest.mark.asyncio
+async def test_model_assertions_on_a_model_without_a_primary_key_say_what_to_do(
+    env: Env,
+) -> None:
+    insert = Event.insert(message="hello")
+    if env.is_async:  # as SQL: peewee-async reads a key back from a model's INSERT
+        await env.database.aio_execute_sql(*insert.sql())
+    else:
+        insert.execute()
+    await run(env.db.assert_database_has(Event, {"message": "hello"}))
+    expected = (
+        "Event has no primary key (primary_key=False), so the model assertions cannot find "
+        "its row. Assert on its columns instead: assert_database_has(Event, {...}), or give "
+        "the model a primary key."
+    )
+    with pytest.raises(ConfigurationError) as info:
+        await run(env.db.assert_model_exists(Event(message="hello")))
+    assert str(info.value) == expected
+    with pytest.raises(ConfigurationError) as info:
+        await run(env.db.assert_not_soft_deleted(Event(message="hello"), column="message"))
+    assert str(info.value) == expected
 
 
 @pytest.mark.asyncio

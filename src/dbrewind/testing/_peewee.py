@@ -122,6 +122,13 @@ class PeeweeStore(Store):
         info = _model_info(model)
         meta = model._meta
         pk: Any = meta.primary_key
+        if pk is None or pk is False:
+            raise ConfigurationError(
+                f"{model.__name__} has no primary key (primary_key=False), so the model "
+                "assertions cannot find its row. Assert on its columns instead: "
+                f"assert_database_has({model.__name__}, {{...}}), or give the model a "
+                "primary key."
+            )
         names: list[str] = (
             list(pk.field_names) if isinstance(pk, peewee.CompositeKey) else [str(pk.name)]
         )
