@@ -191,6 +191,20 @@ async def test_seed_saves_the_instances_and_refresh_reloads_them(env: Env) -> No
 
 
 @pytest.mark.asyncio
+async def test_refresh_drops_the_related_objects_it_had_loaded(env: Env) -> None:
+    first, second = await run(env.db.seed([alice(), bob()]))
+    (item,) = await run(env.db.seed([Item(author=first, order="one")]))
+    assert item.author is first
+    await env.execute(Item.update(author=second.id).where(Item.id == item.id))
+    await run(env.db.refresh(item))
+    assert item.author_id == second.id
+    if env.is_async:  # no lazy loading on the event loop: the stale object is gone
+        assert "author" not in item.__rel__
+    else:
+        assert item.author.name == "Bob"
+
+
+@pytest.mark.asyncio
 async def test_has_by_model_and_name_and_the_closest_rows_on_failure(env: Env) -> None:
     await run(env.db.seed([alice(), bob()]))
     await run(

@@ -248,8 +248,7 @@ class _PeeweeRunner(_Runner):
         model = _peewee_model(instance)
         with helper_running():
             fresh = type(model).get_by_id(model._pk)
-        model.__data__.update(fresh.__data__)
-        model._dirty.clear()
+        _take_row(model, fresh)
         return instance
 
     def sources(self) -> list[Source]:
@@ -277,9 +276,16 @@ class _AioPeeweeRunner(_PeeweeRunner):
         cls = type(model)
         with helper_running():
             fresh = await cls.select().where(cls._meta.primary_key == model._pk).aio_get()
-        model.__data__.update(fresh.__data__)
-        model._dirty.clear()
+        _take_row(model, fresh)
         return instance
+
+
+def _take_row(model: Any, fresh: Any) -> None:
+    """``model`` takes the values of ``fresh`` (its row read again); the related
+    objects it had loaded are dropped, to be read again from the new keys."""
+    model.__data__.update(fresh.__data__)
+    model.__rel__.clear()
+    model._dirty.clear()
 
 
 def _peewee_model(instance: object) -> Any:
