@@ -40,8 +40,6 @@ class Link:
 class Adapter:
     """The questions the core asks about a model class; one subclass per ORM."""
 
-    name = "plain"
-
     def describe_attributes(self, model: type[Any]) -> list[str]:
         """The attribute names an error lists as valid."""
         return []

@@ -39,8 +39,6 @@ def _is_aio(database: Any) -> bool:
 class PeeweeAdapter(Adapter):
     """peewee models: ``ForeignKeyField``s, saved through the model's database."""
 
-    name = "peewee"
-
     def _names(self, model: type[Any]) -> dict[str, Any]:
         fields = model._meta.fields
         names = dict(fields)

@@ -65,8 +65,6 @@ def _mapped(model: type[Any]) -> Mapper[Any]:
 class SQLAlchemyAdapter(Adapter):
     """Mapped classes: relationships and foreign-key columns, saved through a Session."""
 
-    name = "SQLAlchemy"
-
     def describe_attributes(self, model: type[Any]) -> list[str]:
         return sorted(_mapped(model).attrs.keys())
 

@@ -78,7 +78,6 @@ and :class:`FactoryBuilder` (from :mod:`dbrewind.factories`) and
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -86,7 +85,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from sqlalchemy import Table
 
 from .._asyncio import is_async_session
-from .._test_context import current_session
+from .._test_context import _loop_running, current_session
 from ..exceptions import ConfigurationError
 from ._core import (
     Check,
@@ -333,14 +332,6 @@ def _runner_for(target: object, what: str) -> _Runner:
         f"{what} needs a SQLAlchemy Session or AsyncSession, or a peewee (or peewee-async) "
         f"Database, got {type(target).__name__}."
     )
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------- flavours

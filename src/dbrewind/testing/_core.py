@@ -65,9 +65,8 @@ SOFT_DELETE_ATTRIBUTE = "__dbrewind_soft_delete__"
 # ------------------------------------------------------------------ requests
 @dataclass(frozen=True)
 class Rows:
-    """What a :class:`Fetch` is answered with: the result's column names and rows."""
+    """What a :class:`Fetch` is answered with: the result's rows."""
 
-    columns: list[str]
     rows: list[dict[str, Any]]
 
 

@@ -176,7 +176,7 @@ def _rows(table: TableInfo | None, names: list[str], raw: Sequence[Sequence[Any]
             convert = decode.get(name)
             row[name] = convert(value) if convert is not None and value is not None else value
         rows.append(row)
-    return Rows(names, rows)
+    return Rows(rows)
 
 
 def _probe(name: str) -> Any:

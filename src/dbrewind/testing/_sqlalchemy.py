@@ -201,8 +201,7 @@ def run(session: Session, store: SQLAlchemyStore, check: Check[T]) -> T:
             request = check.send(answer)
             if isinstance(request, Fetch):
                 result = session.execute(request.query)
-                names = list(result.keys())
-                answer = Rows(names, [dict(m) for m in result.mappings()])
+                answer = Rows([dict(m) for m in result.mappings()])
             elif isinstance(request, Reflect):
                 answer = store.reflected[request.name] = _info(_reflect(session, request.name))
             elif isinstance(request, Flush):
