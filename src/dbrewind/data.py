@@ -322,10 +322,12 @@ def _run_sql_file(conn: Connection, path: Path) -> int:
             f"Cannot split SQL file {str(path)!r}: {exc}. Close it, or check the "
             "quoting of the statement that starts there."
         ) from exc
-    raw = conn.execution_options(no_parameters=True)
     for line, statement in statements:
         try:
-            raw.exec_driver_sql(statement)
+            # no_parameters for this statement only: Connection.execution_options would
+            # set it on the caller's connection for good, and its later text() statements
+            # would reach the driver with their % doubled
+            conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
         except DBAPIError as exc:
             first = statement.splitlines()[0][:80]
             raise DataLoadError(
