@@ -725,6 +725,9 @@ class _Rows:
     data: _TableData
     rows: list[dict[str, Any]]
     where: list[str]
+    numbered: bool = False
+    """The rows leave a column the database numbers to it, which other rows of the table
+    give values to (see :func:`_numbered_last`)."""
 
 
 @dataclass
@@ -813,7 +816,16 @@ def _insert_batch(
                 for fk in target.foreign_keys
                 if (fk.parent[0] or default_schema, fk.parent[1]) == key and _nullable(target, fk)
             )
-            steps.append(_Step(target, parts[key], deferred, cycle, unordered, self_refs))
+            steps.append(
+                _Step(
+                    target,
+                    _numbered_last(target, parts[key]),
+                    deferred,
+                    cycle,
+                    unordered,
+                    self_refs,
+                )
+            )
         updates = [_insert_step(conn, step, inspector, progress) for step in steps]
         for step, pending in zip(steps, updates, strict=True):
             _set_deferred(conn, step, pending)
@@ -821,16 +833,41 @@ def _insert_batch(
             target = step.target
             loaded = sum(len(part.rows) for part in step.parts)
             result.rows[target.label] = result.rows.get(target.label, 0) + loaded
-            given = {c for part in step.parts for row in part.rows for c in row}
-            _dialect(conn).advance_sequences(
-                conn,
-                _qualified(conn, target.schema, target.name),
-                [
-                    LoadedColumn(c, _quote(conn, c), info)
-                    for c, info in target.columns.items()
-                    if c in given
-                ],
-            )
+            _advance(conn, target, {c for part in step.parts for row in part.rows for c in row})
+
+
+def _advance(conn: Connection, target: _Target, given: set[str]) -> None:
+    """Move the counters behind the ``given`` columns of ``target`` past the values in it."""
+    _dialect(conn).advance_sequences(
+        conn,
+        _qualified(conn, target.schema, target.name),
+        [
+            LoadedColumn(c, _quote(conn, c), info)
+            for c, info in target.columns.items()
+            if c in given
+        ],
+    )
+
+
+def _numbered_last(target: _Target, parts: list[_Rows]) -> list[_Rows]:
+    """``parts`` with the rows that leave a column the database numbers to it (a null or
+    missing id) moved after every row that gives that column a value, each in file order
+    otherwise: the database's numbers then start past the given ones (see
+    :func:`_insert_step`), so that neither collides with the other."""
+    given = {c for part in parts for row in part.rows for c in row if _generated(target, c)}
+    if not given:
+        return parts
+    first: list[_Rows] = []
+    last: list[_Rows] = []
+    for part in parts:
+        pairs = list(zip(part.rows, part.where, strict=True))
+        explicit = [(r, w) for r, w in pairs if given <= r.keys()]
+        numbered = [(r, w) for r, w in pairs if not given <= r.keys()]
+        if explicit:
+            first.append(_Rows(part.data, [r for r, _ in explicit], [w for _, w in explicit]))
+        if numbered:
+            last.append(_Rows(part.data, [r for r, _ in numbered], [w for _, w in numbered], True))
+    return first + last
 
 
 def _prepared(target: _Target, data: _TableData) -> _Rows:
@@ -1102,7 +1139,12 @@ def _insert_step(
         key = inspector.get_pk_constraint(target.name, schema=target.schema)["constrained_columns"]
         pending.key = tuple(key or ())
     position = 0
+    advanced = False
     for part in step.parts:
+        if part.numbered and not advanced:  # past the ids the rows before gave
+            given = {c for done in step.parts if not done.numbered for r in done.rows for c in r}
+            _advance(conn, target, given)
+            advanced = True
         rows = part.rows
         if later and pending.key:
             rows = []

@@ -110,3 +110,32 @@ def test_a_sql_file_leaves_later_percent_signs_on_the_connection_alone(engine: E
         found = conn.execute(text("SELECT id FROM notes WHERE body LIKE '100% sure%'"))
         assert found.scalars().all() == [2]
         assert "no_parameters" not in conn.get_execution_options()
+
+
+# --------------------------------------------------------------------------- numbered rows
+def test_rows_without_an_id_are_numbered_past_the_given_ids(tables: Engine, tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "users.json",
+        {
+            "users": [
+                {"id": None, "name": "first, numbered"},
+                {"id": 1, "name": "one"},
+                {"id": 2, "name": "two"},
+                {"id": None, "name": "last, numbered"},
+            ]
+        },
+    )
+    with tables.begin() as conn:
+        result = load_data(conn, "users.json", base_dir=tmp_path)
+        conn.execute(users.insert().values(name="after"))
+    assert result.rows == {"users": 4}
+    with tables.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(users).order_by(users.c.id))]
+    assert rows == [
+        (1, "one"),
+        (2, "two"),
+        (3, "first, numbered"),
+        (4, "last, numbered"),
+        (5, "after"),
+    ]
