@@ -372,7 +372,7 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
 
 def _read_json(path: Path) -> list[_TableData]:
     try:
-        document = json.loads(_read_text(path))
+        document = json.loads(_read_text(path), object_pairs_hook=_Object.of)
     except json.JSONDecodeError as exc:
         raise DataLoadError(
             f"Test-data file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno} "
@@ -380,6 +380,25 @@ def _read_json(path: Path) -> list[_TableData]:
             '{"table": [{"column": value, ...}, ...]}.'
         ) from exc
     return _tables_of(path, document, "JSON", {})
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that gave a key more than once (JSON keeps only the last value):
+    the keys it repeated, for the error."""
+
+    repeated: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) == len(pairs):
+            return found
+        counts: dict[str, int] = {}
+        for key, _ in pairs:
+            counts[key] = counts.get(key, 0) + 1
+        out = cls(found)
+        out.repeated = tuple(key for key, count in counts.items() if count > 1)
+        return out
 
 
 def _read_yaml(path: Path) -> list[_TableData]:
@@ -395,6 +414,14 @@ def _read_yaml(path: Path) -> list[_TableData]:
     lines: dict[tuple[str, int], int] = {}
     try:
         node = loader.get_single_node()
+        if isinstance(node, yaml.MappingNode):  # before construction merges in << keys
+            _refuse_repeated_keys(path, node.value, None)
+            for key_node, value_node in node.value:
+                if not isinstance(value_node, yaml.SequenceNode):
+                    continue
+                for index, item in enumerate(value_node.value):
+                    if isinstance(item, yaml.MappingNode):
+                        _refuse_repeated_keys(path, item.value, (str(key_node.value), index))
         document = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -419,6 +446,38 @@ def _read_yaml(path: Path) -> list[_TableData]:
     return _tables_of(path, document, "YAML", lines)
 
 
+_YAML_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _refuse_repeated_keys(
+    path: Path, pairs: Sequence[tuple[Any, Any]], row: tuple[str, int] | None
+) -> None:
+    """A key given twice in a YAML mapping (the document's tables, or a ``row`` of a
+    table), which YAML would keep only the last of, as an error. ``<<`` merge keys are
+    left out: what they merge in may be overridden."""
+    first: dict[tuple[str, str], int] = {}
+    for key_node, _ in pairs:
+        if key_node.tag == _YAML_MERGE:
+            continue
+        name = str(key_node.value)
+        line = key_node.start_mark.line + 1
+        key = (key_node.tag, name)
+        if key not in first:
+            first[key] = line
+            continue
+        earlier = first[key]
+        if row is None:
+            raise DataLoadError(
+                f"Test-data file {str(path)!r}, line {line}: table {name!r} is given a second "
+                f"time (first at line {earlier}); YAML keeps only the last, so the rows of the "
+                "first would be lost. List all its rows under one key."
+            )
+        raise DataLoadError(
+            f"Test-data file {str(path)!r}, row {row[1]} (line {line}) of table {row[0]!r}: "
+            f"column {name!r} is given twice; YAML keeps only the last. Give it once."
+        )
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -437,6 +496,12 @@ def _tables_of(
         raise DataLoadError(
             f"Test-data file {str(path)!r} holds a {fmt} {_kind(document)}, not a mapping of "
             f"tables. Write it as {_SHAPE}."
+        )
+    if isinstance(document, _Object):
+        raise DataLoadError(
+            f"Test-data file {str(path)!r}: table {document.repeated[0]!r} is given twice; "
+            f"{fmt} keeps only the last, so the rows of the first would be lost. List all its "
+            "rows under one key."
         )
     tables: list[_TableData] = []
     for name, rows in document.items():
@@ -460,6 +525,12 @@ def _tables_of(
                     f"Test-data file {str(path)!r}, {where[-1]} of table {name!r}: a {fmt} "
                     f"{_kind(row)}; each row must be an object {{column: value, ...}}."
                 )
+            if isinstance(row, _Object):
+                raise DataLoadError(
+                    f"Test-data file {str(path)!r}, {where[-1]} of table {name!r}: column "
+                    f"{row.repeated[0]!r} is given twice; {fmt} keeps only the last. Give it "
+                    "once."
+                )
             for column in row:
                 if not isinstance(column, str):
                     raise DataLoadError(
@@ -481,14 +552,23 @@ def _read_csv(path: Path) -> _TableData:
                 f"CSV file {str(path)!r} is empty. Its first line must name the columns "
                 f"of table {name!r}."
             )
+        repeated = [column for index, column in enumerate(header) if column in header[:index]]
+        if repeated:
+            raise DataLoadError(
+                f"CSV file {str(path)!r}, line 1: the header names column {repeated[0]!r} "
+                "twice; a row can give a column once, so one of them would be lost. Rename "
+                "or remove one."
+            )
         rows: list[dict[str, Any]] = []
         where: list[str] = []
+        end = reader.line_num
         for record in reader:
+            start, end = end + 1, reader.line_num  # a quoted field may span lines
             if not record:
                 continue
             if len(record) != len(header):
                 raise DataLoadError(
-                    f"CSV file {str(path)!r}, line {reader.line_num}: {len(record)} fields, "
+                    f"CSV file {str(path)!r}, line {start}: {len(record)} fields, "
                     f"but the header names {len(header)} columns. Make every line match the "
                     "header (quote fields that contain commas)."
                 )
@@ -498,7 +578,7 @@ def _read_csv(path: Path) -> _TableData:
                     for col, value in zip(header, record, strict=True)
                 }
             )
-            where.append(f"line {reader.line_num}")
+            where.append(f"line {start}")
     except csv.Error as exc:
         raise DataLoadError(
             f"CSV file {str(path)!r}, line {reader.line_num}: {exc}. Fix the quoting there."

@@ -139,3 +139,75 @@ def test_rows_without_an_id_are_numbered_past_the_given_ids(tables: Engine, tmp_
         (4, "last, numbered"),
         (5, "after"),
     ]
+
+
+# --------------------------------------------------------------------------- keys given twice
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        pytest.param(
+            "users.json",
+            '{"users": [{"id": 1}], "users": [{"id": 2}]}',
+            "users.json': table 'users' is given twice; JSON keeps only the last",
+            id="json-table",
+        ),
+        pytest.param(
+            "users.json",
+            '{"users": [{"id": 1, "name": "a"}, {"id": 2, "name": "b", "name": "c"}]}',
+            "users.json', row 1 of table 'users': column 'name' is given twice; JSON keeps",
+            id="json-column",
+        ),
+        pytest.param(
+            "users.yaml",
+            "users:\n  - {id: 1}\nusers:\n  - {id: 2}\n",
+            "users.yaml', line 3: table 'users' is given a second time (first at line 1)",
+            id="yaml-table",
+        ),
+        pytest.param(
+            "users.yaml",
+            "users:\n  - {id: 1, name: a}\n  - {id: 2, name: b, name: c}\n",
+            "users.yaml', row 1 (line 3) of table 'users': column 'name' is given twice",
+            id="yaml-column",
+        ),
+        pytest.param(
+            "users.yaml",
+            "users:\n  - id: 1\n    name: a\n    name: b\n",
+            "users.yaml', row 0 (line 4) of table 'users': column 'name' is given twice",
+            id="yaml-block-column",
+        ),
+        pytest.param(
+            "users.csv",
+            "id,name,name\n1,a,b\n",
+            "users.csv', line 1: the header names column 'name' twice",
+            id="csv-header",
+        ),
+    ],
+)
+def test_a_table_or_column_given_twice_is_an_error_before_anything_is_sent(
+    tables: Engine, tmp_path: Path, name: str, content: str, expected: str
+) -> None:
+    write(tmp_path, name, content)
+    sent = inserts(tables)
+    assert expected in failure(tables, tmp_path, name)
+    assert sent == []
+
+
+def test_yaml_merge_keys_may_be_overridden(tables: Engine, tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "users.yaml",
+        "users:\n  - &ann {id: 1, name: Ann}\n  - <<: *ann\n    id: 2\n",
+    )
+    with tables.begin() as conn:
+        load_data(conn, "users.yaml", base_dir=tmp_path)
+    with tables.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(users).order_by(users.c.id))]
+    assert rows == [(1, "Ann"), (2, "Ann")]
+
+
+def test_a_csv_record_over_several_lines_is_named_by_its_first_line(
+    tables: Engine, tmp_path: Path
+) -> None:
+    write(tmp_path, "users.csv", 'id,name\n1,"spans\ntwo lines",extra\n')
+    message = failure(tables, tmp_path, "users.csv")
+    assert "users.csv', line 2: 3 fields, but the header names 2 columns" in message
