@@ -1036,7 +1036,8 @@ def _convert(value: Any, column_type: Any, *, from_csv: bool) -> Any:
     if isinstance(column_type, sqltypes.Boolean):
         return _as_bool(value)
     if isinstance(column_type, sqltypes.Integer):
-        return _as_int(value)
+        # TINYINT(1) is how MySQL and MariaDB report a BOOLEAN column
+        return _as_int(value, words=getattr(column_type, "display_width", None) == 1)
     if isinstance(column_type, sqltypes.Numeric):
         return _as_number(value, isinstance(column_type, sqltypes.Float))
     if isinstance(column_type, sqltypes.DateTime):
@@ -1150,7 +1151,9 @@ def _as_bool(value: Any) -> bool:
     raise ValueError("is not a boolean (true/false, yes/no, on/off, 1/0)")
 
 
-def _as_int(value: Any) -> int:
+def _as_int(value: Any, *, words: bool = False) -> int:
+    """An integer; with ``words`` (a boolean column that reports itself as an integer),
+    also the boolean words (``yes`` 1, ``no`` 0)."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -1161,10 +1164,10 @@ def _as_int(value: Any) -> int:
         return int(value)
     if isinstance(value, str):
         lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return 1
-        if lowered in _FALSE:
-            return 0
+        if lowered in _TRUE | _FALSE:
+            if words:
+                return 1 if lowered in _TRUE else 0
+            raise ValueError("is not an integer; yes/no words fill boolean columns only")
         try:
             return int(lowered)
         except ValueError:

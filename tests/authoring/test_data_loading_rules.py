@@ -211,3 +211,33 @@ def test_a_csv_record_over_several_lines_is_named_by_its_first_line(
     write(tmp_path, "users.csv", 'id,name\n1,"spans\ntwo lines",extra\n')
     message = failure(tables, tmp_path, "users.csv")
     assert "users.csv', line 2: 3 fields, but the header names 2 columns" in message
+
+
+# --------------------------------------------------------------------------- values
+def test_boolean_words_fill_boolean_columns(tables: Engine, tmp_path: Path) -> None:
+    write(tmp_path, "stock.csv", "id,qty,active\n1,3,yes\n2,0,off\n")
+    with tables.begin() as conn:
+        load_data(conn, "stock.csv", base_dir=tmp_path)
+    with tables.connect() as conn:
+        rows = conn.execute(select(stock).order_by(stock.c.id)).all()
+    assert [(r[0], r[1], bool(r[2])) for r in rows] == [(1, 3, True), (2, 0, False)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where", "value"),
+    [
+        pytest.param("stock.csv", "id,qty,active\n1,n,yes\n", "line 2", "'n'", id="csv"),
+        pytest.param(
+            "stock.json", {"stock": [{"id": 1, "qty": "yes"}]}, "row 0", "'yes'", id="json"
+        ),
+    ],
+)
+def test_boolean_words_in_an_integer_column_are_an_error(
+    tables: Engine, tmp_path: Path, name: str, content: Any, where: str, value: str
+) -> None:
+    write(tmp_path, name, content)
+    sent = inserts(tables)
+    message = failure(tables, tmp_path, name)
+    assert f"{name}', {where} of table 'stock', column 'qty': {value} is not an integer" in message
+    assert "is not an integer; yes/no words fill boolean columns only" in message
+    assert sent == []
