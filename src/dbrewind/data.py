@@ -1131,7 +1131,7 @@ def _as_time(value: Any) -> dt.time:
         raise ValueError("is a number; write the time in quotes ('10:30')")
     if isinstance(value, str):
         try:
-            return dt.time.fromisoformat(value.strip())
+            return dt.time.fromisoformat(_utc_offset(value.strip()))
         except ValueError:
             raise ValueError("is not an ISO 8601 time (HH:MM[:SS])") from None
     raise TypeError(f"is a {_kind(value)}, not a time")
@@ -1182,10 +1182,16 @@ def _as_datetime(value: Any) -> dt.datetime:
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value.strip())
+            return dt.datetime.fromisoformat(_utc_offset(value.strip()))
         except ValueError:
             raise ValueError("is not an ISO 8601 timestamp (YYYY-MM-DD[ HH:MM[:SS]])") from None
     raise TypeError(f"is a {_kind(value)}, not a timestamp")
+
+
+def _utc_offset(value: str) -> str:
+    """A trailing ``Z`` (or ``z``: UTC) as ``+00:00``, which ``fromisoformat`` reads on
+    every Python (before 3.11 it takes no ``Z``, and none takes ``z``)."""
+    return value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
 
 
 def _as_date(value: Any) -> dt.date:

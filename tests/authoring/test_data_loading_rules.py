@@ -241,3 +241,15 @@ def test_boolean_words_in_an_integer_column_are_an_error(
     assert f"{name}', {where} of table 'stock', column 'qty': {value} is not an integer" in message
     assert "is not an integer; yes/no words fill boolean columns only" in message
     assert sent == []
+
+
+@pytest.mark.parametrize("zulu", ["Z", "z"])
+def test_a_timestamp_ending_in_z_is_utc(tables: Engine, tmp_path: Path, zulu: str) -> None:
+    write(tmp_path, "events.json", {"events": [{"id": 1, "at": f"2024-01-02T03:04:05{zulu}"}]})
+    with tables.begin() as conn:
+        load_data(conn, "events.json", base_dir=tmp_path)
+    with tables.connect() as conn:
+        at = conn.execute(select(events.c.at)).scalar_one()
+    if at.tzinfo is not None:  # PostgreSQL: a timestamptz, in the session's time zone
+        at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    assert at == dt.datetime(2024, 1, 2, 3, 4, 5)
