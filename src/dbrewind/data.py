@@ -753,10 +753,37 @@ def _reflect(
     return _Target(schema, bare, {c["name"]: c for c in columns}, always, foreign_keys, model)
 
 
-def _find_target(inspector: Inspector, data: _TableData, models: _Models) -> _Target:
+def _own_database(
+    inspector: Inspector, dialect: Dialect, data: _TableData, schema: str | None, named: str
+) -> None:
+    """Refuse a table in another database of the server (``schema``, where schemas are
+    databases): its rows would escape the safety guard and the rewind, and outlive the
+    test. ``named`` is how the file names the table, for the message."""
+    own = inspector.default_schema_name
+    if schema is None or not dialect.schemas_are_databases or schema == own:
+        return
+    raise DataLoadError(
+        f"Test-data file {str(data.path)!r} names {named}, which is in database {schema!r}, "
+        f"not in the test database {own!r} the rows are loaded into: on {dialect.name} a "
+        "schema is another database, which dbrewind's safety guard and rewind never see, so "
+        "the rows would outlive the test. Load them into the test database's own table "
+        f"(name it without {schema + '.'!r}, or give the model no schema=)."
+    )
+
+
+def _find_target(
+    inspector: Inspector, dialect: Dialect, data: _TableData, models: _Models
+) -> _Target:
     name = data.name
     model = models.by_name.get(name)
     if model is not None:
+        _own_database(
+            inspector,
+            dialect,
+            data,
+            model.table.schema,
+            f"model {name!r} (table {model.table.fullname!r})",
+        )
         found = _reflect(inspector, model.table.schema, model.table.name, model)
         if found is None:
             raise DataLoadError(
@@ -771,6 +798,9 @@ def _find_target(inspector: Inspector, data: _TableData, models: _Models) -> _Ta
     imported = _import_model(name, data)
     if imported is not None:
         table = imported.table
+        _own_database(
+            inspector, dialect, data, table.schema, f"model {name!r} (table {table.fullname!r})"
+        )
         found = _reflect(inspector, table.schema, table.name, imported)
         if found is not None:
             return found
@@ -780,6 +810,7 @@ def _find_target(inspector: Inspector, data: _TableData, models: _Models) -> _Ta
         )
     if "." in name:
         schema, _, bare = name.partition(".")
+        _own_database(inspector, dialect, data, schema, f"table {name!r} ({data.source()})")
         try:
             found = _reflect(inspector, schema, bare, models.by_table.get((schema, bare)))
         except DBAPIError:  # MySQL: no database (schema) of that name
@@ -874,7 +905,7 @@ def _insert_batch(
     parts: dict[tuple[str | None, str], list[_Rows]] = {}
     progress = _Progress()
     for data in batch:
-        target = _find_target(inspector, data, models)
+        target = _find_target(inspector, _dialect(conn), data, models)
         key = (target.schema or default_schema, target.name)
         target = targets.setdefault(key, target)
         parts.setdefault(key, []).append(_prepared(target, data))

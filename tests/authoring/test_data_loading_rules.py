@@ -253,3 +253,32 @@ def test_a_timestamp_ending_in_z_is_utc(tables: Engine, tmp_path: Path, zulu: st
     if at.tzinfo is not None:  # PostgreSQL: a timestamptz, in the session's time zone
         at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
     assert at == dt.datetime(2024, 1, 2, 3, 4, 5)
+
+
+# --------------------------------------------------------------------------- other databases
+@pytest.mark.backends("mysql")
+def test_mysql_refuses_a_table_of_another_database_before_any_insert(
+    tables: Engine, tmp_path: Path
+) -> None:
+    own = tables.url.database
+    write(tmp_path, "keyed.json", {"users": [{"id": 1}], "shop.users": [{"id": 2}]})
+    write(tmp_path, "model.json", {"ShopUser": [{"id": 3}]})
+    sent = inserts(tables)
+    message = failure(tables, tmp_path, "keyed.json")
+    assert (
+        "keyed.json' names table 'shop.users' (the key), which is in database 'shop', not in "
+        f"the test database {own!r}"
+    ) in message
+    assert "name it without 'shop.'" in message
+    with tables.connect() as conn, pytest.raises(DataLoadError) as info:
+        load_data(conn, "model.json", base_dir=tmp_path, models=[ShopUser])
+    assert (
+        "model.json' names model 'ShopUser' (table 'shop.users'), which is in database 'shop'"
+    ) in str(info.value)
+    assert sent == []
+    # the test database's own name is its own
+    write(tmp_path, "own.json", {f"{own}.users": [{"id": 4, "name": "mine"}]})
+    with tables.begin() as conn:
+        assert load_data(conn, "own.json", base_dir=tmp_path).rows == {f"{own}.users": 1}
+    with tables.connect() as conn:
+        assert [tuple(r) for r in conn.execute(select(users))] == [(4, "mine")]

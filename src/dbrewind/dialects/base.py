@@ -733,6 +733,11 @@ class Dialect(ABC):
     #: server closes a connection while it waits in a pool.
     databases_are_files: ClassVar[bool] = False
 
+    #: Whether a schema is another database on the same server (MySQL, MariaDB:
+    #: ``shop.orders`` is table ``orders`` of database ``shop``), which neither the
+    #: safety guard nor the rewind of the connection's own database sees.
+    schemas_are_databases: ClassVar[bool] = False
+
     #: The URL scheme, with the synchronous driver dbrewind uses for its own work, of
     #: the URLs :meth:`connect_params_url` builds.
     url_scheme: ClassVar[str] = ""

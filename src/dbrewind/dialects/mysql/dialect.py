@@ -47,6 +47,7 @@ class MySQLDialect(_Connecting, _Databases, _Locks, _Server, _Layers):
     name_limit = 64  # MySQL and MariaDB database names: up to 64 characters
     sees_recreated_tables = False  # rewinds compare table names only: see schema_stamp
     cheap_counter_reset = False  # ALTER TABLE .. AUTO_INCREMENT is DDL: 1.4-2.5 ms a table
+    schemas_are_databases = True  # shop.orders: table orders of database shop
 
     def insert_defaults_sql(self, table_sql: str) -> str:
         """``INSERT INTO t () VALUES ()``: MySQL has no ``DEFAULT VALUES``."""
