@@ -129,18 +129,20 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     rollback = not transactional and not ROLLBACK_FIXTURES.isdisjoint(names)
     if state.engine_specs and not transactional:
         rollback = True  # the application's engines run in the test's sandbox
-    if mark is not None and mark.data and not rollback and PRIMARY in state.databases:
-        from ..data import load_data
-
-        with state.databases[PRIMARY].engine.begin() as conn:
-            load_data(conn, *mark.data, base_dir=data_dir(request))
-        transactional = True
+    load = mark is not None and bool(mark.data) and not rollback and PRIMARY in state.databases
+    if load:
+        transactional = True  # the data is committed, and cleaned after the test
     strategy = (
         Strategy.CLEAN if transactional else Strategy.ROLLBACK if rollback else Strategy.SAFETY_NET
     )
     if mark is not None and mark.reset_sequences:  # the test starts from baseline ids
         for database in state.guarded():
             database.before_test(reset_sequences=True)
+    if mark is not None and load:  # after the counters are put back, which rewinds what is dirty
+        from ..data import load_data
+
+        with state.databases[PRIMARY].engine.begin() as conn:
+            load_data(conn, *mark.data, base_dir=data_dir(request))
     # threads are waited for only after a test that asked for a database: another
     # test's thread that writes is caught by the next test's check all the same
     watch = Watch.start(state, threads=strategy is not Strategy.SAFETY_NET)
