@@ -99,3 +99,47 @@ def test_marker_data_is_loaded_after_the_counters_are_reset(tmp_path: Path, suit
     seen = observe(suite_url, ("authors",))
     assert seen.rows == {"authors": []}
     assert seen.at_rest, seen.tracking
+
+
+FAILED_LOAD_TESTS = """
+import pytest
+
+from conftest import rows, tables
+
+
+@pytest.mark.dbrewind(data=["data/bad.sql"], transactional=True)
+def test_1_bad_sql(transactional_db):
+    pass
+
+
+def test_2_nothing_left(transactional_db):
+    assert rows(transactional_db) == []
+    assert "scratch" not in tables(transactional_db)
+"""
+
+# on MySQL the CREATE TABLE commits the INSERT before it; the third statement fails
+BAD_SQL = """
+INSERT INTO authors (id, name) VALUES (7, 'Early');
+CREATE TABLE scratch (id INTEGER PRIMARY KEY);
+INSERT INTO no_such_table_here (id) VALUES (1);
+"""
+
+
+def test_a_failed_marker_load_is_rewound_and_reported_without_a_traceback(
+    tmp_path: Path, suite_url: URL
+) -> None:
+    project = _project(tmp_path, FAILED_LOAD_TESTS, {"bad.sql": BAD_SQL})
+    code, out = start(project, pytest_args(suite_url)).finish()
+    assert code != 0, out
+    assert "1 passed, 1 error" in out, out
+    errors = [line for line in out.splitlines() if line.startswith("ERROR test_inner.py::")]
+    assert len(errors) == 1, out
+    assert "test_1_bad_sql" in errors[0], out
+    assert "dbrewind: SQL file" in errors[0], out
+    assert "bad.sql', statement at line 4" in out, out
+    assert "no_such_table_here" in out, out
+    assert "DataLoadError" not in out, out  # pytrace=False: the message, not a traceback
+    assert "_dbrewind_guard" not in out, out
+    seen = observe(suite_url, ("authors",))
+    assert seen.rows == {"authors": []}
+    assert seen.at_rest, seen.tracking

@@ -28,6 +28,7 @@ import pytest
 
 from .._strategy import Strategy
 from ..exceptions import (
+    DataLoadError,
     DbrewindError,
     DbrewindLeakWarning,
     DbrewindWarning,
@@ -138,16 +139,32 @@ def _dbrewind_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if mark is not None and mark.reset_sequences:  # the test starts from baseline ids
         for database in state.guarded():
             database.before_test(reset_sequences=True)
-    if mark is not None and load:  # after the counters are put back, which rewinds what is dirty
-        from ..data import load_data
-
-        with state.databases[PRIMARY].engine.begin() as conn:
-            load_data(conn, *mark.data, base_dir=data_dir(request))
+    if load:  # after the counters are put back, which rewinds what is dirty
+        _load_data(request, state, item, mark, strategy)
     # threads are waited for only after a test that asked for a database: another
     # test's thread that writes is caught by the next test's check all the same
     watch = Watch.start(state, threads=strategy is not Strategy.SAFETY_NET)
     yield
     after_test(item, state, mark, strategy, watch)
+
+
+def _load_data(
+    request: pytest.FixtureRequest, state: PluginState, item: Any, mark: Any, strategy: Strategy
+) -> None:
+    """The marker's ``data=`` files, committed into the primary database before a test
+    that runs outside the rollback sandbox. A load that fails is rewound at once (the
+    test never runs, so its teardown would not): on MySQL a DDL statement of a ``.sql``
+    file has committed what came before it."""
+    from ..data import load_data
+
+    try:
+        with state.databases[PRIMARY].engine.begin() as conn:
+            load_data(conn, *mark.data, base_dir=data_dir(request))
+    except BaseException as exc:
+        after_test(item, state, mark, strategy)
+        if isinstance(exc, DataLoadError):
+            raise pytest.fail.Exception(f"dbrewind: {exc}", pytrace=False) from None
+        raise
 
 
 def blocked_hint(item: pytest.Item, error: BaseException) -> str | None:
