@@ -43,30 +43,34 @@ Tables or models
 Values
     Each value is checked against its column's type before anything is
     sent: integers, decimals and booleans (``true``/``false``, ``t``/``f``,
-    ``yes``/``no``, ``on``/``off``, 1/0) are converted from text; dates,
-    times and timestamps from ISO 8601 text; numbers become text in text
-    columns; an enum column takes its labels (and a Python enum's values).
-    ``null`` in a column the database numbers (identity, serial,
-    ``AUTO_INCREMENT``, SQLite's integer primary key) leaves the numbering to
-    it. A value that does not convert, and ``null`` in any other ``NOT NULL``
-    column, is reported with its file, row and column before anything is
-    sent.
+    ``yes``/``no``, ``on``/``off``, 1/0; the words in boolean columns only,
+    which MySQL and MariaDB report as ``TINYINT(1)``) are converted from text;
+    dates, times and timestamps from ISO 8601 text (a trailing ``Z`` is UTC);
+    numbers become text in text columns; an enum column takes its labels (and
+    a Python enum's values). ``null`` in a column the database numbers
+    (identity, serial, ``AUTO_INCREMENT``, SQLite's integer primary key)
+    leaves the numbering to it. A value that does not convert, and ``null`` in
+    any other ``NOT NULL`` column, is reported with its file, row and column
+    before anything is sent.
 
 Order
     Consecutive JSON, YAML and CSV files in one call form one batch,
     inserted parents first, following the database's foreign keys, whatever
     order the files and their keys list the tables in; rows of one table keep
-    their order in the file. Where the order cannot satisfy a foreign key, a
-    nullable one is inserted ``NULL`` and set by ``UPDATE`` once its target
-    is in (the row needs its primary key for that): a row pointing at a row
-    of its own table further down (a child listed before its parent), and
-    tables that reference each other in a cycle (the columns that close the
-    cycle; tables with ``NOT NULL`` keys into the cycle go first). A cycle
-    made only of ``NOT NULL`` columns cannot be loaded by inserts; the error
-    says so (load it with a ``.sql`` file that defers the constraints).
-    ``.sql`` files run where they stand, so a schema file can precede the data
-    it creates tables for. On PostgreSQL the sequences behind columns that
-    were given explicit values are moved past the loaded values, so the next
+    their order in the file, except that rows leaving a numbered column to the
+    database (a ``null`` or missing id) go in after the rows that give it a
+    value, so that the numbers it hands out start past theirs. Where the order
+    cannot satisfy a foreign key, a nullable one is inserted ``NULL`` and set
+    by ``UPDATE`` once its target is in (the row needs its primary key for
+    that): a row pointing at a row of its own table further down (a child
+    listed before its parent), and tables that reference each other in a cycle
+    (the columns that close the cycle; within it, the tables that ``NOT NULL``
+    keys point at go before the tables those keys belong to). A cycle made
+    only of ``NOT NULL`` columns cannot be loaded by inserts; the error says
+    so (load it with a ``.sql`` file that defers the constraints). ``.sql``
+    files run where they stand, so a schema file can precede the data it
+    creates tables for. On PostgreSQL the sequences behind columns that were
+    given explicit values are moved past the loaded values, so the next
     ``INSERT`` without an id does not collide.
 
 Errors
@@ -75,7 +79,14 @@ Errors
     YAML line; ``line 4`` in CSV) and the column: an unknown table or column,
     a value of the wrong type, a row the database rejected (``NOT NULL``, a
     missing parent row, a duplicate key), a malformed file (with its line
-    and column) or one of the wrong shape.
+    and column), one of the wrong shape, or one that gives a table or a column
+    twice (JSON and YAML would keep only the last; a CSV header naming a column
+    twice).
+
+    On MySQL and MariaDB a schema is another database on the server, which the
+    safety guard and the rewind never see: a key ``shop.orders``, or a model
+    with ``schema="shop"``, is refused unless ``shop`` is the connection's own
+    database.
 
 Everything runs on the given connection, inside its current transaction
 (begun automatically when none is open); committing or rolling back is the
