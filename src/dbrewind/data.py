@@ -113,6 +113,7 @@ import json
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,9 +405,7 @@ class _Object(dict[str, Any]):
         found = dict(pairs)
         if len(found) == len(pairs):
             return found
-        counts: dict[str, int] = {}
-        for key, _ in pairs:
-            counts[key] = counts.get(key, 0) + 1
+        counts = Counter(key for key, _ in pairs)
         out = cls(found)
         out.repeated = tuple(key for key, count in counts.items() if count > 1)
         return out
@@ -911,12 +910,13 @@ def _insert_batch(
     if not batch:
         return
     inspector = sa_inspect(conn)
+    dialect = _dialect(conn)
     default_schema = inspector.default_schema_name
     targets: dict[tuple[str | None, str], _Target] = {}
     parts: dict[tuple[str | None, str], list[_Rows]] = {}
     progress = _Progress()
     for data in batch:
-        target = _find_target(inspector, _dialect(conn), data, models)
+        target = _find_target(inspector, dialect, data, models)
         key = (target.schema or default_schema, target.name)
         target = targets.setdefault(key, target)
         parts.setdefault(key, []).append(_prepared(target, data))

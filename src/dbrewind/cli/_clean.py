@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .._url import DatabaseURL
 from ..dialects import Dialect, Lock
 from ..exceptions import ConfigurationError, DbrewindError
-from ..provision.naming import sibling, stem
+from ..provision.naming import sibling
 from ..rewinder import Rewinder
 from ._console import FINDINGS, OK, Console, error_text
 from ._survey import derived_names
@@ -124,8 +124,7 @@ def clean(rewinder: Rewinder, console: Console, *, apply: bool) -> tuple[int, di
             f"{url.display()} is an in-memory database: dbrewind makes no templates or "
             "clones of one. Give clean the URL of the test database file or server database."
         )
-    listed = dialect.list_databases(url, stem(url)[: max(1, dialect.name_limit - 40)])
-    candidates = sorted((_ORDER[k], name, k) for name, k in derived_names(url, dialect, listed))
+    candidates = sorted((_ORDER[k], name, k) for name, k in derived_names(url, dialect))
     report: dict[str, Any] = {"applied": apply, "drop": [], "kept": [], "failed": []}
     templates = [c for c in candidates if c[2] == "template"]
     build = dialect.acquire_lock(url, "build", wait=0) if templates else None

@@ -37,17 +37,15 @@ def held_by(rewinder: Rewinder, console: Console) -> str | None:
     return None if holder is None else console.mask(holder)
 
 
-def derived_names(
-    url: DatabaseURL, dialect: Dialect, listed: list[str]
-) -> list[tuple[str, DerivedKind]]:
-    """The databases among ``listed`` (:meth:`~dbrewind.dialects.base.Dialect.list_databases`)
-    whose names the lifecycle derives from ``url``'s, with their kind. SQLite: by file
-    name without its suffix, and only files with the suffix of ``url``'s (those
-    dbrewind makes; the name of another would lead to a file of its own)."""
+def derived_names(url: DatabaseURL, dialect: Dialect) -> list[tuple[str, DerivedKind]]:
+    """The databases on ``url``'s server (beside its file, on SQLite) whose names the
+    lifecycle derives from ``url``'s, with their kind. SQLite: by file name without its
+    suffix, and only files with the suffix of ``url``'s (those dbrewind makes; the name
+    of another would lead to a file of its own)."""
     base = stem(url)
     suffix = Path(url.database).suffix
     found = []
-    for entry in listed:
+    for entry in dialect.list_databases(url, base[: max(1, dialect.name_limit - 40)]):
         if dialect.databases_are_files and Path(entry).suffix != suffix:
             continue
         name = Path(entry).stem if dialect.databases_are_files else entry
@@ -68,11 +66,11 @@ def derived_databases(
     if url.is_memory:
         return []
     try:
-        listed = dialect.list_databases(url, stem(url)[: max(1, dialect.name_limit - 40)])
+        names = derived_names(url, dialect)
     except (DbrewindError, SQLAlchemyError):
         return []
     found = []
-    for name, kind in derived_names(url, dialect, listed):
+    for name, kind in names:
         other = sibling(url, name)
         item: dict[str, Any] = {
             "name": Path(other.database).name if dialect.databases_are_files else name,
